@@ -1,0 +1,236 @@
+//! Building a LoopNest into a callable kernel: LLVM O3 for the host CPU, then MCJIT.
+
+use crate::lower::{host_symbol_addresses, CpuAttributes, ModuleLowering};
+use crate::runtime::HostRuntime;
+use crate::CodegenError;
+use autotune_ir::{CpuTarget, LoopNest, Target};
+use inkwell::context::Context;
+use inkwell::execution_engine::ExecutionEngine;
+use inkwell::passes::PassBuilderOptions;
+use inkwell::targets::{CodeModel, InitializationConfig, RelocMode, Target as LlvmTarget, TargetMachine};
+use inkwell::OptimizationLevel;
+use std::mem::ManuallyDrop;
+use std::sync::Once;
+
+/// Bumped whenever the code generated for the same LoopNest changes meaning or speed class;
+/// stored with every trial.
+pub const CODEGEN_VERSION: &str = "cpu-llvm19-v1";
+
+type KernelEntry = unsafe extern "C" fn(*const HostRuntime, *const *mut f32);
+
+fn init_llvm() -> Result<(), CodegenError> {
+    static INIT: Once = Once::new();
+    let mut result = Ok(());
+    INIT.call_once(|| {
+        result = LlvmTarget::initialize_native(&InitializationConfig::default())
+            .map_err(|e| CodegenError::Llvm(e.to_string()));
+    });
+    result
+}
+
+/// The CPU this process runs on, as a tuning target.
+pub fn host_cpu_target(threads: u32) -> Result<Target, CodegenError> {
+    init_llvm()?;
+    let llvm_cpu = TargetMachine::get_host_cpu_name().to_string();
+    let mut features: Vec<String> = TargetMachine::get_host_cpu_features()
+        .to_string()
+        .split(',')
+        .filter(|f| f.starts_with('+'))
+        .map(str::to_string)
+        .collect();
+    features.sort();
+    let has = |f: &str| features.iter().any(|x| x == f);
+    let vector_lanes = if has("+avx512f") {
+        16
+    } else if has("+avx") {
+        8
+    } else {
+        4
+    };
+    Ok(Target::Cpu(CpuTarget {
+        model_name: cpu_model_name().unwrap_or_else(|| llvm_cpu.clone()),
+        llvm_cpu,
+        features,
+        vector_lanes,
+        threads: threads.max(1),
+    }))
+}
+
+fn cpu_model_name() -> Option<String> {
+    let info = std::fs::read_to_string("/proc/cpuinfo").ok()?;
+    info.lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split_once(':'))
+        .map(|(_, v)| v.trim().to_string())
+}
+
+/// Compiles loop nests for one CPU target.
+#[derive(Debug, Clone)]
+pub struct CpuBuilder {
+    target: CpuTarget,
+}
+
+impl CpuBuilder {
+    pub fn new(target: &Target) -> Result<CpuBuilder, CodegenError> {
+        init_llvm()?;
+        match target {
+            Target::Cpu(cpu) => Ok(CpuBuilder { target: cpu.clone() }),
+        }
+    }
+
+    fn attributes(&self) -> CpuAttributes {
+        CpuAttributes {
+            cpu: self.target.llvm_cpu.clone(),
+            features: self.target.features.join(","),
+            vector_bits: self.target.vector_lanes * 32,
+        }
+    }
+
+    fn target_machine(&self) -> Result<TargetMachine, CodegenError> {
+        let triple = TargetMachine::get_default_triple();
+        let llvm_target = LlvmTarget::from_triple(&triple).map_err(|e| CodegenError::Llvm(e.to_string()))?;
+        llvm_target
+            .create_target_machine(
+                &triple,
+                &self.target.llvm_cpu,
+                &self.target.features.join(","),
+                OptimizationLevel::Aggressive,
+                RelocMode::Default,
+                CodeModel::JITDefault,
+            )
+            .ok_or_else(|| CodegenError::Llvm("cannot create a target machine for the host".into()))
+    }
+
+    /// The optimized LLVM IR of a nest, for inspection and tests.
+    pub fn llvm_ir(&self, nest: &LoopNest) -> Result<String, CodegenError> {
+        let cx = Context::create();
+        let module = self.optimized_module(&cx, nest)?.0;
+        Ok(module.print_to_string().to_string())
+    }
+
+    /// Assembly as the host target machine emits it (same CPU and features as the JIT'd code).
+    pub fn assembly(&self, nest: &LoopNest) -> Result<String, CodegenError> {
+        let cx = Context::create();
+        let module = self.optimized_module(&cx, nest)?.0;
+        let buf = self
+            .target_machine()?
+            .write_to_memory_buffer(&module, inkwell::targets::FileType::Assembly)
+            .map_err(|e| CodegenError::Llvm(e.to_string()))?;
+        Ok(String::from_utf8_lossy(buf.as_slice()).into_owned())
+    }
+
+    fn optimized_module<'ctx>(
+        &self,
+        cx: &'ctx Context,
+        nest: &LoopNest,
+    ) -> Result<(inkwell::module::Module<'ctx>, String), CodegenError> {
+        let module = cx.create_module(&nest.name);
+        let tm = self.target_machine()?;
+        module.set_triple(&tm.get_triple());
+        module.set_data_layout(&tm.get_target_data().get_data_layout());
+        let entry = ModuleLowering::new(cx, &module, nest, self.attributes()).lower_kernel()?;
+        module.verify().map_err(|e| CodegenError::Llvm(format!("invalid IR: {e}")))?;
+        module
+            .run_passes("default<O3>", &tm, PassBuilderOptions::create())
+            .map_err(|e| CodegenError::Llvm(e.to_string()))?;
+        Ok((module, entry))
+    }
+
+    /// Lowers, optimizes and JIT-compiles a nest.
+    pub fn build(&self, nest: &LoopNest) -> Result<CpuKernel, CodegenError> {
+        let context = Box::new(Context::create());
+        // SAFETY: the context is boxed (stable address) and owned by the returned kernel, which
+        // drops the engine (and with it the module) before the context.
+        #[allow(unsafe_code)]
+        let cx: &'static Context = unsafe { &*(context.as_ref() as *const Context) };
+        let (module, entry_name) = self.optimized_module(cx, nest)?;
+        let engine = module
+            .create_jit_execution_engine(OptimizationLevel::Aggressive)
+            .map_err(|e| CodegenError::Llvm(e.to_string()))?;
+        for (name, addr) in host_symbol_addresses() {
+            if let Some(f) = module.get_function(name) {
+                engine.add_global_mapping(&f, addr);
+            }
+        }
+        let addr = engine
+            .get_function_address(&entry_name)
+            .map_err(|e| CodegenError::Llvm(format!("JIT lookup of {entry_name}: {e}")))?;
+        // SAFETY: `entry_name` was emitted by `lower_kernel` with exactly this signature.
+        #[allow(unsafe_code)]
+        let entry: KernelEntry = unsafe { std::mem::transmute::<usize, KernelEntry>(addr) };
+        let param_lens = nest.params.iter().map(|&b| nest.buffer(b).len).collect();
+        Ok(CpuKernel {
+            engine: ManuallyDrop::new(engine),
+            _context: context,
+            entry,
+            entry_addr: addr,
+            param_lens,
+            name: nest.name.clone(),
+        })
+    }
+}
+
+/// A JIT-compiled kernel, callable with buffers of the sizes its LoopNest declares.
+pub struct CpuKernel {
+    engine: ManuallyDrop<ExecutionEngine<'static>>,
+    _context: Box<Context>,
+    entry: KernelEntry,
+    entry_addr: usize,
+    param_lens: Vec<usize>,
+    name: String,
+}
+
+impl std::fmt::Debug for CpuKernel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CpuKernel").field("name", &self.name).field("param_lens", &self.param_lens).finish()
+    }
+}
+
+// SAFETY: the LLVM context and engine are owned exclusively by this kernel and only touched by
+// whichever single thread owns it (built on a rayon worker, then moved to the measuring thread).
+#[allow(unsafe_code)]
+unsafe impl Send for CpuKernel {}
+
+impl Drop for CpuKernel {
+    fn drop(&mut self) {
+        // SAFETY: dropped exactly once, here, before `_context` (declared after it) is dropped.
+        #[allow(unsafe_code)]
+        unsafe {
+            ManuallyDrop::drop(&mut self.engine)
+        };
+    }
+}
+
+impl CpuKernel {
+    /// Runs the kernel once. Buffers are in `LoopNest::params` order and must have exactly the
+    /// declared lengths (checked). In-bounds access beyond that is the schedule's contract, which
+    /// is why the tuner runs untrusted candidates in a worker process.
+    pub fn run(&self, runtime: &HostRuntime, buffers: &mut [&mut [f32]]) -> Result<(), CodegenError> {
+        if buffers.len() != self.param_lens.len()
+            || buffers.iter().zip(&self.param_lens).any(|(b, &n)| b.len() != n)
+        {
+            return Err(CodegenError::BufferMismatch {
+                expected: self.param_lens.clone(),
+                got: buffers.iter().map(|b| b.len()).collect(),
+            });
+        }
+        let ptrs: Vec<*mut f32> = buffers.iter_mut().map(|b| b.as_mut_ptr()).collect();
+        // SAFETY: the entry has the KernelEntry signature; `ptrs` holds one valid pointer per
+        // parameter with the declared length; `runtime` outlives the call.
+        #[allow(unsafe_code)]
+        unsafe {
+            (self.entry)(runtime as *const HostRuntime, ptrs.as_ptr())
+        };
+        Ok(())
+    }
+
+    /// Address of the JIT'd entry function (for disassembly in tests and reports).
+    pub fn entry_address(&self) -> usize {
+        self.entry_addr
+    }
+
+    /// Address of a JIT'd function of this kernel by name (e.g. an outlined parallel body).
+    pub fn function_address(&self, name: &str) -> Option<usize> {
+        self.engine.get_function_address(name).ok()
+    }
+}

@@ -1,0 +1,30 @@
+//! Code generation: LoopNest → LLVM IR (inkwell) → machine code JIT-compiled for the host CPU.
+//!
+//! Owns: lowering of every [`autotune_ir::LoopKind`] (serial, unrolled, vectorized across SIMD
+//! lanes, parallel on the host's thread pool), the JIT ([`CpuBuilder`] → [`CpuKernel`]), the host
+//! runtime JIT'd code calls back into ([`HostRuntime`]: thread pool, scratch allocation), and the
+//! [`CODEGEN_VERSION`] stored with every trial.
+//!
+//! Must not know: search, the tuning log, how kernels are timed. Invariant: every function the
+//! JIT compiles carries the host's `target-cpu`/`target-features` (MCJIT otherwise emits generic
+//! SSE2 code); this crate is the only one with `unsafe` (JIT entry points, FFI callbacks).
+
+mod jit;
+mod lower;
+mod runtime;
+
+pub use jit::{host_cpu_target, CpuBuilder, CpuKernel, CODEGEN_VERSION};
+pub use runtime::HostRuntime;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CodegenError {
+    #[error("the loop nest cannot be compiled: {0}")]
+    Unsupported(String),
+    #[error("LLVM failed: {0}")]
+    Llvm(String),
+    #[error("kernel called with buffers of lengths {got:?}, it expects {expected:?}")]
+    BufferMismatch { expected: Vec<usize>, got: Vec<usize> },
+}
+
+#[cfg(test)]
+mod tests;

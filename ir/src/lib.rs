@@ -1,0 +1,28 @@
+//! The vocabulary every other crate speaks, at the bottom of the dependency graph.
+//!
+//! Owns: [`Task`] and [`TaskKey`] (what is tuned), [`Target`] (where it runs), [`Trace`] and
+//! [`Decision`] (a point of a schedule space, as stored in the tuning log), the loop-nest IR
+//! ([`LoopNest`]: what schedules lower to and codegen compiles), flop and byte counts, trial
+//! [`TrialStatus`], named [`Tolerance`]s, and [`reference`]: the naive semantics of every operator.
+//!
+//! Must not know: I/O, LLVM, CUDA, SQLite, search. It has no heavy dependencies so every crate
+//! can depend on it.
+
+pub mod loop_nest;
+pub mod printer;
+pub mod reference;
+pub mod status;
+pub mod target;
+pub mod task;
+pub mod tolerance;
+pub mod trace;
+
+pub use loop_nest::{
+    BinOp, BufId, BufScope, BufferDecl, CmpOp, Expr, GpuAxis, Loop, LoopKind, LoopNest, NestBuilder, Stmt,
+    VarId,
+};
+pub use status::TrialStatus;
+pub use target::{CpuTarget, Target};
+pub use task::{DType, MatmulShape, Op, Task, TaskKey, TensorSpec};
+pub use tolerance::{compare, Mismatch, Tolerance};
+pub use trace::{Decision, Trace};

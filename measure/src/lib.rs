@@ -1,0 +1,3 @@
+//! Measurement.
+pub mod outcome;
+pub use outcome::{MeasureOutcome, Runner};

@@ -1,0 +1,3 @@
+//! Schedule spaces, one per operator family × target class.
+pub mod space;
+pub use space::{ScheduleError, SpaceGenerator};
