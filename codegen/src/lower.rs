@@ -338,7 +338,7 @@ impl<'a, 'ctx> ModuleLowering<'a, 'ctx> {
         let nonempty = st.builder.build_int_compare(IntPredicate::SLT, start, end, "nonempty")?;
         st.builder.build_conditional_branch(nonempty, body_bb, exit_bb)?;
         st.builder.position_at_end(body_bb);
-        let phi = st.builder.build_phi(self.t.i64, &self.nest.var_name(l.var).to_string())?;
+        let phi = st.builder.build_phi(self.t.i64, self.nest.var_name(l.var))?;
         phi.add_incoming(&[(&start, pre)]);
         let iv = phi.as_basic_value().into_int_value();
         for j in 0..step {
@@ -523,7 +523,7 @@ impl<'a, 'ctx> ModuleLowering<'a, 'ctx> {
                 }
             }
             Expr::Cmp(op, x, y) => {
-                if is_float(self.nest, x) {
+                if is_float(x) {
                     let (x, y) = (self.float_expr(st, x)?, self.float_expr(st, y)?);
                     match (x, y) {
                         (Val::Scalar(x), Val::Scalar(y)) => {
@@ -600,15 +600,12 @@ impl<'a, 'ctx> ModuleLowering<'a, 'ctx> {
         }
     }
 
-    fn float_bin<V: inkwell::values::FloatMathValue<'ctx> + Copy>(
-        &self,
-        st: &FnState<'ctx>,
-        op: BinOp,
-        x: V,
-        y: V,
-    ) -> Result<V>
+    fn float_bin<V>(&self, st: &FnState<'ctx>, op: BinOp, x: V, y: V) -> Result<V>
     where
-        V: Into<BasicValueEnum<'ctx>> + TryFrom<BasicValueEnum<'ctx>>,
+        V: inkwell::values::FloatMathValue<'ctx>
+            + Copy
+            + Into<BasicValueEnum<'ctx>>
+            + TryFrom<BasicValueEnum<'ctx>>,
     {
         let b = &st.builder;
         Ok(match op {
@@ -722,12 +719,12 @@ fn sanitize(name: &str) -> String {
     name.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect()
 }
 
-fn is_float(nest: &LoopNest, e: &Expr) -> bool {
+fn is_float(e: &Expr) -> bool {
     match e {
         Expr::Float(_) | Expr::Fma(..) | Expr::Load { .. } => true,
         Expr::Int(_) | Expr::Var(_) | Expr::Cmp(..) | Expr::And(..) => false,
-        Expr::Bin(_, x, _) => is_float(nest, x),
-        Expr::Select(_, x, _) => is_float(nest, x),
+        Expr::Bin(_, x, _) => is_float(x),
+        Expr::Select(_, x, _) => is_float(x),
     }
 }
 

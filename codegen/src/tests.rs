@@ -7,7 +7,7 @@ use autotune_ir::{BufScope, Expr, LoopKind, LoopNest, NestBuilder, Stmt};
 /// `C[m×n] += A[m×k]·B[k×n]` with a register tile of `mr × lanes` accumulators, `j` vectorized,
 /// `i` unrolled, the row-tile loop parallel: the shape of a real GEMM micro-kernel.
 fn tiled_matmul(m: usize, n: usize, k: usize, mr: usize, lanes: usize) -> LoopNest {
-    assert!(m % mr == 0 && n % lanes == 0);
+    assert!(m.is_multiple_of(mr) && n.is_multiple_of(lanes));
     let mut b = NestBuilder::new();
     let a = b.param("A", m * k);
     let bb = b.param("B", k * n);
@@ -107,7 +107,7 @@ fn heap_scratch_unroll_by_and_conditionals() {
         vec![Stmt::store(tmp, Expr::var(i), Expr::load(x, Expr::var(i)))],
     );
     let i2 = b.var("i2");
-    let cond = Expr::var(i2).rem(Expr::int(3)).cmp(autotune_ir::CmpOp::Eq, Expr::int(0));
+    let cond = (Expr::var(i2) % Expr::int(3)).cmp(autotune_ir::CmpOp::Eq, Expr::int(0));
     let write = Stmt::for_loop(
         i2,
         Expr::int(0),

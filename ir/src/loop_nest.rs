@@ -65,9 +65,10 @@ pub enum BinOp {
     Add,
     Sub,
     Mul,
-    /// Integer division rounding towards negative infinity for integers; plain division for floats.
+    /// Integer division (operands are non-negative in every index the schedules emit, where
+    /// truncating and flooring agree); plain division for floats.
     Div,
-    /// Integer remainder matching `Div` (non-negative for positive divisors).
+    /// Integer remainder matching `Div`.
     Mod,
     Min,
     Max,
@@ -220,9 +221,6 @@ impl Expr {
     pub fn floor_div(self, other: Expr) -> Expr {
         Expr::Bin(BinOp::Div, Box::new(self), Box::new(other))
     }
-    pub fn rem(self, other: Expr) -> Expr {
-        Expr::Bin(BinOp::Mod, Box::new(self), Box::new(other))
-    }
     /// The constant value, if the expression is a literal integer.
     pub fn as_int(&self) -> Option<i64> {
         match self {
@@ -251,6 +249,7 @@ macro_rules! impl_bin {
 impl_bin!(Add, add, BinOp::Add);
 impl_bin!(Sub, sub, BinOp::Sub);
 impl_bin!(Mul, mul, BinOp::Mul);
+impl_bin!(Rem, rem, BinOp::Mod);
 
 impl From<VarId> for Expr {
     fn from(v: VarId) -> Expr {

@@ -73,7 +73,7 @@ mod tests {
     fn compare_reports_first_mismatch_and_count() {
         let tol = Tolerance { name: "t", atol: 0.01, rtol: 0.0 };
         assert!(compare(&[1.0, 2.0], &[1.005, 2.0], tol).is_ok());
-        let err = compare(&[1.0, 5.0, 7.0], &[1.0, 2.0, 3.0], tol).unwrap_err();
+        let err = compare(&[1.0, 5.0, 7.0], &[1.0, 2.0, 3.0], tol).expect_err("mismatch");
         assert_eq!((err.index, err.n_bad), (1, 2));
         assert!(compare(&[f32::NAN], &[1.0], tol).is_err());
     }

@@ -1,3 +1,30 @@
-//! Measurement.
+//! Measurement: turns candidates (Traces) into verified timings on the real device.
+//!
+//! Owns the timing protocol (warm-up, repeats until a minimum total time, every repeat kept;
+//! median and min), the correctness check against `autotune_ir::reference` on seeded inputs with
+//! a named tolerance, per-candidate timeouts, and worker-process isolation. Builds run in parallel
+//! (rayon); measurements run one at a time.
+//!
+//! Must not know: search strategies, the tuning log. Invariant: a candidate whose output differs
+//! from the reference is `wrong_result` and carries no time, so it can never become a winner.
+
+pub mod local;
 pub mod outcome;
+pub mod protocol;
+pub mod worker;
+
+pub use local::LocalRunner;
 pub use outcome::{MeasureOutcome, Runner};
+pub use protocol::{check_and_time, MeasureConfig, ReferenceData};
+pub use worker::{serve_stdio, WorkerConfig, WorkerRunner};
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MeasureError {
+    #[error("cannot set up measurement: {0}")]
+    Setup(String),
+    #[error("measurement worker failed: {0}")]
+    Worker(String),
+}
+
+#[cfg(test)]
+mod tests;

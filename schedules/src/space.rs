@@ -29,4 +29,10 @@ pub trait SpaceGenerator: Send + Sync {
     fn lower(&self, trace: &Trace) -> Result<LoopNest, ScheduleError>;
     /// Number of distinct points (saturating), for "space exhausted" decisions.
     fn size(&self) -> u64;
+
+    /// The loop nest of the default schedule (what runs when nothing was tuned).
+    fn lower_default(&self) -> LoopNest {
+        // The default trace is a point of the space by construction.
+        self.lower(&self.default_trace()).unwrap_or_else(|e| panic!("default schedule must lower: {e}"))
+    }
 }

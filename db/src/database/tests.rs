@@ -1,0 +1,417 @@
+use std::fs;
+
+use rusqlite::Connection;
+use tempfile::TempDir;
+
+use super::*;
+use crate::schema::FORMAT_NAME;
+
+fn matmul() -> WorkloadSpec {
+    WorkloadSpec {
+        task_key: "task-matmul-1024".into(),
+        op: "matmul".into(),
+        description: "matmul 1024x1024x1024 f32".into(),
+        task_json: r#"{"op":"matmul","m":1024,"n":1024,"k":1024}"#.into(),
+        flops: 2.0 * 1024.0 * 1024.0 * 1024.0,
+    }
+}
+
+fn cpu() -> TargetSpec {
+    TargetSpec {
+        target_key: "target-cpu".into(),
+        kind: "cpu".into(),
+        name: "AMD EPYC 9654".into(),
+        features: "avx2,avx512f,fma".into(),
+        threads: 16,
+        target_json: r#"{"kind":"cpu"}"#.into(),
+    }
+}
+
+fn session_spec(seed: u64) -> SessionSpec {
+    SessionSpec {
+        command: "autotune tune matmul".into(),
+        seed,
+        strategy: "evolutionary".into(),
+        tool_version: "0.1.0".into(),
+    }
+}
+
+/// Ids of one workload, target and session in a log.
+#[derive(Clone, Copy)]
+struct Context {
+    workload: WorkloadId,
+    target: TargetId,
+    session: SessionId,
+}
+
+fn set_up(db: &mut Database, seed: u64) -> Context {
+    Context {
+        workload: db.upsert_workload(&matmul()).expect("workload"),
+        target: db.upsert_target(&cpu()).expect("target"),
+        session: db.begin_session(&session_spec(seed)).expect("session"),
+    }
+}
+
+fn trial(context: Context, trace_key: &str, status: TrialStatus, repeat_times_s: &[f64]) -> NewTrial {
+    NewTrial {
+        workload: context.workload,
+        target: context.target,
+        session: context.session,
+        trace_json: format!(r#"{{"trace":"{trace_key}"}}"#),
+        trace_key: trace_key.into(),
+        space_version: "space-1".into(),
+        codegen_version: "codegen-1".into(),
+        status,
+        error: (!status.is_ok()).then(|| format!("{status} for {trace_key}")),
+        repeat_times_s: repeat_times_s.to_vec(),
+        build_time_s: 0.25,
+        strategy: "random".into(),
+    }
+}
+
+fn ok(context: Context, trace_key: &str, repeat_times_s: &[f64]) -> NewTrial {
+    trial(context, trace_key, TrialStatus::Ok, repeat_times_s)
+}
+
+fn trace_keys(records: &[TrialRecord]) -> Vec<&str> {
+    records.iter().map(|record| record.trace_key.as_str()).collect()
+}
+
+fn trial_count(db: &Database) -> i64 {
+    db.conn.query_row("SELECT count(*) FROM trial", [], |row| row.get(0)).expect("count trials")
+}
+
+#[test]
+fn workload_target_session_and_trials_round_trip() {
+    let mut db = Database::open_in_memory().expect("open");
+    assert_eq!(db.schema_version().expect("version"), SCHEMA_VERSION);
+    let context = set_up(&mut db, u64::MAX);
+
+    // Get-or-insert: the same key gives the same id, and the first spec is kept.
+    let renamed = WorkloadSpec { description: "renamed".into(), ..matmul() };
+    assert_eq!(db.upsert_workload(&renamed).expect("workload again"), context.workload);
+    assert_eq!(db.upsert_target(&cpu()).expect("target again"), context.target);
+    assert_eq!(db.workloads().expect("workloads"), vec![(context.workload, matmul())]);
+    assert_eq!(db.targets().expect("targets"), vec![(context.target, cpu())]);
+
+    let sessions = db.sessions().expect("sessions");
+    assert_eq!(sessions.len(), 1);
+    assert_eq!(
+        (sessions[0].id, sessions[0].seed, sessions[0].ended_at.as_deref()),
+        (context.session, u64::MAX, None)
+    );
+    db.end_session(context.session).expect("end session");
+    let ended = &db.sessions().expect("sessions")[0];
+    assert!(ended.ended_at.as_deref().is_some_and(|at| at >= ended.started_at.as_str()), "{ended:?}");
+    assert_eq!(
+        (&ended.command, &ended.strategy, &ended.tool_version),
+        (&session_spec(0).command, &session_spec(0).strategy, &session_spec(0).tool_version)
+    );
+
+    let new_trials =
+        vec![ok(context, "a", &[3.0, 1.0, 2.0]), trial(context, "b", TrialStatus::BuildError, &[])];
+    let ids = db.record_batch(&new_trials).expect("record");
+    assert!(ids.iter().all(Option::is_some), "{ids:?}");
+
+    let stored = db.trials(&matmul().task_key, &cpu().target_key).expect("trials");
+    assert_eq!(stored.len(), 2);
+    for ((record, new), id) in stored.iter().zip(&new_trials).zip(&ids) {
+        assert_eq!(Some(record.id), *id);
+        assert_eq!((&record.workload_key, &record.target_key), (&matmul().task_key, &cpu().target_key));
+        assert_eq!(record.session, new.session);
+        assert_eq!((&record.trace_json, &record.trace_key), (&new.trace_json, &new.trace_key));
+        assert_eq!(
+            (&record.space_version, &record.codegen_version),
+            (&new.space_version, &new.codegen_version)
+        );
+        assert_eq!((record.status, &record.error), (new.status, &new.error));
+        assert_eq!(record.repeat_times_s, new.repeat_times_s);
+        assert_eq!((record.build_time_s, &record.strategy), (new.build_time_s, &new.strategy));
+        assert!(record.recorded_at.ends_with('Z'), "{}", record.recorded_at);
+    }
+    assert_eq!((stored[0].median_s, stored[0].min_s), (Some(2.0), Some(1.0)));
+    assert_eq!((stored[1].median_s, stored[1].min_s), (None, None));
+}
+
+#[test]
+fn best_ranks_only_ok_trials_by_median() {
+    let mut db = Database::open_in_memory().expect("open");
+    let context = set_up(&mut db, 7);
+    db.record_batch(&[
+        ok(context, "slow", &[3.0, 3.0, 3.0]),
+        // Faster than every ok trial, but wrong or unfinished: never a winner.
+        trial(context, "wrong", TrialStatus::WrongResult, &[0.001, 0.001]),
+        trial(context, "hung", TrialStatus::Timeout, &[0.0005]),
+        ok(context, "fast", &[1.0, 5.0, 0.5]),
+        ok(context, "middle", &[2.0]),
+        ok(context, "middle-tie", &[2.5, 1.5]),
+    ])
+    .expect("record");
+
+    let best = db.best(&matmul().task_key, &cpu().target_key, 10).expect("best");
+    assert_eq!(trace_keys(&best), ["fast", "middle", "middle-tie", "slow"]);
+    assert!(best.iter().all(|record| record.status == TrialStatus::Ok));
+    assert_eq!(trace_keys(&db.best(&matmul().task_key, &cpu().target_key, 1).expect("best 1")), ["fast"]);
+    assert!(db.best(&matmul().task_key, &cpu().target_key, 0).expect("best 0").is_empty());
+    assert!(db.best("no-such-task", &cpu().target_key, 5).expect("best of unknown").is_empty());
+
+    // The failed trial keeps its repeat time as evidence but has no median or minimum.
+    let wrong = db
+        .trials(&matmul().task_key, &cpu().target_key)
+        .expect("trials")
+        .into_iter()
+        .find(|record| record.trace_key == "wrong")
+        .expect("wrong_result trial stored");
+    assert_eq!((wrong.repeat_times_s, wrong.median_s, wrong.min_s), (vec![0.001, 0.001], None, None));
+}
+
+#[test]
+fn the_file_itself_refuses_a_time_on_a_failed_trial() {
+    let mut db = Database::open_in_memory().expect("open");
+    let context = set_up(&mut db, 7);
+    let insert = |status: &str, median: Option<f64>| {
+        db.conn.execute(
+            "INSERT INTO trial (workload_id, target_id, session_id, trace_json, trace_key, space_version,
+                 codegen_version, status, repeat_times_s, median_s, min_s, build_time_s, strategy, recorded_at)
+             VALUES (?1, ?2, ?3, '{}', ?4, 's', 'c', ?4, '[]', ?5, ?5, 0, 'raw', 'now')",
+            params![context.workload.0, context.target.0, context.session.0, status, median],
+        )
+    };
+    assert!(insert("wrong_result", Some(0.1)).is_err(), "failed trial with a time");
+    assert!(insert("ok", None).is_err(), "ok trial without a time");
+    assert!(insert("ok", Some(-1.0)).is_err(), "sentinel time");
+    assert!(insert("fast", None).is_err(), "unknown status");
+    assert!(insert("timeout", None).is_ok());
+    assert!(insert("ok", Some(0.1)).is_ok());
+}
+
+#[test]
+fn record_batch_skips_already_recorded_traces() {
+    let mut db = Database::open_in_memory().expect("open");
+    let context = set_up(&mut db, 7);
+    let first = db.record_batch(&[ok(context, "a", &[1.0]), ok(context, "b", &[1.0])]).expect("first batch");
+    assert!(first.iter().all(Option::is_some), "{first:?}");
+
+    let second = db
+        .record_batch(&[
+            trial(context, "b", TrialStatus::RunError, &[]),
+            ok(context, "c", &[1.0]),
+            ok(context, "c", &[2.0]),
+        ])
+        .expect("second batch");
+    assert_eq!(second[0], None, "b was recorded by the first batch");
+    assert!(second[1].is_some());
+    assert_eq!(second[2], None, "c was recorded earlier in the same batch");
+    assert_eq!(trial_count(&db), 3);
+
+    // The same trace under a new code generator is a new measurement.
+    let rebuilt = NewTrial { codegen_version: "codegen-2".into(), ..ok(context, "a", &[1.0]) };
+    assert!(db.record_batch(&[rebuilt]).expect("new codegen")[0].is_some());
+
+    let measured = |codegen: &str| {
+        db.measured_trace_keys(context.workload, context.target, "space-1", codegen).expect("measured")
+    };
+    assert_eq!(measured("codegen-1"), HashSet::from(["a".to_string(), "b".to_string(), "c".to_string()]));
+    assert_eq!(measured("codegen-2"), HashSet::from(["a".to_string()]));
+    assert!(measured("codegen-3").is_empty());
+}
+
+#[test]
+fn an_invalid_trial_rejects_its_whole_batch() {
+    let mut db = Database::open_in_memory().expect("open");
+    let context = set_up(&mut db, 7);
+    let batch = [ok(context, "good", &[1.0]), ok(context, "no-times", &[])];
+    match db.record_batch(&batch) {
+        Err(DbError::InvalidTrial { index: 1, trace_key, .. }) => assert_eq!(trace_key, "no-times"),
+        other => panic!("expected InvalidTrial for trial 1, got {other:?}"),
+    }
+    assert_eq!(trial_count(&db), 0);
+
+    // A failure inside the transaction (an unknown session) rolls back the rows before it too.
+    let orphan = NewTrial { session: SessionId(999), ..ok(context, "orphan", &[1.0]) };
+    let error = db.record_batch(&[ok(context, "good", &[1.0]), orphan]).expect_err("foreign key");
+    assert!(matches!(error, DbError::Sqlite { operation: "record trials", .. }), "{error:?}");
+    assert_eq!(trial_count(&db), 0);
+    assert!(db.record_batch(&[]).expect("empty batch").is_empty());
+}
+
+#[test]
+fn sessions_on_one_file_add_up_and_stay_separate() {
+    let dir = TempDir::new().expect("temp dir");
+    let path = dir.path().join("model.tuning.db");
+
+    let first_session = {
+        let mut db = Database::open(&path).expect("open first");
+        let context = set_up(&mut db, 1);
+        db.record_batch(&[ok(context, "a", &[1.0]), ok(context, "b", &[2.0])]).expect("first batch");
+        db.end_session(context.session).expect("end");
+        context.session
+    };
+
+    let mut db = Database::open(&path).expect("reopen");
+    let context = set_up(&mut db, 2);
+    assert_ne!(context.session, first_session);
+    let ids = db.record_batch(&[ok(context, "a", &[0.5]), ok(context, "c", &[3.0])]).expect("second batch");
+    assert_eq!(ids[0], None, "a was measured by the first session");
+
+    assert_eq!(
+        trace_keys(&db.trials(&matmul().task_key, &cpu().target_key).expect("trials")),
+        ["a", "b", "c"]
+    );
+    assert_eq!(trace_keys(&db.session_trials(first_session).expect("first")), ["a", "b"]);
+    assert_eq!(trace_keys(&db.session_trials(context.session).expect("second")), ["c"]);
+    let seeds: Vec<u64> = db.sessions().expect("sessions").iter().map(|session| session.seed).collect();
+    assert_eq!(seeds, [1, 2]);
+}
+
+#[test]
+fn a_reader_sees_what_an_open_writer_committed() {
+    let dir = TempDir::new().expect("temp dir");
+    let path = dir.path().join("model.tuning.db");
+    let mut writer = Database::open(&path).expect("open writer");
+    let context = set_up(&mut writer, 1);
+    writer.record_batch(&[ok(context, "a", &[1.0])]).expect("first batch");
+
+    let reader = Database::open_read_only(&path).expect("open reader beside the writer");
+    assert_eq!(reader.schema_version().expect("version"), SCHEMA_VERSION);
+    assert_eq!(trace_keys(&reader.trials(&matmul().task_key, &cpu().target_key).expect("read")), ["a"]);
+
+    writer.record_batch(&[ok(context, "b", &[0.5])]).expect("second batch");
+    assert_eq!(trace_keys(&reader.best(&matmul().task_key, &cpu().target_key, 5).expect("best")), ["b", "a"]);
+
+    let mut reader = reader;
+    assert!(reader.begin_session(&session_spec(3)).is_err(), "a read-only log must refuse writes");
+}
+
+#[test]
+fn a_reader_opens_a_closed_log_and_never_creates_one() {
+    let dir = TempDir::new().expect("temp dir");
+    let path = dir.path().join("model.tuning.db");
+    let missing = Database::open_read_only(&path).expect_err("missing file");
+    assert!(matches!(missing, DbError::NotFound { .. }), "{missing:?}");
+    assert!(!path.exists(), "a read-only open must not create the file");
+
+    {
+        let mut db = Database::open(&path).expect("open");
+        set_up(&mut db, 1);
+    }
+    let reader = Database::open_read_only(&path).expect("open closed log");
+    assert_eq!(reader.workloads().expect("workloads").len(), 1);
+}
+
+#[test]
+fn an_empty_file_is_migrated_to_the_current_schema() {
+    let dir = TempDir::new().expect("temp dir");
+    let path = dir.path().join("empty.tuning.db");
+    fs::write(&path, b"").expect("create empty file");
+    let empty_read_only = Database::open_read_only(&path).expect_err("nothing to read");
+    assert!(matches!(empty_read_only, DbError::NotATuningLog { .. }), "{empty_read_only:?}");
+
+    let db = Database::open(&path).expect("open");
+    assert_eq!(db.schema_version().expect("version"), SCHEMA_VERSION);
+    let meta: Vec<(String, String)> = db
+        .conn
+        .prepare("SELECT key, value FROM meta ORDER BY key")
+        .expect("prepare")
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows");
+    assert_eq!(
+        meta,
+        [
+            ("format".to_string(), FORMAT_NAME.to_string()),
+            ("schema_version".to_string(), SCHEMA_VERSION.to_string())
+        ]
+    );
+    let journal_mode: String =
+        db.conn.pragma_query_value(None, "journal_mode", |row| row.get(0)).expect("journal mode");
+    assert_eq!(journal_mode, "wal");
+}
+
+#[test]
+fn a_log_from_a_newer_autotune_is_refused() {
+    let dir = TempDir::new().expect("temp dir");
+    let path = dir.path().join("future.tuning.db");
+    drop(Database::open(&path).expect("create"));
+    let future = SCHEMA_VERSION + 2;
+    Connection::open(&path)
+        .expect("raw open")
+        .pragma_update(None, "user_version", future)
+        .expect("bump version");
+
+    for result in [Database::open(&path), Database::open_read_only(&path)] {
+        let error = result.expect_err("newer schema");
+        assert!(
+            matches!(error, DbError::NewerSchema { found, supported, .. } if found == future && supported == SCHEMA_VERSION),
+            "{error:?}"
+        );
+        let message = error.to_string();
+        assert!(
+            message.contains(&path.display().to_string()) && message.ends_with("upgrade autotune"),
+            "{message}"
+        );
+    }
+}
+
+#[test]
+fn a_foreign_sqlite_database_is_refused_and_left_untouched() {
+    let dir = TempDir::new().expect("temp dir");
+    let path = dir.path().join("photos.db");
+    Connection::open(&path)
+        .expect("raw open")
+        .execute_batch("CREATE TABLE photos (id INTEGER PRIMARY KEY, file TEXT)")
+        .expect("create foreign table");
+    let before = fs::read(&path).expect("read");
+
+    for result in [Database::open(&path), Database::open_read_only(&path)] {
+        let error = result.expect_err("foreign database");
+        assert!(matches!(error, DbError::NotATuningLog { .. }), "{error:?}");
+        assert!(error.to_string().contains("is not an autotune tuning log"), "{error}");
+    }
+    assert_eq!(fs::read(&path).expect("read"), before);
+}
+
+#[test]
+fn a_file_that_is_not_sqlite_is_refused_and_left_untouched() {
+    let dir = TempDir::new().expect("temp dir");
+    let path = dir.path().join("notes.db");
+    let text = "these are notes, not a database\n".repeat(64);
+    fs::write(&path, &text).expect("write");
+
+    for result in [Database::open(&path), Database::open_read_only(&path)] {
+        let error = result.expect_err("not sqlite");
+        assert!(matches!(error, DbError::NotATuningLog { .. }), "{error:?}");
+        assert!(error.to_string().contains("not an SQLite database"), "{error}");
+    }
+    assert_eq!(fs::read_to_string(&path).expect("read"), text);
+}
+
+#[test]
+fn opening_in_a_missing_directory_names_the_path() {
+    let dir = TempDir::new().expect("temp dir");
+    let path = dir.path().join("no-such-dir").join("model.tuning.db");
+    let error = Database::open(&path).expect_err("missing directory");
+    assert!(matches!(error, DbError::Open { .. }), "{error:?}");
+    let message = error.to_string();
+    assert!(message.contains(&path.display().to_string()), "{message}");
+    assert!(message.contains("no-such-dir does not exist"), "{message}");
+    assert!(!message.contains('\n'), "{message}");
+}
+
+#[test]
+fn ending_an_unknown_session_is_an_error() {
+    let mut db = Database::open_in_memory().expect("open");
+    let error = db.end_session(SessionId(42)).expect_err("unknown session");
+    assert!(matches!(error, DbError::UnknownSession { session: SessionId(42), .. }), "{error:?}");
+}
+
+#[test]
+fn unreadable_stored_times_are_reported_as_corruption() {
+    let mut db = Database::open_in_memory().expect("open");
+    let context = set_up(&mut db, 1);
+    db.record_batch(&[ok(context, "a", &[1.0])]).expect("record");
+    db.conn.execute("UPDATE trial SET repeat_times_s = 'oops'", []).expect("corrupt");
+    let error = db.trials(&matmul().task_key, &cpu().target_key).expect_err("corrupt times");
+    assert!(matches!(error, DbError::Corrupt { .. }), "{error:?}");
+}

@@ -1,0 +1,123 @@
+//! The measurement protocol for one built kernel: check against the reference, warm up, repeat
+//! until a minimum total time, keep every repeat.
+
+use autotune_codegen::{CpuKernel, HostRuntime};
+use autotune_ir::{compare, reference, Task, Tolerance, TrialStatus};
+use serde::{Deserialize, Serialize};
+use std::time::Instant;
+
+/// How candidates are timed. One documented struct; no environment variables.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct MeasureConfig {
+    /// Untimed runs after the correctness run (which also warms caches and pages).
+    pub warmup_runs: u32,
+    /// Timed repeats continue until both this many repeats and `min_total_time_s` are reached…
+    pub min_repeats: u32,
+    pub min_total_time_s: f64,
+    /// …or until either cap is hit (a slow candidate stops early with fewer repeats).
+    pub max_repeats: u32,
+    pub max_total_time_s: f64,
+    /// Per-candidate wall-clock limit for one run (enforced by the worker-process runner).
+    pub timeout_s: f64,
+    /// Seed of the random inputs the check and timing use.
+    pub input_seed: u64,
+}
+
+impl Default for MeasureConfig {
+    fn default() -> Self {
+        MeasureConfig {
+            warmup_runs: 1,
+            min_repeats: 5,
+            min_total_time_s: 0.2,
+            max_repeats: 200,
+            max_total_time_s: 1.5,
+            timeout_s: 10.0,
+            input_seed: 0,
+        }
+    }
+}
+
+/// Seeded inputs and the reference outputs of one task, computed once and shared by every
+/// candidate of the task.
+#[derive(Debug, Clone)]
+pub struct ReferenceData {
+    pub task: Task,
+    pub inputs: Vec<Vec<f32>>,
+    pub expected: Vec<Vec<f32>>,
+    pub tolerance: Tolerance,
+}
+
+impl ReferenceData {
+    pub fn new(task: &Task, seed: u64) -> ReferenceData {
+        let inputs = reference::random_inputs(task, seed);
+        let expected = reference::run(task, &inputs);
+        ReferenceData {
+            task: task.clone(),
+            inputs,
+            expected,
+            tolerance: Tolerance::fp32_reduction(task.reduction_len()),
+        }
+    }
+}
+
+/// Checks `kernel` against the reference, then times it. Never panics on a bad kernel result;
+/// a mismatch is `WrongResult` with the first differing element in the error text.
+pub fn check_and_time(
+    kernel: &CpuKernel,
+    runtime: &HostRuntime,
+    data: &ReferenceData,
+    config: &MeasureConfig,
+    build_time_s: f64,
+) -> crate::MeasureOutcome {
+    use crate::MeasureOutcome;
+    let mut inputs = data.inputs.clone();
+    // NaN-filled outputs: an element the kernel forgets to write cannot match by accident.
+    let mut outputs: Vec<Vec<f32>> = data.expected.iter().map(|e| vec![f32::NAN; e.len()]).collect();
+    let run = |inputs: &mut Vec<Vec<f32>>, outputs: &mut Vec<Vec<f32>>| {
+        let mut buffers: Vec<&mut [f32]> =
+            inputs.iter_mut().chain(outputs.iter_mut()).map(|b| b.as_mut_slice()).collect();
+        kernel.run(runtime, &mut buffers)
+    };
+    if let Err(e) = run(&mut inputs, &mut outputs) {
+        return MeasureOutcome::failed(TrialStatus::RunError, e.to_string(), build_time_s);
+    }
+    for (i, (actual, expected)) in outputs.iter().zip(&data.expected).enumerate() {
+        if let Err(mismatch) = compare(actual, expected, data.tolerance) {
+            let name = data.task.outputs().get(i).map(|o| o.name).unwrap_or("output");
+            return MeasureOutcome::failed(
+                TrialStatus::WrongResult,
+                format!("{name}: {mismatch} (tolerance {})", data.tolerance.name),
+                build_time_s,
+            );
+        }
+    }
+    if inputs != data.inputs {
+        return MeasureOutcome::failed(
+            TrialStatus::WrongResult,
+            "kernel wrote to an input buffer",
+            build_time_s,
+        );
+    }
+    for _ in 0..config.warmup_runs {
+        if let Err(e) = run(&mut inputs, &mut outputs) {
+            return MeasureOutcome::failed(TrialStatus::RunError, e.to_string(), build_time_s);
+        }
+    }
+    let mut repeat_times_s = Vec::new();
+    let mut total = 0.0;
+    loop {
+        let start = Instant::now();
+        if let Err(e) = run(&mut inputs, &mut outputs) {
+            return MeasureOutcome::failed(TrialStatus::RunError, e.to_string(), build_time_s);
+        }
+        let t = start.elapsed().as_secs_f64().max(1e-9);
+        repeat_times_s.push(t);
+        total += t;
+        let n = repeat_times_s.len() as u32;
+        let enough = n >= config.min_repeats && total >= config.min_total_time_s;
+        if enough || n >= config.max_repeats || total >= config.max_total_time_s {
+            break;
+        }
+    }
+    MeasureOutcome { status: TrialStatus::Ok, error: None, repeat_times_s, build_time_s }
+}

@@ -1,0 +1,154 @@
+//! Every point of the matmul space computes the reference result; wrong kernels are caught;
+//! hanging and crashing workers become recorded outcomes.
+
+use crate::{LocalRunner, MeasureConfig, Runner, WorkerConfig, WorkerRunner};
+use autotune_codegen::host_cpu_target;
+use autotune_ir::{Expr, LoopKind, NestBuilder, Stmt, Task, Trace, TrialStatus};
+use autotune_schedules::space_for;
+use proptest::prelude::*;
+use rand::SeedableRng;
+
+fn quick_config() -> MeasureConfig {
+    MeasureConfig {
+        warmup_runs: 0,
+        min_repeats: 1,
+        min_total_time_s: 0.0,
+        max_repeats: 1,
+        ..MeasureConfig::default()
+    }
+}
+
+/// Samples `n` points of the space of `task` and asserts each one matches the reference.
+fn assert_space_points_match_reference(task: &Task, threads: u32, seed: u64, n: usize) {
+    let target = host_cpu_target(threads).expect("host target");
+    let space = space_for(task, &target).expect("space");
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let mut traces: Vec<Trace> = (0..n).map(|_| space.sample(&mut rng)).collect();
+    traces.push(space.default_trace());
+    let mut runner = LocalRunner::new(&target, quick_config()).expect("runner");
+    for (trace, outcome) in traces.iter().zip(runner.measure_batch(task, &traces)) {
+        assert_eq!(
+            outcome.status,
+            TrialStatus::Ok,
+            "{} on {}: {:?}",
+            trace.display(),
+            task.description(),
+            outcome.error
+        );
+    }
+}
+
+#[test]
+fn awkward_shapes_match_the_reference() {
+    // Named cases from the issue: degenerate, prime-ish, skinny and wide.
+    for (i, (m, n, k)) in [(1, 1, 1), (17, 33, 65), (127, 1, 255), (1, 1024, 1)].into_iter().enumerate() {
+        assert_space_points_match_reference(&Task::matmul(m, n, k), 1 + (i as u32 % 2), 11 + i as u64, 6);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
+    #[test]
+    fn random_points_on_random_shapes_match_the_reference(
+        m in 1usize..70, n in 1usize..90, k in 1usize..70, threads in 1u32..3, seed in any::<u64>()
+    ) {
+        assert_space_points_match_reference(&Task::matmul(m, n, k), threads, seed, 3);
+    }
+}
+
+#[test]
+fn a_wrong_kernel_is_recorded_as_wrong_result_without_a_time() {
+    // Planted: writes C = 1 everywhere instead of A·B.
+    let task = Task::matmul(4, 5, 3);
+    let mut b = NestBuilder::new();
+    b.param("A", 12);
+    b.param("B", 15);
+    let c = b.param("C", 20);
+    let i = b.var("i");
+    let body = vec![Stmt::for_loop(
+        i,
+        Expr::int(0),
+        Expr::int(20),
+        LoopKind::Serial,
+        vec![Stmt::store(c, Expr::var(i), Expr::Float(1.0))],
+    )];
+    let wrong = b.finish("planted_wrong", body);
+    let target = host_cpu_target(1).expect("host target");
+    let right = space_for(&task, &target).expect("space").lower_default();
+    let mut runner = LocalRunner::new(&target, quick_config()).expect("runner");
+    let outcomes = runner.measure_nests(&task, vec![Ok(wrong), Ok(right)]);
+    assert_eq!(outcomes[0].status, TrialStatus::WrongResult);
+    assert!(outcomes[0].repeat_times_s.is_empty() && outcomes[0].median_s().is_none());
+    assert!(outcomes[0].error.as_deref().unwrap_or("").contains("differ"), "{:?}", outcomes[0].error);
+    assert_eq!(outcomes[1].status, TrialStatus::Ok);
+}
+
+#[test]
+fn a_kernel_that_forgets_outputs_is_caught() {
+    // Writes only half of C: the NaN prefill makes the rest mismatch.
+    let task = Task::matmul(2, 2, 1);
+    let mut b = NestBuilder::new();
+    let a = b.param("A", 2);
+    let bb = b.param("B", 2);
+    let c = b.param("C", 4);
+    let body = vec![Stmt::store(
+        c,
+        Expr::int(0),
+        Expr::Bin(
+            autotune_ir::BinOp::Mul,
+            Box::new(Expr::load(a, Expr::int(0))),
+            Box::new(Expr::load(bb, Expr::int(0))),
+        ),
+    )];
+    let nest = b.finish("half", body);
+    let mut runner = LocalRunner::new(&host_cpu_target(1).expect("t"), quick_config()).expect("runner");
+    assert_eq!(runner.measure_nests(&task, vec![Ok(nest)])[0].status, TrialStatus::WrongResult);
+}
+
+#[test]
+fn a_lowering_failure_is_a_build_error() {
+    let task = Task::matmul(2, 2, 2);
+    let mut runner = LocalRunner::new(&host_cpu_target(1).expect("t"), quick_config()).expect("runner");
+    let outcomes = runner.measure_batch(&task, &[Trace::new("no_such_sketch", vec![])]);
+    assert_eq!(outcomes[0].status, TrialStatus::BuildError);
+}
+
+fn fake_worker(script: &str) -> WorkerConfig {
+    WorkerConfig {
+        program: "sh".into(),
+        args: vec!["-c".into(), script.into()],
+        measure: MeasureConfig { timeout_s: 0.2, max_total_time_s: 0.1, ..quick_config() },
+        build_timeout_s: 2.0,
+    }
+}
+
+#[test]
+fn a_hanging_candidate_times_out_and_the_worker_is_replaced() {
+    // A worker that compiles, then never answers: every candidate must come back as a timeout.
+    let target = host_cpu_target(1).expect("t");
+    let mut runner =
+        WorkerRunner::new(&target, fake_worker(r#"read line; echo '{"reply":"built"}'; sleep 30"#))
+            .expect("runner");
+    let task = Task::matmul(2, 2, 2);
+    let traces = vec![Trace::new("a", vec![]), Trace::new("b", vec![])];
+    let outcomes = runner.measure_batch(&task, &traces);
+    assert_eq!(outcomes.len(), 2);
+    assert!(outcomes.iter().all(|o| o.status == TrialStatus::Timeout), "{outcomes:?}");
+    assert_eq!(runner.n_restarts(), 2);
+}
+
+#[test]
+fn a_crashing_candidate_is_a_run_error_and_the_rest_still_run() {
+    // Crashes on the first candidate of a batch, answers the next batch normally.
+    let ok = r#"{"reply":"outcome","outcome":{"status":"ok","error":null,"repeat_times_s":[0.5],"build_time_s":0.1}}"#;
+    let script = format!(
+        r#"read line; echo '{{"reply":"built"}}'; case "$line" in *'"first"'*) kill -SEGV $$ ;; esac; echo '{ok}'; sleep 5"#
+    );
+    let target = host_cpu_target(1).expect("t");
+    let mut runner = WorkerRunner::new(&target, fake_worker(&script)).expect("runner");
+    let traces = vec![Trace::new("first", vec![]), Trace::new("second", vec![])];
+    let outcomes = runner.measure_batch(&Task::matmul(2, 2, 2), &traces);
+    assert_eq!(outcomes[0].status, TrialStatus::RunError, "{outcomes:?}");
+    assert!(outcomes[0].error.as_deref().unwrap_or("").contains("died"), "{outcomes:?}");
+    assert_eq!(outcomes[1].status, TrialStatus::Ok, "{outcomes:?}");
+}

@@ -1,0 +1,794 @@
+//! The tuning loop: propose → measure → record → observe, with resume and cancellation.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use autotune_db::{
+    Database, NewTrial, SessionId, SessionSpec, TargetId, TargetSpec, TrialRecord, WorkloadId, WorkloadSpec,
+};
+use autotune_ir::{Target, Task, Trace, TrialStatus};
+use autotune_measure::{MeasureOutcome, Runner};
+use autotune_schedules::SpaceGenerator;
+
+use crate::error::SearchError;
+use crate::strategy::SearchStrategy;
+
+/// Candidates measured per batch (and committed per transaction) unless configured otherwise.
+pub const DEFAULT_BATCH_SIZE: usize = 8;
+
+/// Proposals in a row that contain only already-measured traces before the loop treats the space
+/// as exhausted (guards against a strategy that keeps re-proposing what it has seen).
+const MAX_FRUITLESS_PROPOSALS: usize = 8;
+
+/// Settings of one [`tune`] session.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TuneConfig {
+    /// Trials to measure in this session (earlier sessions of the same log do not count).
+    pub n_trials: usize,
+    /// Candidates per batch: measured together, recorded in one transaction. At least 1.
+    pub batch_size: usize,
+    /// The seed the caller gave the strategy; stored with the session for provenance.
+    pub seed: u64,
+    /// Version of the code generator, stored with every trial: a trace measured under another
+    /// codegen version is not treated as measured.
+    pub codegen_version: String,
+    /// The command line that started the session, for the session row.
+    pub command: String,
+    /// Version of the autotune build.
+    pub tool_version: String,
+}
+
+impl TuneConfig {
+    /// `n_trials` trials in batches of [`DEFAULT_BATCH_SIZE`]; command empty, tool version this
+    /// crate's.
+    pub fn new(n_trials: usize, seed: u64, codegen_version: impl Into<String>) -> Self {
+        TuneConfig {
+            n_trials,
+            batch_size: DEFAULT_BATCH_SIZE,
+            seed,
+            codegen_version: codegen_version.into(),
+            command: String::new(),
+            tool_version: env!("CARGO_PKG_VERSION").to_string(),
+        }
+    }
+}
+
+/// One trial of this session.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrialReport {
+    /// 0-based position in this session, in measurement order.
+    pub index: usize,
+    pub trace: Trace,
+    pub outcome: MeasureOutcome,
+    /// `flops / median / 1e9`; `None` unless the trial is `Ok`.
+    pub gflops: Option<f64>,
+}
+
+/// The fastest valid kernel known for a task on a target.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BestKernel {
+    pub trace: Trace,
+    pub median_s: f64,
+    pub gflops: f64,
+}
+
+/// Why a session ended before measuring `n_trials` trials.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StopReason {
+    /// The cancel flag was set; the batch in flight was finished and committed first.
+    Cancelled,
+    /// The strategy had nothing left to propose that was not measured already.
+    SpaceExhausted,
+}
+
+/// What one [`tune`] session did.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TuneSummary {
+    pub session: SessionId,
+    /// This session's trials, in measurement order.
+    pub trials: Vec<TrialReport>,
+    /// The best `Ok` trial in the whole log (all sessions) for this task, target, space version
+    /// and codegen version.
+    pub best: Option<BestKernel>,
+    /// This session's trials whose status is not `Ok`.
+    pub n_errors: usize,
+    /// `None` when all `n_trials` trials were measured.
+    pub stopped_early: Option<StopReason>,
+}
+
+/// Handed to the caller after every committed batch (progress bars, logs).
+#[derive(Debug)]
+pub struct Progress<'a> {
+    /// Trials of this session so far.
+    pub trials_done: usize,
+    pub n_trials: usize,
+    /// Best GFLOP/s over the log and this session so far; `Ok` trials only.
+    pub best_gflops: Option<f64>,
+    /// Non-`Ok` trials of this session so far.
+    pub n_errors: usize,
+    /// The batch just committed.
+    pub last_batch: &'a [TrialReport],
+}
+
+/// Tunes `task` on the runner's target for `config.n_trials` trials, recording every trial
+/// (failures too) in `db`, one transaction per batch.
+///
+/// Resumes: a trace already measured in `db` for this task, target, space version and codegen
+/// version (by any session) is never measured again, and the strategy is told about the earlier
+/// results before the first proposal. Cancellation (`cancel` set, e.g. from a Ctrl-C handler) is
+/// checked between batches: the batch in flight is finished and committed, then the session ends
+/// with [`StopReason::Cancelled`]. The session is ended in the log in every case, errors included.
+///
+/// Invariant: only an `Ok` trial is ever reported as best.
+#[allow(clippy::too_many_arguments)]
+pub fn tune(
+    task: &Task,
+    space: &dyn SpaceGenerator,
+    strategy: &mut dyn SearchStrategy,
+    runner: &mut dyn Runner,
+    db: &mut Database,
+    config: &TuneConfig,
+    cancel: &AtomicBool,
+    on_batch: &mut dyn FnMut(&Progress),
+) -> Result<TuneSummary, SearchError> {
+    if config.batch_size == 0 {
+        return Err(SearchError::InvalidConfig { reason: "the batch size must be at least 1".to_string() });
+    }
+    let target = runner.target().clone();
+    let workload =
+        db.upsert_workload(&workload_spec(task)).map_err(SearchError::db("record the workload"))?;
+    let target_id = db.upsert_target(&target_spec(&target)).map_err(SearchError::db("record the target"))?;
+    let session_spec = SessionSpec {
+        command: config.command.clone(),
+        seed: config.seed,
+        strategy: strategy.name().to_string(),
+        tool_version: config.tool_version.clone(),
+    };
+    let session = db.begin_session(&session_spec).map_err(SearchError::db("begin the session"))?;
+
+    let mut session_loop = Session {
+        task,
+        target: &target,
+        space_version: space.version(),
+        ids: Ids { workload, target: target_id, session },
+        config,
+        db,
+    };
+    let result = session_loop.run(strategy, runner, cancel, on_batch);
+    let ended = session_loop.db.end_session(session).map_err(SearchError::db("end the session"));
+    let summary = result?;
+    ended?;
+    Ok(summary)
+}
+
+#[derive(Clone, Copy)]
+struct Ids {
+    workload: WorkloadId,
+    target: TargetId,
+    session: SessionId,
+}
+
+/// The state of one session while it runs.
+struct Session<'a> {
+    task: &'a Task,
+    target: &'a Target,
+    space_version: &'static str,
+    ids: Ids,
+    config: &'a TuneConfig,
+    db: &'a mut Database,
+}
+
+impl Session<'_> {
+    fn run(
+        &mut self,
+        strategy: &mut dyn SearchStrategy,
+        runner: &mut dyn Runner,
+        cancel: &AtomicBool,
+        on_batch: &mut dyn FnMut(&Progress),
+    ) -> Result<TuneSummary, SearchError> {
+        let mut measured = self
+            .db
+            .measured_trace_keys(
+                self.ids.workload,
+                self.ids.target,
+                self.space_version,
+                &self.config.codegen_version,
+            )
+            .map_err(SearchError::db("load the traces measured before"))?;
+        let history = self.earlier_results()?;
+        let mut best_gflops = history
+            .iter()
+            .filter_map(|(_, outcome)| outcome.median_s())
+            .map(|median_s| gflops(self.task, median_s))
+            .reduce(f64::max);
+        if !history.is_empty() {
+            strategy.observe(&history);
+        }
+
+        let mut trials: Vec<TrialReport> = Vec::with_capacity(self.config.n_trials);
+        let mut n_errors = 0;
+        let mut fruitless_proposals = 0;
+        let mut stopped_early = None;
+        while trials.len() < self.config.n_trials {
+            if cancel.load(Ordering::SeqCst) {
+                stopped_early = Some(StopReason::Cancelled);
+                break;
+            }
+            let want = self.config.batch_size.min(self.config.n_trials - trials.len());
+            let proposed = strategy.propose(want, &measured);
+            if proposed.is_empty() {
+                stopped_early = Some(StopReason::SpaceExhausted);
+                break;
+            }
+            let batch = fresh_traces(proposed, &measured, want);
+            if batch.is_empty() {
+                fruitless_proposals += 1;
+                if fruitless_proposals >= MAX_FRUITLESS_PROPOSALS {
+                    stopped_early = Some(StopReason::SpaceExhausted);
+                    break;
+                }
+                continue;
+            }
+            fruitless_proposals = 0;
+
+            let outcomes = runner.measure_batch(self.task, &batch);
+            if outcomes.len() != batch.len() {
+                return Err(SearchError::RunnerContract { expected: batch.len(), got: outcomes.len() });
+            }
+            let outcomes: Vec<MeasureOutcome> = outcomes.into_iter().map(sanitize).collect();
+            let rows: Vec<NewTrial> = batch
+                .iter()
+                .zip(&outcomes)
+                .map(|(trace, outcome)| self.new_trial(trace, outcome, strategy))
+                .collect();
+            self.db.record_batch(&rows).map_err(SearchError::db("record a batch of trials"))?;
+
+            let first_index = trials.len();
+            for (offset, (trace, outcome)) in batch.iter().zip(&outcomes).enumerate() {
+                measured.insert(trace.key());
+                let gflops = outcome.median_s().map(|median_s| gflops(self.task, median_s));
+                if let Some(gflops) = gflops {
+                    best_gflops = Some(best_gflops.map_or(gflops, |best: f64| best.max(gflops)));
+                }
+                if !outcome.status.is_ok() {
+                    n_errors += 1;
+                }
+                trials.push(TrialReport {
+                    index: first_index + offset,
+                    trace: trace.clone(),
+                    outcome: outcome.clone(),
+                    gflops,
+                });
+            }
+            let results: Vec<(Trace, MeasureOutcome)> = batch.into_iter().zip(outcomes).collect();
+            strategy.observe(&results);
+            on_batch(&Progress {
+                trials_done: trials.len(),
+                n_trials: self.config.n_trials,
+                best_gflops,
+                n_errors,
+                last_batch: &trials[first_index..],
+            });
+        }
+
+        Ok(TuneSummary {
+            session: self.ids.session,
+            trials,
+            best: self.best_in_log()?,
+            n_errors,
+            stopped_early,
+        })
+    }
+
+    fn new_trial(&self, trace: &Trace, outcome: &MeasureOutcome, strategy: &dyn SearchStrategy) -> NewTrial {
+        NewTrial {
+            workload: self.ids.workload,
+            target: self.ids.target,
+            session: self.ids.session,
+            trace_json: trace.canonical_json(),
+            trace_key: trace.key(),
+            space_version: self.space_version.to_string(),
+            codegen_version: self.config.codegen_version.clone(),
+            status: outcome.status,
+            error: outcome.error.clone(),
+            repeat_times_s: outcome.repeat_times_s.clone(),
+            build_time_s: outcome.build_time_s,
+            strategy: strategy.name().to_string(),
+        }
+    }
+
+    /// Whether a stored trial was measured under this session's space and codegen versions.
+    fn is_comparable(&self, record: &TrialRecord) -> bool {
+        record.space_version == self.space_version && record.codegen_version == self.config.codegen_version
+    }
+
+    /// The fastest comparable `Ok` trial in the log, all sessions.
+    fn best_in_log(&self) -> Result<Option<BestKernel>, SearchError> {
+        let (task_key, target_key) = (self.task.key(), self.target.key());
+        let read_best =
+            |k| self.db.best(&task_key.0, &target_key, k).map_err(SearchError::db("read the best trial"));
+        // Usually the fastest trial is comparable; only a log with other versions needs the full list.
+        let mut records = read_best(1)?;
+        if !records.iter().all(|record| self.is_comparable(record)) {
+            records = read_best(usize::MAX)?;
+        }
+        let Some(record) = records.iter().find(|record| record.status.is_ok() && self.is_comparable(record))
+        else {
+            return Ok(None);
+        };
+        let Some(median_s) = record.median_s else { return Ok(None) };
+        let trace = parse_trace(record)?;
+        Ok(Some(BestKernel { trace, median_s, gflops: gflops(self.task, median_s) }))
+    }
+
+    /// Comparable trials of earlier sessions, as the strategy observes them.
+    fn earlier_results(&self) -> Result<Vec<(Trace, MeasureOutcome)>, SearchError> {
+        let task_key = self.task.key();
+        let records = self
+            .db
+            .trials(&task_key.0, &self.target.key())
+            .map_err(SearchError::db("read the earlier trials"))?;
+        records
+            .iter()
+            .filter(|record| self.is_comparable(record))
+            .map(|record| {
+                let outcome = MeasureOutcome {
+                    status: record.status,
+                    error: record.error.clone(),
+                    repeat_times_s: record.repeat_times_s.clone(),
+                    build_time_s: record.build_time_s,
+                };
+                Ok((parse_trace(record)?, outcome))
+            })
+            .collect()
+    }
+}
+
+/// The proposed traces that are new: not measured, not repeated within the batch; at most `want`.
+fn fresh_traces(proposed: Vec<Trace>, measured: &HashSet<String>, want: usize) -> Vec<Trace> {
+    let mut keys = HashSet::new();
+    proposed
+        .into_iter()
+        .filter(|trace| {
+            let key = trace.key();
+            !measured.contains(&key) && keys.insert(key)
+        })
+        .take(want)
+        .collect()
+}
+
+/// Turns an outcome the log would refuse into a recorded failure, so one bad report from the
+/// runner cannot reject the whole batch: an `Ok` needs at least one finite positive time.
+fn sanitize(mut outcome: MeasureOutcome) -> MeasureOutcome {
+    if !(outcome.build_time_s.is_finite() && outcome.build_time_s >= 0.0) {
+        outcome.build_time_s = 0.0;
+    }
+    let bad_time = outcome.repeat_times_s.iter().copied().find(|time| !(time.is_finite() && *time > 0.0));
+    match bad_time {
+        Some(bad) => {
+            outcome.repeat_times_s.clear();
+            if outcome.status.is_ok() {
+                outcome.status = TrialStatus::RunError;
+                outcome.error = Some(format!("the runner reported ok with an invalid repeat time ({bad} s)"));
+            }
+        }
+        None if outcome.status.is_ok() && outcome.repeat_times_s.is_empty() => {
+            outcome.status = TrialStatus::RunError;
+            outcome.error = Some("the runner reported ok without any repeat time".to_string());
+        }
+        None => {}
+    }
+    outcome
+}
+
+fn gflops(task: &Task, median_s: f64) -> f64 {
+    task.flops() / median_s / 1e9
+}
+
+fn parse_trace(record: &TrialRecord) -> Result<Trace, SearchError> {
+    Trace::from_json(&record.trace_json)
+        .map_err(|source| SearchError::CorruptTrace { trace_key: record.trace_key.clone(), source })
+}
+
+fn workload_spec(task: &Task) -> WorkloadSpec {
+    WorkloadSpec {
+        task_key: task.key().0,
+        op: task.op_name().to_string(),
+        description: task.description(),
+        task_json: task.canonical_json(),
+        flops: task.flops(),
+    }
+}
+
+fn target_spec(target: &Target) -> TargetSpec {
+    TargetSpec {
+        target_key: target.key(),
+        kind: target.kind().to_string(),
+        name: target.name().to_string(),
+        features: target.feature_summary(),
+        threads: target.threads(),
+        target_json: target.canonical_json(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::random::{RandomSearch, RandomSearchConfig};
+    use crate::testing::{fails_to_build, fake_time_s, planted_wrong, FakeRunner, FakeSpace};
+
+    const CODEGEN: &str = "fake-codegen-1";
+
+    fn config(n_trials: usize, batch_size: usize) -> TuneConfig {
+        TuneConfig {
+            batch_size,
+            command: "autotune tune --test".to_string(),
+            ..TuneConfig::new(n_trials, 7, CODEGEN)
+        }
+    }
+
+    fn run_random(
+        db: &mut Database,
+        runner: &mut FakeRunner,
+        seed: u64,
+        config: &TuneConfig,
+    ) -> Result<TuneSummary, SearchError> {
+        let space = FakeSpace::new();
+        let mut strategy = RandomSearch::new(&space, RandomSearchConfig::new(seed));
+        tune(space.task(), &space, &mut strategy, runner, db, config, &AtomicBool::new(false), &mut |_| {})
+    }
+
+    /// The best time over the `ok` trials of `reports`.
+    fn best_median_s<'a>(reports: impl IntoIterator<Item = &'a TrialReport>) -> Option<f64> {
+        reports.into_iter().filter_map(|report| report.outcome.median_s()).reduce(f64::min)
+    }
+
+    fn db_trials(db: &Database) -> Vec<TrialRecord> {
+        let space = FakeSpace::new();
+        let target = FakeRunner::new().target().clone();
+        db.trials(&space.task().key().0, &target.key()).expect("read trials")
+    }
+
+    #[test]
+    fn planted_wrong_result_is_recorded_and_never_best() {
+        let mut db = Database::open_in_memory().expect("db");
+        let mut runner = FakeRunner::new();
+        let n_points = FakeSpace::new().size() as usize;
+        let summary = run_random(&mut db, &mut runner, 3, &config(n_points, 8)).expect("tune");
+
+        assert_eq!(summary.trials.len(), n_points);
+        assert_eq!(summary.stopped_early, None);
+        let planted_key = planted_wrong().key();
+        let stored = db_trials(&db);
+        let planted_row =
+            stored.iter().find(|row| row.trace_key == planted_key).expect("planted trace recorded");
+        assert_eq!(planted_row.status, TrialStatus::WrongResult);
+        assert_eq!(planted_row.median_s, None);
+
+        let best = summary.best.expect("a best kernel");
+        assert_ne!(best.trace, planted_wrong());
+        assert!(fake_time_s(&planted_wrong()) < best.median_s, "the planted trace is the fastest");
+        assert_eq!(Some(best.median_s), best_median_s(&summary.trials));
+        let n_build_errors = summary.trials.iter().filter(|report| fails_to_build(&report.trace)).count();
+        assert_eq!(summary.n_errors, 1 + n_build_errors);
+        for report in &summary.trials {
+            assert_eq!(report.gflops.is_some(), report.outcome.status.is_ok(), "{}", report.trace.display());
+        }
+        let flops = FakeSpace::new().task().flops();
+        assert!((best.gflops - flops / best.median_s / 1e9).abs() < 1e-9);
+    }
+
+    #[test]
+    fn exhausting_the_space_stops_early() {
+        let mut db = Database::open_in_memory().expect("db");
+        let mut runner = FakeRunner::new();
+        let n_points = FakeSpace::new().size() as usize;
+        let summary = run_random(&mut db, &mut runner, 5, &config(n_points + 10, 8)).expect("tune");
+        assert_eq!(summary.trials.len(), n_points);
+        assert_eq!(summary.stopped_early, Some(StopReason::SpaceExhausted));
+        assert_eq!(db_trials(&db).len(), n_points);
+    }
+
+    #[test]
+    fn resumed_session_adds_trials_without_measuring_a_trace_twice() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("model.tuning.db");
+        let mut runner = FakeRunner::new();
+        let first = {
+            let mut db = Database::open(&path).expect("open");
+            run_random(&mut db, &mut runner, 11, &config(10, 4)).expect("first session")
+        };
+        // Same seed: the strategy would propose the same traces again if the log did not stop it.
+        let mut db = Database::open(&path).expect("reopen");
+        let second = run_random(&mut db, &mut runner, 11, &config(10, 4)).expect("second session");
+
+        assert_ne!(first.session, second.session);
+        assert_eq!((first.trials.len(), second.trials.len()), (10, 10));
+        let stored = db_trials(&db);
+        assert_eq!(stored.len(), 20);
+        let keys: HashSet<&str> = stored.iter().map(|row| row.trace_key.as_str()).collect();
+        assert_eq!(keys.len(), 20, "a trace was recorded twice");
+        let measured: HashSet<String> = runner.measured.iter().map(Trace::key).collect();
+        assert_eq!(measured.len(), runner.measured.len(), "a trace was measured twice");
+        assert_eq!(db.session_trials(first.session).expect("first").len(), 10);
+        assert_eq!(db.session_trials(second.session).expect("second").len(), 10);
+
+        let best_of_both = best_median_s(first.trials.iter().chain(&second.trials));
+        assert_eq!(second.best.as_ref().map(|best| best.median_s), best_of_both);
+        let best_row = db.best(&FakeSpace::new().task().key().0, &runner.target().key(), 1).expect("best");
+        assert_eq!(
+            best_row.first().map(|row| row.trace_key.clone()),
+            second.best.map(|best| best.trace.key())
+        );
+        for session in db.sessions().expect("sessions") {
+            assert!(session.ended_at.is_some(), "session {:?} was not ended", session.id);
+        }
+    }
+
+    #[test]
+    fn trials_of_another_codegen_version_neither_count_as_measured_nor_win() {
+        let mut db = Database::open_in_memory().expect("db");
+        let mut runner = FakeRunner::new();
+        let n_points = FakeSpace::new().size() as usize;
+        let old = TuneConfig { codegen_version: "old-codegen".to_string(), ..config(n_points, 8) };
+        let old_summary = run_random(&mut db, &mut runner, 1, &old).expect("old session");
+        let new = run_random(&mut db, &mut runner, 1, &config(5, 8)).expect("new session");
+        assert_eq!(new.trials.len(), 5, "the old codegen's trials do not exhaust the space");
+        let best = new.best.expect("best");
+        assert_eq!(Some(best.median_s), best_median_s(&new.trials));
+        assert!(old_summary.best.expect("old best").median_s <= best.median_s);
+    }
+
+    /// Wraps a strategy and remembers what it was told.
+    struct Recording<S> {
+        inner: S,
+        observed: Vec<Vec<(Trace, MeasureOutcome)>>,
+    }
+
+    impl<S: SearchStrategy> SearchStrategy for Recording<S> {
+        fn name(&self) -> &'static str {
+            self.inner.name()
+        }
+        fn propose(&mut self, n: usize, already_measured: &HashSet<String>) -> Vec<Trace> {
+            self.inner.propose(n, already_measured)
+        }
+        fn observe(&mut self, results: &[(Trace, MeasureOutcome)]) {
+            self.observed.push(results.to_vec());
+            self.inner.observe(results);
+        }
+    }
+
+    #[test]
+    fn resumed_strategy_first_observes_the_earlier_results() {
+        let mut db = Database::open_in_memory().expect("db");
+        let mut runner = FakeRunner::new();
+        let first = run_random(&mut db, &mut runner, 1, &config(6, 3)).expect("first session");
+
+        let space = FakeSpace::new();
+        let mut strategy =
+            Recording { inner: RandomSearch::new(&space, RandomSearchConfig::new(2)), observed: Vec::new() };
+        let cancel = AtomicBool::new(false);
+        let second = tune(
+            space.task(),
+            &space,
+            &mut strategy,
+            &mut runner,
+            &mut db,
+            &config(3, 3),
+            &cancel,
+            &mut |_| {},
+        )
+        .expect("second session");
+        assert_eq!(strategy.observed.len(), 2, "history, then one batch");
+        let history: Vec<Trace> = strategy.observed[0].iter().map(|(trace, _)| trace.clone()).collect();
+        let first_traces: Vec<Trace> = first.trials.iter().map(|report| report.trace.clone()).collect();
+        assert_eq!(history, first_traces);
+        for ((_, outcome), report) in strategy.observed[0].iter().zip(&first.trials) {
+            assert_eq!(outcome.status, report.outcome.status);
+            assert_eq!(outcome.median_s(), report.outcome.median_s());
+        }
+        assert_eq!(strategy.observed[1].len(), second.trials.len());
+    }
+
+    #[test]
+    fn cancelling_in_on_batch_stops_after_that_committed_batch() {
+        let mut db = Database::open_in_memory().expect("db");
+        let mut runner = FakeRunner::new();
+        let space = FakeSpace::new();
+        let mut strategy = RandomSearch::new(&space, RandomSearchConfig::new(9));
+        let cancel = AtomicBool::new(false);
+        let mut n_calls = 0;
+        let mut on_batch = |progress: &Progress| {
+            n_calls += 1;
+            assert_eq!(progress.trials_done, 4);
+            cancel.store(true, Ordering::SeqCst);
+        };
+        let summary = tune(
+            space.task(),
+            &space,
+            &mut strategy,
+            &mut runner,
+            &mut db,
+            &config(20, 4),
+            &cancel,
+            &mut on_batch,
+        )
+        .expect("tune");
+        assert_eq!(n_calls, 1);
+        assert_eq!(summary.stopped_early, Some(StopReason::Cancelled));
+        assert_eq!(summary.trials.len(), 4);
+        assert_eq!(runner.batch_sizes, vec![4]);
+        assert_eq!(db.session_trials(summary.session).expect("trials").len(), 4, "the batch was committed");
+        let sessions = db.sessions().expect("sessions");
+        assert!(sessions.iter().all(|session| session.ended_at.is_some()));
+    }
+
+    #[test]
+    fn cancelled_before_the_first_batch_measures_nothing() {
+        let mut db = Database::open_in_memory().expect("db");
+        let mut runner = FakeRunner::new();
+        let space = FakeSpace::new();
+        let mut strategy = RandomSearch::new(&space, RandomSearchConfig::new(9));
+        let cancel = AtomicBool::new(true);
+        let summary = tune(
+            space.task(),
+            &space,
+            &mut strategy,
+            &mut runner,
+            &mut db,
+            &config(20, 4),
+            &cancel,
+            &mut |_| {},
+        )
+        .expect("tune");
+        assert_eq!(summary.stopped_early, Some(StopReason::Cancelled));
+        assert!(summary.trials.is_empty() && runner.measured.is_empty());
+        assert_eq!(summary.best, None);
+    }
+
+    #[test]
+    fn n_trials_not_a_multiple_of_the_batch_size_gives_exactly_n_trials() {
+        let mut db = Database::open_in_memory().expect("db");
+        let mut runner = FakeRunner::new();
+        let space = FakeSpace::new();
+        let mut strategy = RandomSearch::new(&space, RandomSearchConfig::new(4));
+        let cancel = AtomicBool::new(false);
+        let mut progress_seen = Vec::new();
+        let mut on_batch = |progress: &Progress| {
+            let indices: Vec<usize> = progress.last_batch.iter().map(|report| report.index).collect();
+            progress_seen.push((progress.trials_done, progress.n_trials, indices, progress.best_gflops));
+        };
+        let summary = tune(
+            space.task(),
+            &space,
+            &mut strategy,
+            &mut runner,
+            &mut db,
+            &config(10, 4),
+            &cancel,
+            &mut on_batch,
+        )
+        .expect("tune");
+        assert_eq!(summary.trials.len(), 10);
+        assert_eq!(summary.stopped_early, None);
+        assert_eq!(runner.batch_sizes, vec![4, 4, 2]);
+        assert_eq!(db.session_trials(summary.session).expect("trials").len(), 10);
+        let indices: Vec<usize> = summary.trials.iter().map(|report| report.index).collect();
+        assert_eq!(indices, (0..10).collect::<Vec<_>>());
+        let done: Vec<(usize, usize, Vec<usize>)> =
+            progress_seen.iter().map(|(done, n, indices, _)| (*done, *n, indices.clone())).collect();
+        assert_eq!(done, vec![(4, 10, vec![0, 1, 2, 3]), (8, 10, vec![4, 5, 6, 7]), (10, 10, vec![8, 9])]);
+        let best_gflops: Vec<f64> = progress_seen.iter().filter_map(|(.., best)| *best).collect();
+        assert!(best_gflops.windows(2).all(|pair| pair[0] <= pair[1]), "best only improves: {best_gflops:?}");
+        assert_eq!(best_gflops.last().copied(), summary.best.map(|best| best.gflops));
+    }
+
+    /// Proposes the default trace over and over, the way a buggy strategy might.
+    struct Stubborn;
+
+    impl SearchStrategy for Stubborn {
+        fn name(&self) -> &'static str {
+            "stubborn"
+        }
+        fn propose(&mut self, n: usize, _already_measured: &HashSet<String>) -> Vec<Trace> {
+            vec![FakeSpace::new().default_trace(); n + 1]
+        }
+        fn observe(&mut self, _results: &[(Trace, MeasureOutcome)]) {}
+    }
+
+    #[test]
+    fn a_strategy_repeating_itself_never_causes_a_duplicate_measurement() {
+        let mut db = Database::open_in_memory().expect("db");
+        let mut runner = FakeRunner::new();
+        let space = FakeSpace::new();
+        let cancel = AtomicBool::new(false);
+        let summary = tune(
+            space.task(),
+            &space,
+            &mut Stubborn,
+            &mut runner,
+            &mut db,
+            &config(10, 4),
+            &cancel,
+            &mut |_| {},
+        )
+        .expect("tune");
+        assert_eq!(runner.measured, vec![space.default_trace()]);
+        assert_eq!(summary.trials.len(), 1);
+        assert_eq!(summary.stopped_early, Some(StopReason::SpaceExhausted));
+        assert_eq!(db_trials(&db).len(), 1);
+    }
+
+    /// Loses the last outcome of every batch.
+    struct ShortRunner(FakeRunner);
+
+    impl Runner for ShortRunner {
+        fn target(&self) -> &Target {
+            self.0.target()
+        }
+        fn measure_batch(&mut self, task: &Task, traces: &[Trace]) -> Vec<MeasureOutcome> {
+            let mut outcomes = self.0.measure_batch(task, traces);
+            outcomes.pop();
+            outcomes
+        }
+    }
+
+    #[test]
+    fn a_runner_breaking_its_contract_is_an_error_and_the_session_still_ends() {
+        let mut db = Database::open_in_memory().expect("db");
+        let mut runner = ShortRunner(FakeRunner::new());
+        let space = FakeSpace::new();
+        let mut strategy = RandomSearch::new(&space, RandomSearchConfig::new(4));
+        let cancel = AtomicBool::new(false);
+        let error = tune(
+            space.task(),
+            &space,
+            &mut strategy,
+            &mut runner,
+            &mut db,
+            &config(8, 4),
+            &cancel,
+            &mut |_| {},
+        )
+        .expect_err("short batch");
+        assert!(matches!(error, SearchError::RunnerContract { expected: 4, got: 3 }), "{error}");
+        assert!(!error.to_string().contains('\n'));
+        let sessions = db.sessions().expect("sessions");
+        assert_eq!(sessions.len(), 1);
+        assert!(sessions[0].ended_at.is_some());
+    }
+
+    #[test]
+    fn zero_batch_size_is_refused() {
+        let mut db = Database::open_in_memory().expect("db");
+        let error = run_random(&mut db, &mut FakeRunner::new(), 0, &config(8, 0)).expect_err("batch size 0");
+        assert!(matches!(error, SearchError::InvalidConfig { .. }), "{error}");
+        assert!(db.sessions().expect("sessions").is_empty());
+    }
+
+    #[test]
+    fn an_ok_without_valid_times_is_recorded_as_a_run_error() {
+        let no_times = sanitize(MeasureOutcome {
+            status: TrialStatus::Ok,
+            error: None,
+            repeat_times_s: vec![],
+            build_time_s: 0.1,
+        });
+        assert_eq!(no_times.status, TrialStatus::RunError);
+        assert!(no_times.error.is_some());
+        let nan = sanitize(MeasureOutcome {
+            status: TrialStatus::Ok,
+            error: None,
+            repeat_times_s: vec![1e-3, f64::NAN],
+            build_time_s: f64::INFINITY,
+        });
+        assert_eq!((nan.status, nan.repeat_times_s.len(), nan.build_time_s), (TrialStatus::RunError, 0, 0.0));
+        let fine = MeasureOutcome {
+            status: TrialStatus::Ok,
+            error: None,
+            repeat_times_s: vec![1e-3, 2e-3],
+            build_time_s: 0.1,
+        };
+        assert_eq!(sanitize(fine.clone()), fine);
+    }
+}
