@@ -1,1 +1,50 @@
-fn main() {}
+//! The `autotune` binary: command-line parsing, progress, Ctrl-C, exit codes. Everything else is
+//! behind the library crates' APIs.
+//!
+//! Exit codes: 0 ok, 1 bad input or usage, 2 internal failure, 130 interrupted (after the batch in
+//! flight was committed).
+
+mod args;
+mod commands;
+mod error;
+
+use clap::Parser;
+use error::BadInput;
+use std::process::ExitCode;
+
+/// The hidden first argument that turns this binary into a measurement worker.
+pub const WORKER_ARG: &str = "__measure-worker";
+
+fn main() -> ExitCode {
+    if std::env::args().nth(1).as_deref() == Some(WORKER_ARG) {
+        return match autotune_measure::serve_stdio() {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("autotune worker: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
+    let cli = match args::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => {
+            // --help / --version
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            let text = e.to_string();
+            let first = text.lines().next().unwrap_or("invalid arguments").trim_start_matches("error: ");
+            eprintln!("autotune: {first} (run `autotune --help` for usage)");
+            return ExitCode::from(1);
+        }
+    };
+    match commands::run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            let code = if e.downcast_ref::<BadInput>().is_some() { 1 } else { 2 };
+            eprintln!("autotune: {}", error::one_line(&e));
+            ExitCode::from(code)
+        }
+    }
+}
