@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Sets up a fresh Debian 12 (bookworm) machine to build, test and benchmark autotune:
-#   1. system packages (apt): LLVM 19 for the JIT, SQLite for the tuning log;
+#   1. system packages (apt): LLVM 19 for the JIT, SQLite for the tuning log, Chromium for the
+#      report's end-to-end test;
 #   2. Python packages (pip, requirements-dev.txt): numpy for the bench baseline, onnx/onnxruntime;
 #   3. cargo build --release --workspace.
 # Safe to run again: installed pieces are skipped, the build is incremental.
@@ -14,6 +15,8 @@ APT_PACKAGES=(
     libpolly-19-dev # needed by llvm-sys's build probing on some setups, and for static linking
     libzstd-dev     # likewise
     libsqlite3-dev  # rusqlite links the system SQLite (not bundled: builds in seconds)
+    chromium        # headless browser: the end-to-end test renders `autotune report` in it
+    fonts-liberation # a font for Chromium's screenshots (only recommended by the package)
 )
 
 say() { printf '==> %s\n' "$*"; }

@@ -1,6 +1,7 @@
 //! Command-line syntax (clap). Parsing only: values are validated into typed settings here, so
 //! the commands never see a malformed shape or device.
 
+use autotune_ir::{EpilogueOp, Scalar};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
@@ -23,12 +24,23 @@ pub enum Command {
     /// Re-measure the best kernel the tuning log holds for an operator instance, now, on this
     /// machine.
     Best(BestArgs),
+    /// Write the HTML report of a tuning log: summary, per-task table, convergence and roofline
+    /// charts, failures, best schedules. Only reads the log, so it works while a run writes it.
+    Report(ReportArgs),
 }
 
 #[derive(Subcommand, Debug)]
 pub enum OpCommand {
     /// fp32 matrix multiply C[M×N] = A[M×K]·B[K×N], row-major.
-    Matmul(TuneArgs),
+    Matmul(MatmulArgs),
+    /// 2-D convolution, NCHW input, OIHW weights (ONNX Conv), with an optional fused epilogue.
+    Conv2d(Conv2dArgs),
+    /// Dense layer / ONNX Gemm: Y[M×N] = X[M×K]·Wᵀ with constant weights W[N×K].
+    Dense(DenseArgs),
+    /// Batched matmul / ONNX MatMul: Y[b] = A[b]·B[b] with optional transposes and broadcasting.
+    BatchMatmul(BatchMatmulArgs),
+    /// Max, average or global average pooling over NCHW (ONNX MaxPool / AveragePool).
+    Pool(PoolArgs),
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -82,10 +94,120 @@ pub fn parse_matmul_shape(text: &str) -> Result<MatmulShapeArg, String> {
 }
 
 #[derive(Args, Debug)]
-pub struct TuneArgs {
+pub struct MatmulArgs {
     /// Problem size, MxNxK (e.g. 1024x1024x1024).
     #[arg(long, value_parser = parse_matmul_shape)]
     pub shape: MatmulShapeArg,
+    #[command(flatten)]
+    pub tune: TuneArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct Conv2dArgs {
+    /// Input shape NxCxHxW, e.g. 1x64x56x56.
+    #[arg(long, value_parser = |s: &str| parse_dims(s, 4))]
+    pub input: Dims,
+    /// Weight shape OxIxKHxKW with I = C / groups, e.g. 64x64x3x3.
+    #[arg(long, value_parser = |s: &str| parse_dims(s, 4))]
+    pub weight: Dims,
+    /// Stride: S or SHxSW.
+    #[arg(long, default_value = "1", value_parser = parse_pair)]
+    pub stride: [usize; 2],
+    /// Padding: P (all sides), PHxPW (top=bottom, left=right) or T,L,B,R.
+    #[arg(long, default_value = "0", value_parser = parse_pads)]
+    pub pad: [usize; 4],
+    /// Dilation: D or DHxDW.
+    #[arg(long, default_value = "1", value_parser = parse_pair)]
+    pub dilation: [usize; 2],
+    #[arg(long, default_value_t = 1)]
+    pub groups: usize,
+    /// Fused epilogue, in order: bias, add (residual), relu, sigmoid, clip=MIN:MAX,
+    /// leaky_relu=ALPHA, scale=ALPHA; comma separated, e.g. bias,add,relu.
+    #[arg(long, default_value = "", value_parser = parse_epilogue)]
+    pub epilogue: EpilogueArg,
+    #[command(flatten)]
+    pub tune: TuneArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct DenseArgs {
+    /// MxNxK: M input rows, N output features, K input features (e.g. 1x1000x2048).
+    #[arg(long, value_parser = parse_matmul_shape)]
+    pub shape: MatmulShapeArg,
+    /// Weights are stored KxN instead of NxK (ONNX Gemm transB=0).
+    #[arg(long)]
+    pub weights_kn: bool,
+    /// The input is stored KxM (ONNX Gemm transA=1).
+    #[arg(long)]
+    pub trans_a: bool,
+    /// Fused epilogue (see conv2d), e.g. bias,relu.
+    #[arg(long, default_value = "", value_parser = parse_epilogue)]
+    pub epilogue: EpilogueArg,
+    #[command(flatten)]
+    pub tune: TuneArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct BatchMatmulArgs {
+    /// BxMxNxK: B batches of [M×K]·[K×N].
+    #[arg(long, value_parser = |s: &str| parse_dims(s, 4))]
+    pub shape: Dims,
+    /// A is stored [K×M] per batch.
+    #[arg(long)]
+    pub trans_a: bool,
+    /// B is stored [N×K] per batch.
+    #[arg(long)]
+    pub trans_b: bool,
+    /// One A matrix is shared by every batch (broadcast).
+    #[arg(long)]
+    pub shared_a: bool,
+    /// One B matrix is shared by every batch (broadcast).
+    #[arg(long)]
+    pub shared_b: bool,
+    #[arg(long, default_value = "", value_parser = parse_epilogue)]
+    pub epilogue: EpilogueArg,
+    #[command(flatten)]
+    pub tune: TuneArgs,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PoolKindArg {
+    Max,
+    Avg,
+    GlobalAvg,
+}
+
+#[derive(Args, Debug)]
+pub struct PoolArgs {
+    #[arg(long, value_enum)]
+    pub kind: PoolKindArg,
+    /// Input shape NxCxHxW.
+    #[arg(long, value_parser = |s: &str| parse_dims(s, 4))]
+    pub input: Dims,
+    /// Window KHxKW (or K); ignored by global-avg.
+    #[arg(long, default_value = "2", value_parser = parse_pair)]
+    pub kernel: [usize; 2],
+    /// Stride: S or SHxSW (default: 1).
+    #[arg(long, default_value = "1", value_parser = parse_pair)]
+    pub stride: [usize; 2],
+    /// Padding: P, PHxPW or T,L,B,R.
+    #[arg(long, default_value = "0", value_parser = parse_pads)]
+    pub pad: [usize; 4],
+    /// Dilation (max pooling only).
+    #[arg(long, default_value = "1", value_parser = parse_pair)]
+    pub dilation: [usize; 2],
+    #[arg(long)]
+    pub ceil_mode: bool,
+    /// Average pooling divides by the whole window, padding included.
+    #[arg(long)]
+    pub count_include_pad: bool,
+    #[command(flatten)]
+    pub tune: TuneArgs,
+}
+
+/// Options every tuning command shares.
+#[derive(Args, Debug)]
+pub struct TuneArgs {
     /// cpu (cuda:N is not available yet).
     #[arg(long, default_value = "cpu", value_parser = parse_device)]
     pub device: Device,
@@ -111,14 +233,120 @@ pub struct TuneArgs {
     /// Print exactly one JSON object on stdout instead of the progress bar and summary.
     #[arg(long)]
     pub json: bool,
+    /// Search strategy: auto (a bandit sharing each batch between random, evolutionary and BO),
+    /// bo (Bayesian optimization on a random-forest cost model), evolutionary (on the cost
+    /// model), random.
+    #[arg(long, value_enum, default_value_t = StrategyArg::Auto)]
+    pub strategy: StrategyArg,
+    /// Another tuning log to learn from before the first trial: its trials of this operator on
+    /// this machine train the cost model and its best schedules are tried first (repeatable).
+    /// Other shapes in --db are always used this way.
+    #[arg(long = "warm-start", value_name = "PATH")]
+    pub warm_start: Vec<PathBuf>,
+}
+
+/// `--strategy` values.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StrategyArg {
+    Auto,
+    Bo,
+    Evolutionary,
+    Random,
+}
+
+/// A parsed `AxBx…` shape (a newtype: clap reads a bare `Vec` as "many values").
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Dims(pub Vec<usize>);
+
+impl std::ops::Index<usize> for Dims {
+    type Output = usize;
+    fn index(&self, i: usize) -> &usize {
+        &self.0[i]
+    }
+}
+
+/// A parsed epilogue list.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct EpilogueArg(pub Vec<EpilogueOp>);
+
+/// `AxBx…` with exactly `n` positive integers.
+pub fn parse_dims(text: &str, n: usize) -> Result<Dims, String> {
+    let bad =
+        || format!("`{text}` is not a shape: write {n} positive integers separated by x, e.g. 1x64x56x56");
+    let dims: Vec<usize> =
+        text.split(['x', 'X']).map(|d| d.trim().parse().map_err(|_| bad())).collect::<Result<_, _>>()?;
+    if dims.len() != n || dims.iter().any(|&d| d == 0 || d > 1 << 20) {
+        return Err(bad());
+    }
+    Ok(Dims(dims))
+}
+
+/// `S` or `AxB` (non-negative).
+pub fn parse_pair(text: &str) -> Result<[usize; 2], String> {
+    let bad = || format!("`{text}` is not a size pair: write N or NxM, e.g. 2 or 2x1");
+    let v: Vec<usize> =
+        text.split(['x', 'X']).map(|d| d.trim().parse().map_err(|_| bad())).collect::<Result<_, _>>()?;
+    match v.as_slice() {
+        [a] => Ok([*a, *a]),
+        [a, b] => Ok([*a, *b]),
+        _ => Err(bad()),
+    }
+}
+
+/// `P`, `PHxPW` or `T,L,B,R`.
+pub fn parse_pads(text: &str) -> Result<[usize; 4], String> {
+    if text.contains(',') {
+        let bad = || format!("`{text}` is not a padding: write T,L,B,R with non-negative integers");
+        let v: Vec<usize> =
+            text.split(',').map(|d| d.trim().parse().map_err(|_| bad())).collect::<Result<_, _>>()?;
+        return <[usize; 4]>::try_from(v).map_err(|_| bad());
+    }
+    let [h, w] =
+        parse_pair(text).map_err(|_| format!("`{text}` is not a padding: write P, PHxPW or T,L,B,R"))?;
+    Ok([h, w, h, w])
+}
+
+/// `bias,add,relu,clip=0:6,leaky_relu=0.1,sigmoid,scale=2`.
+pub fn parse_epilogue(text: &str) -> Result<EpilogueArg, String> {
+    let number = |v: &str, what: &str| -> Result<Scalar, String> {
+        v.parse::<f32>()
+            .ok()
+            .filter(|x| x.is_finite())
+            .map(Scalar)
+            .ok_or_else(|| format!("`{v}` is not a number for {what}"))
+    };
+    text.split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(|item| {
+            let (name, value) = item.split_once('=').unwrap_or((item, ""));
+            match (name, value) {
+                ("bias", "") => Ok(EpilogueOp::Bias),
+                ("add", "") => Ok(EpilogueOp::Add),
+                ("relu", "") => Ok(EpilogueOp::Relu),
+                ("sigmoid", "") => Ok(EpilogueOp::Sigmoid),
+                ("scale", v) => Ok(EpilogueOp::Scale { alpha: number(v, "scale")? }),
+                ("leaky_relu", v) => Ok(EpilogueOp::LeakyRelu { alpha: number(v, "leaky_relu")? }),
+                ("clip", v) => {
+                    let (lo, hi) = v.split_once(':').ok_or_else(|| "write clip=MIN:MAX".to_string())?;
+                    Ok(EpilogueOp::Clip { min: number(lo, "clip")?, max: number(hi, "clip")? })
+                }
+                _ => Err(format!(
+                    "unknown epilogue step `{item}`: use bias, add, relu, sigmoid, clip=MIN:MAX, leaky_relu=A, scale=A"
+                )),
+            }
+        })
+        .collect::<Result<_, _>>()
+        .map(EpilogueArg)
 }
 
 #[derive(Args, Debug)]
 pub struct BestArgs {
-    #[arg(long, value_enum)]
-    pub op: OpName,
-    #[arg(long, value_parser = parse_matmul_shape)]
-    pub shape: MatmulShapeArg,
+    /// With --shape: the matmul to re-measure. Without: the db must hold exactly one task.
+    #[arg(long, value_enum, requires = "shape")]
+    pub op: Option<OpName>,
+    #[arg(long, value_parser = parse_matmul_shape, requires = "op")]
+    pub shape: Option<MatmulShapeArg>,
     #[arg(long, default_value = "cpu", value_parser = parse_device)]
     pub device: Device,
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024))]
@@ -132,9 +360,41 @@ pub struct BestArgs {
     pub json: bool,
 }
 
+#[derive(Args, Debug)]
+pub struct ReportArgs {
+    /// The tuning log to report on.
+    #[arg(long)]
+    pub db: PathBuf,
+    /// Where to write the HTML file [default: <db file stem>.report.html next to the db].
+    #[arg(short = 'o', long)]
+    pub output: Option<PathBuf>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+        let parsed = Cli::try_parse_from([
+            "autotune",
+            "op",
+            "conv2d",
+            "--input",
+            "1x8x9x9",
+            "--weight",
+            "4x8x3x3",
+            "--pad",
+            "1",
+            "--epilogue",
+            "bias,relu",
+            "--db",
+            "x.db",
+        ]);
+        assert!(parsed.is_ok(), "{parsed:?}");
+    }
 
     #[test]
     fn shapes_parse_and_reject_garbage() {
@@ -142,6 +402,29 @@ mod tests {
         for bad in ["", "2x3", "2x3x4x5", "0x1x1", "ax1x1", "-1x2x2", "1x1x99999999"] {
             assert!(parse_matmul_shape(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn conv_and_pool_syntax() {
+        assert_eq!(parse_dims("1x64x56x56", 4), Ok(Dims(vec![1, 64, 56, 56])));
+        assert!(parse_dims("1x64x56", 4).is_err());
+        assert_eq!(parse_pair("2"), Ok([2, 2]));
+        assert_eq!(parse_pair("2x1"), Ok([2, 1]));
+        assert_eq!(parse_pads("1"), Ok([1, 1, 1, 1]));
+        assert_eq!(parse_pads("1x2"), Ok([1, 2, 1, 2]));
+        assert_eq!(parse_pads("0,1,2,3"), Ok([0, 1, 2, 3]));
+        assert!(parse_pads("1,2").is_err());
+        assert_eq!(
+            parse_epilogue("bias,add,relu"),
+            Ok(EpilogueArg(vec![EpilogueOp::Bias, EpilogueOp::Add, EpilogueOp::Relu]))
+        );
+        assert_eq!(
+            parse_epilogue("clip=0:6"),
+            Ok(EpilogueArg(vec![EpilogueOp::Clip { min: Scalar(0.0), max: Scalar(6.0) }]))
+        );
+        assert_eq!(parse_epilogue(""), Ok(EpilogueArg(vec![])));
+        assert!(parse_epilogue("gelu").is_err());
+        assert!(parse_epilogue("clip=0").is_err());
     }
 
     #[test]

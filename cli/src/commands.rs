@@ -1,27 +1,42 @@
-//! The commands: `op` (tune one operator instance) and `best` (re-measure the winner).
+//! The commands: `op` (tune one operator instance), `best` (re-measure the winner) and `report`
+//! (the HTML report of a tuning log).
 
-use crate::args::{BestArgs, Cli, Command, Device, OpCommand, TuneArgs};
+use crate::args::{
+    BatchMatmulArgs, BestArgs, Cli, Command, Conv2dArgs, DenseArgs, Device, MatmulArgs, OpCommand, PoolArgs,
+    PoolKindArg, ReportArgs, StrategyArg, TuneArgs,
+};
 use crate::error::BadInput;
 use anyhow::{anyhow, Context, Result};
 use autotune_codegen::{host_cpu_target, CODEGEN_VERSION};
-use autotune_db::Database;
-use autotune_ir::{Target, Task, Trace, TrialStatus};
-use autotune_measure::{MeasureConfig, Runner, WorkerConfig, WorkerRunner};
+use autotune_cost_model::MachineModel;
+use autotune_db::{Database, MachineMeasurementKind, NewMachineMeasurement};
+use autotune_ir::{BatchMatmulSpec, Conv2dSpec, Op, Pool2dSpec, PoolKind, Target, Task, Trace, TrialStatus};
+use autotune_measure::{
+    probe_bandwidth_gbs, probe_peak_gflops, MachineProbeConfig, MeasureConfig, Runner, WorkerConfig,
+    WorkerRunner,
+};
 use autotune_schedules::space_for;
+use autotune_schedules::SpaceGenerator;
 use autotune_search::{
-    tune, Progress, RandomSearch, RandomSearchConfig, StopReason, TuneConfig, TuneSummary,
+    make_strategy, measure_default_schedule, tune, warm_start_from_log, LoopNestFeaturizer, Progress,
+    StopReason, StrategyKind, TuneConfig, TuneSummary, WarmStart, WarmStartConfig,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
-        Command::Op(OpCommand::Matmul(args)) => tune_matmul(args),
+        Command::Op(op) => {
+            let (task, tune_args) = op_task(op)?;
+            tune_task(task, tune_args)
+        }
         Command::Best(args) => best(args),
+        Command::Report(args) => report(args),
     }
 }
 
@@ -45,8 +60,103 @@ fn worker_runner(target: &Target, measure: MeasureConfig) -> Result<WorkerRunner
     Ok(WorkerRunner::new(target, config)?)
 }
 
-fn tune_matmul(args: TuneArgs) -> Result<ExitCode> {
-    let task = Task::matmul(args.shape.m, args.shape.n, args.shape.k);
+/// The task an `autotune op …` command describes, validated.
+fn op_task(op: OpCommand) -> Result<(Task, TuneArgs)> {
+    let (task, args) = match op {
+        OpCommand::Matmul(MatmulArgs { shape, tune }) => (Task::matmul(shape.m, shape.n, shape.k), tune),
+        OpCommand::Conv2d(Conv2dArgs { input, weight, stride, pad, dilation, groups, epilogue, tune }) => {
+            let spec = Conv2dSpec {
+                n: input[0],
+                c: input[1],
+                h: input[2],
+                w: input[3],
+                o: weight[0],
+                kh: weight[2],
+                kw: weight[3],
+                stride,
+                pad,
+                dilation,
+                groups,
+            };
+            if groups > 0 && input[1] % groups == 0 && weight[1] != input[1] / groups {
+                return Err(anyhow!(BadInput(format!(
+                    "--weight {}x{}x{}x{} does not match the input's {} channels in {groups} group(s): the second \
+                     dimension must be {}",
+                    weight[0], weight[1], weight[2], weight[3], input[1], input[1] / groups
+                ))));
+            }
+            (Task::new(Op::Conv2d(spec), epilogue.0), tune)
+        }
+        OpCommand::Dense(DenseArgs { shape, weights_kn, trans_a, epilogue, tune }) => {
+            let spec = BatchMatmulSpec {
+                batch: 1,
+                m: shape.m,
+                n: shape.n,
+                k: shape.k,
+                trans_a,
+                trans_b: !weights_kn,
+                a_broadcast: false,
+                b_broadcast: true,
+                b_constant: true,
+            };
+            (Task::new(Op::BatchMatmul(spec), epilogue.0), tune)
+        }
+        OpCommand::BatchMatmul(BatchMatmulArgs {
+            shape,
+            trans_a,
+            trans_b,
+            shared_a,
+            shared_b,
+            epilogue,
+            tune,
+        }) => {
+            let spec = BatchMatmulSpec {
+                batch: shape[0],
+                m: shape[1],
+                n: shape[2],
+                k: shape[3],
+                trans_a,
+                trans_b,
+                a_broadcast: shared_a,
+                b_broadcast: shared_b,
+                b_constant: false,
+            };
+            (Task::new(Op::BatchMatmul(spec), epilogue.0), tune)
+        }
+        OpCommand::Pool(PoolArgs {
+            kind,
+            input,
+            kernel,
+            stride,
+            pad,
+            dilation,
+            ceil_mode,
+            count_include_pad,
+            tune,
+        }) => {
+            let global = kind == PoolKindArg::GlobalAvg;
+            let spec = Pool2dSpec {
+                kind: if kind == PoolKindArg::Max { PoolKind::Max } else { PoolKind::Avg },
+                n: input[0],
+                c: input[1],
+                h: input[2],
+                w: input[3],
+                kh: if global { input[2] } else { kernel[0] },
+                kw: if global { input[3] } else { kernel[1] },
+                stride: if global { [1, 1] } else { stride },
+                pad: if global { [0; 4] } else { pad },
+                dilation: if global { [1, 1] } else { dilation },
+                ceil_mode: ceil_mode && !global,
+                count_include_pad,
+            };
+            (Task::new(Op::Pool2d(spec), vec![]), tune)
+        }
+    };
+    task.validate().map_err(|e| anyhow!(BadInput(format!("{}: {e}", task.description()))))?;
+    Ok((task, args))
+}
+
+fn tune_task(task: Task, args: TuneArgs) -> Result<ExitCode> {
     let target = cpu_target(&args.device, args.threads)?;
     if !args.timeout_s.is_finite() || args.timeout_s <= 0.0 {
         return Err(anyhow!(BadInput(format!(
@@ -58,7 +168,11 @@ fn tune_matmul(args: TuneArgs) -> Result<ExitCode> {
     let space = space_for(&task, &target).context("no schedule space")?;
     let measure = MeasureConfig { timeout_s: args.timeout_s, ..MeasureConfig::default() };
     let mut runner = worker_runner(&target, measure)?;
-    let mut strategy = RandomSearch::new(space.as_ref(), RandomSearchConfig::new(args.seed));
+    let machine = MachineModel::for_target(&target);
+    let warm_start = load_warm_start(&task, &target, space.as_ref(), machine, &db, &args.warm_start)?;
+    let featurizer = Box::new(LoopNestFeaturizer::new(space.as_ref(), machine));
+    let mut strategy =
+        make_strategy(strategy_kind(args.strategy), space.as_ref(), featurizer, args.seed, warm_start);
     let config = TuneConfig {
         batch_size: args.batch_size as usize,
         command: std::env::args().collect::<Vec<_>>().join(" "),
@@ -77,6 +191,14 @@ fn tune_matmul(args: TuneArgs) -> Result<ExitCode> {
         });
     }
 
+    // What a report compares the tuned kernel with: the default schedule (measured once per
+    // workload and target, in a session of its own) and the machine's ceilings (once per target).
+    measure_default_schedule(&task, space.as_ref(), &mut runner, &mut db, &config, &cancel)
+        .context("measuring the default schedule failed")?;
+    if !cancel.load(Ordering::SeqCst) {
+        record_machine_ceilings(&mut db, &target, args.json)?;
+    }
+
     let bar = if args.json { ProgressBar::hidden() } else { ProgressBar::new(args.trials) };
     bar.set_style(
         ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} trials  {msg}")
@@ -89,7 +211,7 @@ fn tune_matmul(args: TuneArgs) -> Result<ExitCode> {
         bar.set_message(format!("best {best}, {} errors", p.n_errors));
     };
     let summary =
-        tune(&task, space.as_ref(), &mut strategy, &mut runner, &mut db, &config, &cancel, &mut on_batch)
+        tune(&task, space.as_ref(), strategy.as_mut(), &mut runner, &mut db, &config, &cancel, &mut on_batch)
             .context("tuning failed")?;
     bar.finish_and_clear();
 
@@ -103,6 +225,70 @@ fn tune_matmul(args: TuneArgs) -> Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+fn strategy_kind(arg: StrategyArg) -> StrategyKind {
+    match arg {
+        StrategyArg::Auto => StrategyKind::Auto,
+        StrategyArg::Bo => StrategyKind::Bo,
+        StrategyArg::Evolutionary => StrategyKind::Evolutionary,
+        StrategyArg::Random => StrategyKind::Random,
+    }
+}
+
+/// What the search starts from besides this task's own trials: other shapes of the operator in
+/// the log being tuned, and this operator's trials (any shape) in each `--warm-start` log.
+fn load_warm_start(
+    task: &Task,
+    target: &Target,
+    space: &dyn SpaceGenerator,
+    machine: MachineModel,
+    db: &Database,
+    paths: &[PathBuf],
+) -> Result<WarmStart> {
+    let mut warm =
+        warm_start_from_log(db, task, target, space, CODEGEN_VERSION, machine, &WarmStartConfig::default())
+            .context("reading other shapes from the tuning log")?;
+    let other_logs = WarmStartConfig { include_same_task: true, ..WarmStartConfig::default() };
+    for path in paths {
+        if !path.exists() {
+            return Err(anyhow!(BadInput(format!("--warm-start {}: no such file", path.display()))));
+        }
+        let log = Database::open_read_only(path)
+            .map_err(|e| anyhow!(BadInput(format!("--warm-start {}: {e}", path.display()))))?;
+        let more = warm_start_from_log(&log, task, target, space, CODEGEN_VERSION, machine, &other_logs)
+            .with_context(|| format!("reading the warm start from {}", path.display()))?;
+        warm.extend(more);
+    }
+    Ok(warm)
+}
+
+/// Measures this machine's fp32 peak and memory bandwidth for `target` unless the log holds them
+/// already. A probe that cannot run here (no FMA unit) is skipped with a note; a report then says
+/// "not measured".
+fn record_machine_ceilings(db: &mut Database, target: &Target, quiet: bool) -> Result<()> {
+    let target_key = target.key();
+    let stored = db.machine_measurements(&target_key).context("reading the machine measurements")?;
+    let config = MachineProbeConfig::new(target.threads() as usize);
+    for kind in MachineMeasurementKind::ALL {
+        if stored.iter().any(|measurement| measurement.kind == kind) {
+            continue;
+        }
+        let probe = match kind {
+            MachineMeasurementKind::PeakGflops => probe_peak_gflops(&config),
+            MachineMeasurementKind::BandwidthGbs => probe_bandwidth_gbs(&config),
+        };
+        match probe {
+            Ok(result) => {
+                let measurement = NewMachineMeasurement { kind, value: result.value, method: result.method };
+                db.record_machine_measurement(&target_key, &measurement)
+                    .context("recording a machine measurement")?;
+            }
+            Err(error) if !quiet => eprintln!("autotune: {} not measured: {error}", kind.as_str()),
+            Err(_) => {}
+        }
+    }
+    Ok(())
 }
 
 fn tune_json(task: &Task, args: &TuneArgs, summary: &TuneSummary) -> serde_json::Value {
@@ -121,6 +307,9 @@ fn tune_json(task: &Task, args: &TuneArgs, summary: &TuneSummary) -> serde_json:
         "n_trials": summary.trials.len(),
         "n_errors": summary.n_errors,
         "trials": trials,
+        "strategy": strategy_kind(args.strategy).name(),
+        "search_time_s": summary.search_time_s,
+        "measure_time_s": summary.measure_time_s,
     })
 }
 
@@ -132,6 +321,12 @@ fn print_summary(task: &Task, args: &TuneArgs, summary: &TuneSummary, n_restarts
     let counts: Vec<String> = by_status.iter().map(|(s, n)| format!("{n} {s}")).collect();
     println!("{} on cpu, {} thread(s)", task.description(), args.threads);
     println!("  this session: {} trials ({})", summary.trials.len(), counts.join(", "));
+    println!(
+        "  strategy {}: {:.1} s searching (model and proposals), {:.1} s measuring",
+        strategy_kind(args.strategy).name(),
+        summary.search_time_s,
+        summary.measure_time_s
+    );
     if n_restarts > 0 {
         println!("  measurement worker restarted {n_restarts} time(s) after a crash or timeout");
     }
@@ -155,16 +350,31 @@ fn print_summary(task: &Task, args: &TuneArgs, summary: &TuneSummary, n_restarts
 }
 
 fn best(args: BestArgs) -> Result<ExitCode> {
-    let crate::args::OpName::Matmul = args.op;
-    let task = Task::matmul(args.shape.m, args.shape.n, args.shape.k);
     let target = cpu_target(&args.device, args.threads)?;
     if !args.db.exists() {
         return Err(anyhow!(BadInput(format!(
-            "no tuning log at {}: tune first with `autotune op matmul`",
+            "no tuning log at {}: tune first with `autotune op …`",
             args.db.display()
         ))));
     }
     let db = Database::open_read_only(&args.db).map_err(|e| anyhow!(BadInput(e.to_string())))?;
+    let task = match (args.op, args.shape) {
+        (Some(crate::args::OpName::Matmul), Some(shape)) => Task::matmul(shape.m, shape.n, shape.k),
+        _ => {
+            let workloads = db.workloads().context("reading the tuning log")?;
+            match workloads.as_slice() {
+                [(_, only)] => serde_json::from_str::<Task>(&only.task_json)
+                    .with_context(|| format!("unreadable task in {}", args.db.display()))?,
+                _ => {
+                    return Err(anyhow!(BadInput(format!(
+                        "{} holds {} tasks: name one with --op matmul --shape MxNxK",
+                        args.db.display(),
+                        workloads.len()
+                    ))))
+                }
+            }
+        }
+    };
     let space = space_for(&task, &target).context("no schedule space")?;
     let winners = db.best(&task.key().0, &target.key(), 64).context("reading the tuning log")?;
     let winner = winners
@@ -173,7 +383,7 @@ fn best(args: BestArgs) -> Result<ExitCode> {
         .find_map(|t| Trace::from_json(&t.trace_json).ok())
         .ok_or_else(|| {
             anyhow!(BadInput(format!(
-                "{} holds no valid kernel for {} on this CPU with {} thread(s): tune it first with `autotune op matmul`",
+                "{} holds no valid kernel for {} on this CPU with {} thread(s): tune it first with `autotune op …`",
                 args.db.display(),
                 task.description(),
                 args.threads
@@ -220,4 +430,27 @@ fn best(args: BestArgs) -> Result<ExitCode> {
         println!("  schedule: {}", winner.display());
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Writes the HTML report of a tuning log. Opens the log read-only, so a tuning run may be
+/// writing it at the same time.
+fn report(args: ReportArgs) -> Result<ExitCode> {
+    let db = Database::open_read_only(&args.db).map_err(|e| anyhow!(BadInput(e.to_string())))?;
+    let output = args.output.clone().unwrap_or_else(|| default_report_path(&args.db));
+    let source = args
+        .db
+        .file_name()
+        .map_or_else(|| args.db.display().to_string(), |name| name.to_string_lossy().into_owned());
+    let html = autotune_reports::render(&db, &source).context("cannot make the report")?;
+    std::fs::write(&output, &html).map_err(|e| {
+        anyhow!(BadInput(format!("cannot write the report to {}: {e}: check the -o path", output.display())))
+    })?;
+    println!("wrote {} ({} KiB)", output.display(), html.len().div_ceil(1024));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `gemm.db` → `gemm.report.html` in the same folder.
+fn default_report_path(db: &Path) -> PathBuf {
+    let stem = db.file_stem().map_or_else(|| "tuning".into(), |stem| stem.to_string_lossy().into_owned());
+    db.with_file_name(format!("{stem}.report.html"))
 }

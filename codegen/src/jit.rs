@@ -3,7 +3,7 @@
 use crate::lower::{host_symbol_addresses, CpuAttributes, ModuleLowering};
 use crate::runtime::HostRuntime;
 use crate::CodegenError;
-use autotune_ir::{CpuTarget, LoopNest, Target};
+use autotune_ir::{CpuTarget, LoopNest, Program, Target};
 use inkwell::context::Context;
 use inkwell::execution_engine::ExecutionEngine;
 use inkwell::passes::PassBuilderOptions;
@@ -232,5 +232,52 @@ impl CpuKernel {
     /// Address of a JIT'd function of this kernel by name (e.g. an outlined parallel body).
     pub fn function_address(&self, name: &str) -> Option<usize> {
         self.engine.get_function_address(name).ok()
+    }
+}
+
+/// A compiled [`Program`]: the kernel and the one-time packing kernels of its constant inputs.
+#[derive(Debug)]
+pub struct CpuProgram {
+    pub kernel: CpuKernel,
+    /// (task input index, packing kernel, packed length)
+    prepacks: Vec<(usize, CpuKernel, usize)>,
+}
+
+impl CpuBuilder {
+    pub fn build_program(&self, program: &Program) -> Result<CpuProgram, CodegenError> {
+        let kernel = self.build(&program.kernel)?;
+        let prepacks = program
+            .prepacks
+            .iter()
+            .map(|p| {
+                let packed_len = p.nest.params.get(1).map(|&b| p.nest.buffer(b).len).ok_or_else(|| {
+                    CodegenError::Unsupported(format!("prepack of input {} has no output parameter", p.input))
+                })?;
+                Ok((p.input, self.build(&p.nest)?, packed_len))
+            })
+            .collect::<Result<_, CodegenError>>()?;
+        Ok(CpuProgram { kernel, prepacks })
+    }
+}
+
+impl CpuProgram {
+    /// The kernel's input buffers: `inputs` with every prepacked one replaced by its packed form.
+    /// Runs once per set of constant inputs (model load), not per call.
+    pub fn prepare_inputs(
+        &self,
+        runtime: &HostRuntime,
+        inputs: &[Vec<f32>],
+    ) -> Result<Vec<Vec<f32>>, CodegenError> {
+        let mut prepared = inputs.to_vec();
+        for (input, kernel, packed_len) in &self.prepacks {
+            let mut source = inputs
+                .get(*input)
+                .cloned()
+                .ok_or_else(|| CodegenError::Unsupported(format!("no input {input} to prepack")))?;
+            let mut packed = vec![0.0f32; *packed_len];
+            kernel.run(runtime, &mut [&mut source, &mut packed])?;
+            prepared[*input] = packed;
+        }
+        Ok(prepared)
     }
 }

@@ -13,7 +13,7 @@ mod jit;
 mod lower;
 mod runtime;
 
-pub use jit::{host_cpu_target, CpuBuilder, CpuKernel, CODEGEN_VERSION};
+pub use jit::{host_cpu_target, CpuBuilder, CpuKernel, CpuProgram, CODEGEN_VERSION};
 pub use runtime::HostRuntime;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -3,7 +3,7 @@
 
 use crate::runtime::{autotune_alloc, autotune_free, autotune_parallel_for};
 use crate::CodegenError;
-use autotune_ir::{BinOp, BufId, BufScope, CmpOp, Expr, Loop, LoopKind, LoopNest, Stmt, VarId};
+use autotune_ir::{BinOp, BufId, BufScope, CmpOp, Expr, Loop, LoopKind, LoopNest, Stmt, UnaryOp, VarId};
 use inkwell::attributes::AttributeLoc;
 use inkwell::builder::Builder;
 use inkwell::context::Context;
@@ -547,7 +547,7 @@ impl<'a, 'ctx> ModuleLowering<'a, 'ctx> {
                 let (x, y) = (self.int_expr(st, x)?, self.int_expr(st, y)?);
                 b.build_select(c, x, y, "sel")?.into_int_value()
             }
-            Expr::Float(_) | Expr::Fma(..) | Expr::Load { .. } => {
+            Expr::Float(_) | Expr::Fma(..) | Expr::Load { .. } | Expr::Unary(..) => {
                 return Err(err("a float expression used as an index"));
             }
         })
@@ -571,6 +571,10 @@ impl<'a, 'ctx> ModuleLowering<'a, 'ctx> {
             Expr::Bin(op, x, y) => {
                 let (x, y) = (self.scalar(st, x)?, self.scalar(st, y)?);
                 self.float_bin(st, *op, x, y)?
+            }
+            Expr::Unary(op, x) => {
+                let x = self.scalar(st, x)?;
+                self.float_unary(st, *op, x)?
             }
             Expr::Fma(x, y, z) => {
                 let (x, y, z) = (self.scalar(st, x)?, self.scalar(st, y)?, self.scalar(st, z)?);
@@ -628,6 +632,29 @@ impl<'a, 'ctx> ModuleLowering<'a, 'ctx> {
         })
     }
 
+    fn float_unary<V>(&self, st: &FnState<'ctx>, op: UnaryOp, x: V) -> Result<V>
+    where
+        V: inkwell::values::FloatMathValue<'ctx>
+            + Copy
+            + Into<BasicValueEnum<'ctx>>
+            + TryFrom<BasicValueEnum<'ctx>>,
+    {
+        match op {
+            UnaryOp::Neg => Ok(st.builder.build_float_neg(x, "neg")?),
+            UnaryOp::Exp => {
+                let ty: BasicValueEnum<'ctx> = x.into();
+                let f = self.intrinsic("llvm.exp", ty.get_type())?;
+                let r = st
+                    .builder
+                    .build_call(f, &[x.into().into()], "exp")?
+                    .try_as_basic_value()
+                    .basic()
+                    .ok_or_else(|| err("exp returned void"))?;
+                V::try_from(r).map_err(|_| err("exp type"))
+            }
+        }
+    }
+
     fn intrinsic(&self, name: &str, ty: inkwell::types::BasicTypeEnum<'ctx>) -> Result<FunctionValue<'ctx>> {
         Intrinsic::find(name)
             .and_then(|i| i.get_declaration(self.module, &[ty]))
@@ -657,6 +684,28 @@ impl<'a, 'ctx> ModuleLowering<'a, 'ctx> {
                 let x = self.splat(st, self.float_expr(st, x)?, lanes)?;
                 let y = self.splat(st, self.float_expr(st, y)?, lanes)?;
                 self.float_bin(st, *op, x, y)?
+            }
+            Expr::Unary(op, x) => {
+                let x = self.splat(st, self.float_expr(st, x)?, lanes)?;
+                self.float_unary(st, *op, x)?
+            }
+            // A float comparison selecting between floats: one vector compare and blend.
+            Expr::Select(c, x, y) if matches!(&**c, Expr::Cmp(_, a, _) if is_float(a)) => {
+                let Expr::Cmp(op, a, b2) = &**c else { return Err(err("internal: select")) };
+                let a = self.splat(st, self.float_expr(st, a)?, lanes)?;
+                let b2 = self.splat(st, self.float_expr(st, b2)?, lanes)?;
+                let mask = b.build_float_compare(float_pred(*op), a, b2, "vcmp")?;
+                let x = self.splat(st, self.float_expr(st, x)?, lanes)?;
+                let y = self.splat(st, self.float_expr(st, y)?, lanes)?;
+                b.build_select(mask, x, y, "vsel")?.into_vector_value()
+            }
+            // A lane-invariant condition selecting between vectors.
+            Expr::Select(c, x, y) if !depends_on(c, var) => {
+                let c = self.int_expr(st, c)?;
+                let c = self.truthy(st, c)?;
+                let x = self.splat(st, self.float_expr(st, x)?, lanes)?;
+                let y = self.splat(st, self.float_expr(st, y)?, lanes)?;
+                b.build_select(c, x, y, "vsel")?.into_vector_value()
             }
             Expr::Fma(x, y, z) => {
                 let x = self.splat(st, self.float_expr(st, x)?, lanes)?;
@@ -721,7 +770,7 @@ fn sanitize(name: &str) -> String {
 
 fn is_float(e: &Expr) -> bool {
     match e {
-        Expr::Float(_) | Expr::Fma(..) | Expr::Load { .. } => true,
+        Expr::Float(_) | Expr::Fma(..) | Expr::Load { .. } | Expr::Unary(..) => true,
         Expr::Int(_) | Expr::Var(_) | Expr::Cmp(..) | Expr::And(..) => false,
         Expr::Bin(_, x, _) => is_float(x),
         Expr::Select(_, x, _) => is_float(x),
@@ -755,6 +804,7 @@ pub(crate) fn depends_on(e: &Expr, var: VarId) -> bool {
     match e {
         Expr::Int(_) | Expr::Float(_) => false,
         Expr::Var(v) => *v == var,
+        Expr::Unary(_, a) => depends_on(a, var),
         Expr::Bin(_, a, b) | Expr::Cmp(_, a, b) | Expr::And(a, b) => depends_on(a, var) || depends_on(b, var),
         Expr::Fma(a, b, c) | Expr::Select(a, b, c) => {
             depends_on(a, var) || depends_on(b, var) || depends_on(c, var)

@@ -5,12 +5,14 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use autotune_ir::TrialStatus;
-use rusqlite::{params, Connection, ErrorCode, OpenFlags, Params, Row, TransactionBehavior, MAIN_DB};
+use rusqlite::{
+    params, Connection, ErrorCode, OpenFlags, OptionalExtension, Params, Row, TransactionBehavior, MAIN_DB,
+};
 
 use crate::error::DbError;
 use crate::records::{
-    NewTrial, SessionId, SessionRecord, SessionSpec, TargetId, TargetSpec, TrialId, TrialRecord, WorkloadId,
-    WorkloadSpec,
+    MachineMeasurementKind, MachineMeasurementRecord, NewMachineMeasurement, NewTrial, SessionId,
+    SessionRecord, SessionSpec, TargetId, TargetSpec, TrialId, TrialRecord, WorkloadId, WorkloadSpec,
 };
 use crate::schema::{self, Contents, SCHEMA_VERSION};
 use crate::time::now_rfc3339;
@@ -393,6 +395,96 @@ impl Database {
             .collect::<Result<Vec<_>, _>>()
             .map_err(&error)?;
         Ok(targets)
+    }
+
+    /// Records a measured ceiling of the target with `target_key`, unless one of the same kind is
+    /// stored already (the first measurement is kept). Returns whether it was stored.
+    pub fn record_machine_measurement(
+        &mut self,
+        target_key: &str,
+        measurement: &NewMachineMeasurement,
+    ) -> Result<bool, DbError> {
+        if !(measurement.value.is_finite() && measurement.value > 0.0) {
+            return Err(DbError::InvalidMeasurement {
+                kind: measurement.kind.as_str(),
+                reason: format!(
+                    "{} {} is not a finite positive number",
+                    measurement.value,
+                    measurement.kind.unit()
+                ),
+            });
+        }
+        let error = self.sql_error("record a machine measurement");
+        let target: Option<i64> = self
+            .conn
+            .query_row("SELECT id FROM target WHERE target_key = ?1", [target_key], |row| row.get(0))
+            .optional()
+            .map_err(&error)?;
+        let Some(target) = target else {
+            return Err(DbError::UnknownTarget {
+                path: self.location.clone(),
+                target_key: target_key.to_string(),
+            });
+        };
+        let inserted = self
+            .conn
+            .execute(
+                "INSERT INTO machine_measurement (target_id, kind, value, method, measured_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (target_id, kind) DO NOTHING",
+                params![
+                    target,
+                    measurement.kind.as_str(),
+                    measurement.value,
+                    measurement.method,
+                    now_rfc3339()
+                ],
+            )
+            .map_err(&error)?;
+        Ok(inserted == 1)
+    }
+
+    /// The measured ceilings of the target with `target_key` (none for an unknown target), in the
+    /// order of [`MachineMeasurementKind::ALL`].
+    pub fn machine_measurements(&self, target_key: &str) -> Result<Vec<MachineMeasurementRecord>, DbError> {
+        let error = self.sql_error("read the machine measurements");
+        let mut statement = self
+            .conn
+            .prepare_cached(
+                "SELECT m.kind, m.value, m.method, m.measured_at FROM machine_measurement m
+                 JOIN target g ON g.id = m.target_id WHERE g.target_key = ?1",
+            )
+            .map_err(&error)?;
+        let rows = statement
+            .query_map([target_key], |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, f64>(1)?,
+                    row.get::<_, String>(2)?,
+                    row.get::<_, String>(3)?,
+                ))
+            })
+            .map_err(&error)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(&error)?;
+        let mut measurements = rows
+            .into_iter()
+            .map(|(kind, value, method, measured_at)| {
+                let kind = MachineMeasurementKind::parse(&kind).ok_or_else(|| DbError::Corrupt {
+                    path: self.location.clone(),
+                    what: format!("a machine measurement has unknown kind `{kind}`"),
+                })?;
+                Ok(MachineMeasurementRecord {
+                    target_key: target_key.to_string(),
+                    kind,
+                    value,
+                    method,
+                    measured_at,
+                })
+            })
+            .collect::<Result<Vec<_>, DbError>>()?;
+        measurements.sort_by_key(|measurement| measurement.kind);
+        Ok(measurements)
     }
 
     /// Runs a [`TRIAL_SELECT`] query and decodes its rows.

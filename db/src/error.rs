@@ -54,6 +54,16 @@ pub enum DbError {
     #[error("tuning log {} has no session {}", path.display(), session.0)]
     UnknownSession { path: PathBuf, session: SessionId },
 
+    /// A machine measurement names a target the log does not hold (the target is stored with the
+    /// first trial, or by [`Database::upsert_target`](crate::Database::upsert_target)).
+    #[error("tuning log {} has no target {target_key}", path.display())]
+    UnknownTarget { path: PathBuf, target_key: String },
+
+    /// A [`NewMachineMeasurement`](crate::NewMachineMeasurement) is not a physical value; nothing was
+    /// stored.
+    #[error("machine measurement {kind} is invalid: {reason}")]
+    InvalidMeasurement { kind: &'static str, reason: String },
+
     /// A stored value cannot be read back (edited by hand, or written by a buggy tool).
     #[error("tuning log {} is corrupt: {what}", path.display())]
     Corrupt { path: PathBuf, what: String },

@@ -4,9 +4,9 @@
 //! Owns: the tuning-log format — its [schema](SCHEMA_VERSION), forward [migrations](MIGRATIONS),
 //! recognising files that are not tuning logs — and the queries the rest of autotune needs:
 //! storing workloads, targets, sessions and batches of trials, the trace keys already measured,
-//! and the best trials. Because the file outlives the build that wrote it, the schema is a public,
-//! versioned API: a log from a newer autotune is refused with [`DbError::NewerSchema`], never
-//! misread.
+//! the best trials, and the machine's measured ceilings (peak FLOP/s, memory bandwidth) per
+//! target. Because the file outlives the build that wrote it, the schema is a public, versioned
+//! API: a log from a newer autotune is refused with [`DbError::NewerSchema`], never misread.
 //!
 //! Must not know: code generation, search, or how kernels are built or timed. Traces, tasks and
 //! targets arrive as JSON text plus a stable key computed by the caller; this crate stores them
@@ -27,7 +27,7 @@ pub use autotune_ir::TrialStatus;
 pub use database::Database;
 pub use error::DbError;
 pub use records::{
-    NewTrial, SessionId, SessionRecord, SessionSpec, TargetId, TargetSpec, TrialId, TrialRecord, WorkloadId,
-    WorkloadSpec,
+    MachineMeasurementKind, MachineMeasurementRecord, NewMachineMeasurement, NewTrial, SessionId,
+    SessionRecord, SessionSpec, TargetId, TargetSpec, TrialId, TrialRecord, WorkloadId, WorkloadSpec,
 };
 pub use schema::{FORMAT_NAME, MIGRATIONS, SCHEMA_VERSION};

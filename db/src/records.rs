@@ -136,3 +136,60 @@ pub struct TrialRecord {
     /// RFC 3339 UTC time the trial's batch was recorded.
     pub recorded_at: String,
 }
+
+/// What a machine measurement measured. Stored as [`as_str`](Self::as_str).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MachineMeasurementKind {
+    /// Attainable fp32 throughput with the target's thread count, in GFLOP/s (an FMA probe).
+    PeakGflops,
+    /// Attainable memory bandwidth with the target's thread count, in GB/s (a triad probe).
+    BandwidthGbs,
+}
+
+impl MachineMeasurementKind {
+    pub const ALL: [MachineMeasurementKind; 2] =
+        [MachineMeasurementKind::PeakGflops, MachineMeasurementKind::BandwidthGbs];
+
+    /// The stable spelling stored in the tuning log.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MachineMeasurementKind::PeakGflops => "peak_gflops",
+            MachineMeasurementKind::BandwidthGbs => "bandwidth_gbs",
+        }
+    }
+
+    /// The unit of the stored value.
+    pub fn unit(self) -> &'static str {
+        match self {
+            MachineMeasurementKind::PeakGflops => "GFLOP/s",
+            MachineMeasurementKind::BandwidthGbs => "GB/s",
+        }
+    }
+
+    /// The kind stored as `text`, if it is one.
+    pub fn parse(text: &str) -> Option<MachineMeasurementKind> {
+        MachineMeasurementKind::ALL.into_iter().find(|kind| kind.as_str() == text)
+    }
+}
+
+/// A measured ceiling of a target, as the measuring side hands it over.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NewMachineMeasurement {
+    pub kind: MachineMeasurementKind,
+    /// In the kind's [unit](MachineMeasurementKind::unit); finite and positive.
+    pub value: f64,
+    /// How it was measured, for people (probe, threads, repeats).
+    pub method: String,
+}
+
+/// A stored machine measurement.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MachineMeasurementRecord {
+    pub target_key: String,
+    pub kind: MachineMeasurementKind,
+    pub value: f64,
+    pub method: String,
+    /// RFC 3339 UTC.
+    pub measured_at: String,
+}

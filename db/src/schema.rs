@@ -13,7 +13,7 @@ pub const FORMAT_NAME: &str = "autotune-tuning-log";
 /// Forward migrations: `MIGRATIONS[i]` turns a schema-`i` log into a schema-`i + 1` log. Version 0
 /// is an empty database. A script only changes tables; the version bookkeeping is done by the
 /// code that runs it.
-pub const MIGRATIONS: &[&str] = &[SCHEMA_V1];
+pub const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2];
 
 /// The schema version this build writes and the newest it reads.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
@@ -84,6 +84,21 @@ CREATE INDEX trial_by_rank ON trial (workload_id, target_id, status, median_s);
 CREATE INDEX trial_by_session ON trial (session_id);
 "#;
 
+/// Version 2: what the machine can do at best, measured once per target by the tuning run, so a
+/// report can place every kernel against the machine's roofline.
+const SCHEMA_V2: &str = r#"
+CREATE TABLE machine_measurement (
+    id INTEGER PRIMARY KEY,
+    target_id INTEGER NOT NULL REFERENCES target(id),
+    kind TEXT NOT NULL CHECK (kind IN ('peak_gflops', 'bandwidth_gbs')), -- fp32 FMA peak in GFLOP/s, or memory bandwidth in GB/s
+    value REAL NOT NULL CHECK (value > 0),
+    method TEXT NOT NULL, -- how it was measured, for people: probe, threads, repeats
+    measured_at TEXT NOT NULL, -- RFC 3339 UTC
+    -- One measurement of each kind per target: the first one is kept.
+    UNIQUE (target_id, kind)
+);
+"#;
+
 /// What an opened SQLite database turned out to hold.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Contents {
@@ -150,6 +165,7 @@ mod tests {
     use autotune_ir::TrialStatus;
 
     use super::*;
+    use crate::records::MachineMeasurementKind;
 
     fn migrated() -> Connection {
         let conn = Connection::open_in_memory().expect("in-memory sqlite");
@@ -193,6 +209,64 @@ mod tests {
     }
 
     #[test]
+    fn measurement_kind_check_lists_exactly_the_known_kinds() {
+        // A new MachineMeasurementKind needs a migration that widens the CHECK; this is the reminder.
+        let quoted: Vec<String> =
+            MachineMeasurementKind::ALL.iter().map(|kind| format!("'{}'", kind.as_str())).collect();
+        let expected = format!("CHECK (kind IN ({}))", quoted.join(", "));
+        assert!(SCHEMA_V2.contains(&expected), "schema lacks `{expected}`");
+    }
+
+    /// A log exactly as schema version 1 left it: the V1 script and its version bookkeeping.
+    fn version_1_log() -> Connection {
+        let conn = Connection::open_in_memory().expect("in-memory sqlite");
+        conn.execute_batch(SCHEMA_V1).expect("schema v1");
+        conn.pragma_update(None, "user_version", 1).expect("user_version");
+        conn.execute("INSERT INTO meta (key, value) VALUES ('schema_version', '1')", []).expect("meta");
+        conn
+    }
+
+    #[test]
+    fn a_version_1_log_migrates_to_version_2_and_keeps_its_rows() {
+        let conn = version_1_log();
+        assert_eq!(inspect(&conn).expect("inspect"), Contents::TuningLog { version: 1 });
+        conn.execute_batch(
+            "INSERT INTO target (target_key, kind, name, features, threads, target_json)
+                 VALUES ('t', 'cpu', 'cpu', 'avx2', 1, '{}');
+             INSERT INTO workload (task_key, op, description, task_json, flops)
+                 VALUES ('w', 'matmul', 'matmul 2x2x2 f32', '{}', 16);",
+        )
+        .expect("v1 rows");
+
+        migrate(&conn, 1).expect("migrate from v1");
+        assert_eq!(inspect(&conn).expect("inspect"), Contents::TuningLog { version: 2 });
+        let meta_version: String = conn
+            .query_row("SELECT value FROM meta WHERE key = 'schema_version'", [], |row| row.get(0))
+            .expect("meta schema_version");
+        assert_eq!(meta_version, "2");
+        let kept: (i64, i64) = conn
+            .query_row("SELECT (SELECT count(*) FROM target), (SELECT count(*) FROM workload)", [], |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })
+            .expect("count rows");
+        assert_eq!(kept, (1, 1));
+
+        // The new table takes measurements of the old target, and refuses non-physical values.
+        let insert = |kind: &str, value: f64| {
+            conn.execute(
+                "INSERT INTO machine_measurement (target_id, kind, value, method, measured_at)
+                 VALUES ((SELECT id FROM target), ?1, ?2, 'test', 'now')",
+                params![kind, value],
+            )
+        };
+        assert!(insert("peak_gflops", 100.0).is_ok());
+        assert!(insert("peak_gflops", 120.0).is_err(), "one measurement per kind and target");
+        assert!(insert("bandwidth_gbs", 0.0).is_err(), "a zero bandwidth is not a measurement");
+        assert!(insert("latency_ns", 1.0).is_err(), "unknown kind");
+        assert!(insert("bandwidth_gbs", 12.5).is_ok());
+    }
+
+    #[test]
     fn schema_text_is_frozen() {
         let conn = migrated();
         let mut statement = conn
@@ -204,6 +278,16 @@ mod tests {
             .collect::<Result<_, _>>()
             .expect("rows");
         let expected = [
+            "CREATE TABLE machine_measurement (
+    id INTEGER PRIMARY KEY,
+    target_id INTEGER NOT NULL REFERENCES target(id),
+    kind TEXT NOT NULL CHECK (kind IN ('peak_gflops', 'bandwidth_gbs')), -- fp32 FMA peak in GFLOP/s, or memory bandwidth in GB/s
+    value REAL NOT NULL CHECK (value > 0),
+    method TEXT NOT NULL, -- how it was measured, for people: probe, threads, repeats
+    measured_at TEXT NOT NULL, -- RFC 3339 UTC
+    -- One measurement of each kind per target: the first one is kept.
+    UNIQUE (target_id, kind)
+)",
             "CREATE TABLE meta (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL

@@ -9,6 +9,7 @@
 //! can depend on it.
 
 pub mod loop_nest;
+pub mod ops;
 pub mod printer;
 pub mod reference;
 pub mod status;
@@ -18,9 +19,10 @@ pub mod tolerance;
 pub mod trace;
 
 pub use loop_nest::{
-    BinOp, BufId, BufScope, BufferDecl, CmpOp, Expr, GpuAxis, Loop, LoopKind, LoopNest, NestBuilder, Stmt,
-    VarId,
+    BinOp, BufId, BufScope, BufferDecl, CmpOp, Expr, GpuAxis, Loop, LoopKind, LoopNest, NestBuilder, Prepack,
+    Program, Stmt, UnaryOp, VarId,
 };
+pub use ops::{BatchMatmulSpec, Conv2dSpec, EpilogueOp, Pool2dSpec, PoolKind, Scalar};
 pub use status::TrialStatus;
 pub use target::{CpuTarget, Target};
 pub use task::{DType, MatmulShape, Op, Task, TaskKey, TensorSpec};

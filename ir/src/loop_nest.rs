@@ -75,6 +75,14 @@ pub enum BinOp {
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum UnaryOp {
+    /// e^x (float).
+    Exp,
+    /// −x (float).
+    Neg,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum CmpOp {
     Lt,
     Le,
@@ -92,6 +100,7 @@ pub enum Expr {
     Float(f32),
     Var(VarId),
     Bin(BinOp, Box<Expr>, Box<Expr>),
+    Unary(UnaryOp, Box<Expr>),
     Cmp(CmpOp, Box<Expr>, Box<Expr>),
     And(Box<Expr>, Box<Expr>),
     /// `a * b + c` in one rounding.
@@ -221,6 +230,12 @@ impl Expr {
     pub fn floor_div(self, other: Expr) -> Expr {
         Expr::Bin(BinOp::Div, Box::new(self), Box::new(other))
     }
+    pub fn unary(op: UnaryOp, x: Expr) -> Expr {
+        Expr::Unary(op, Box::new(x))
+    }
+    pub fn float(v: f32) -> Expr {
+        Expr::Float(v)
+    }
     /// The constant value, if the expression is a literal integer.
     pub fn as_int(&self) -> Option<i64> {
         match self {
@@ -263,5 +278,30 @@ impl Stmt {
     }
     pub fn store(buf: BufId, index: Expr, value: Expr) -> Stmt {
         Stmt::Store { buf, index, value }
+    }
+}
+
+/// What a schedule point lowers to: the kernel, plus one-time transforms of constant inputs
+/// (weights packed into the kernel's layout) that run once before the kernel runs many times, at
+/// model load in the runtime and untimed in measurement.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct Program {
+    /// Parameters: the task's inputs in order (an input with a prepack is replaced by its packed
+    /// form), then the outputs.
+    pub kernel: LoopNest,
+    pub prepacks: Vec<Prepack>,
+}
+
+/// Packs task input `input` into the layout the kernel reads. Parameters: the original input,
+/// then the packed buffer.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct Prepack {
+    pub input: usize,
+    pub nest: LoopNest,
+}
+
+impl From<LoopNest> for Program {
+    fn from(kernel: LoopNest) -> Program {
+        Program { kernel, prepacks: Vec::new() }
     }
 }

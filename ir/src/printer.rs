@@ -82,6 +82,7 @@ pub fn expr(nest: &LoopNest, e: &Expr) -> String {
                 BinOp::Max => format!("max({a}, {b})"),
             }
         }
+        Expr::Unary(op, a) => format!("{op:?}({})", expr(nest, a)).to_lowercase(),
         Expr::Cmp(op, a, b) => {
             let sym = match op {
                 CmpOp::Lt => "<",

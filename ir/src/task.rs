@@ -1,5 +1,6 @@
 //! Tasks: what is tuned (operator × shapes × dtype × layout), and their stable keys.
 
+use crate::ops::{BatchMatmulSpec, Conv2dSpec, EpilogueOp, Pool2dSpec, PoolKind};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::fmt;
@@ -37,6 +38,9 @@ pub struct MatmulShape {
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Op {
     Matmul(MatmulShape),
+    Conv2d(Conv2dSpec),
+    BatchMatmul(BatchMatmulSpec),
+    Pool2d(Pool2dSpec),
 }
 
 /// One tuning task: an operator instance with its dtype. Two tasks with equal fields are the same
@@ -46,6 +50,11 @@ pub struct Task {
     #[serde(flatten)]
     pub op: Op,
     pub dtype: DType,
+    /// Fused element-wise steps after the reduction, in order. Part of the identity: a fused
+    /// conv+bias+relu is a different task (and key) than a bare conv. Omitted from the canonical
+    /// JSON when empty, so keys of unfused tasks never change.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub epilogue: Vec<EpilogueOp>,
 }
 
 /// The shape and dtype of one kernel argument.
@@ -78,7 +87,33 @@ impl fmt::Display for TaskKey {
 
 impl Task {
     pub fn matmul(m: usize, n: usize, k: usize) -> Task {
-        Task { op: Op::Matmul(MatmulShape { m, n, k }), dtype: DType::F32 }
+        Task { op: Op::Matmul(MatmulShape { m, n, k }), dtype: DType::F32, epilogue: Vec::new() }
+    }
+
+    pub fn new(op: Op, epilogue: Vec<EpilogueOp>) -> Task {
+        Task { op, dtype: DType::F32, epilogue }
+    }
+
+    /// Checks that the operator's numbers describe something computable and that the epilogue
+    /// fits the operator (pooling takes none).
+    pub fn validate(&self) -> Result<(), String> {
+        match &self.op {
+            Op::Matmul(s) if s.m == 0 || s.n == 0 || s.k == 0 => Err("matmul sizes must be positive".into()),
+            Op::Matmul(_) => Ok(()),
+            Op::Conv2d(c) => c.validate(),
+            Op::BatchMatmul(b) if [b.batch, b.m, b.n, b.k].contains(&0) => {
+                Err("batch matmul sizes must be positive".into())
+            }
+            Op::BatchMatmul(_) => Ok(()),
+            Op::Pool2d(_) if !self.epilogue.is_empty() => Err("pooling takes no fused epilogue".into()),
+            Op::Pool2d(p) => p.validate(),
+        }?;
+        let n_bias = self.epilogue.iter().filter(|e| **e == EpilogueOp::Bias).count();
+        let n_add = self.epilogue.iter().filter(|e| **e == EpilogueOp::Add).count();
+        if n_bias > 1 || n_add > 1 {
+            return Err("an epilogue holds at most one bias and one residual add".into());
+        }
+        Ok(())
     }
 
     /// Canonical JSON: field order is fixed by the type definitions, no whitespace.
@@ -94,20 +129,84 @@ impl Task {
     pub fn op_name(&self) -> &'static str {
         match self.op {
             Op::Matmul(_) => "matmul",
+            Op::Conv2d(_) => "conv2d",
+            Op::BatchMatmul(_) => "batch_matmul",
+            Op::Pool2d(p) if p.kind == PoolKind::Max => "max_pool",
+            Op::Pool2d(_) => "avg_pool",
         }
     }
 
-    /// Human-readable one-liner, e.g. `matmul 1024x1024x1024 f32`.
+    /// Human-readable one-liner, e.g. `matmul 1024x1024x1024 f32` or
+    /// `conv2d n1 c64 56x56 o64 k3x3 s1x1 p1,1,1,1 d1x1 g1 +bias+relu f32`.
     pub fn description(&self) -> String {
-        match &self.op {
-            Op::Matmul(s) => format!("matmul {}x{}x{} {}", s.m, s.n, s.k, self.dtype.as_str()),
-        }
+        let core = match &self.op {
+            Op::Matmul(s) => format!("matmul {}x{}x{}", s.m, s.n, s.k),
+            Op::Conv2d(c) => format!(
+                "conv2d n{} c{} {}x{} o{} k{}x{} s{}x{} p{},{},{},{} d{}x{} g{}",
+                c.n,
+                c.c,
+                c.h,
+                c.w,
+                c.o,
+                c.kh,
+                c.kw,
+                c.stride[0],
+                c.stride[1],
+                c.pad[0],
+                c.pad[1],
+                c.pad[2],
+                c.pad[3],
+                c.dilation[0],
+                c.dilation[1],
+                c.groups
+            ),
+            Op::BatchMatmul(b) => format!(
+                "batch_matmul b{} {}x{}x{}{}{}{}{}{}",
+                b.batch,
+                b.m,
+                b.n,
+                b.k,
+                if b.trans_a { " ta" } else { "" },
+                if b.trans_b { " tb" } else { "" },
+                if b.a_broadcast { " a_shared" } else { "" },
+                if b.b_broadcast { " b_shared" } else { "" },
+                if b.b_constant { " b_const" } else { "" }
+            ),
+            Op::Pool2d(p) => format!(
+                "{} n{} c{} {}x{} k{}x{} s{}x{} p{},{},{},{} d{}x{}{}{}",
+                self.op_name(),
+                p.n,
+                p.c,
+                p.h,
+                p.w,
+                p.kh,
+                p.kw,
+                p.stride[0],
+                p.stride[1],
+                p.pad[0],
+                p.pad[1],
+                p.pad[2],
+                p.pad[3],
+                p.dilation[0],
+                p.dilation[1],
+                if p.ceil_mode { " ceil" } else { "" },
+                if p.count_include_pad && p.kind == PoolKind::Avg { " count_pad" } else { "" }
+            ),
+        };
+        let epilogue: String = self.epilogue.iter().map(|e| format!("+{}", e.name())).collect();
+        let sep = if epilogue.is_empty() { "" } else { " " };
+        format!("{core}{sep}{epilogue} {}", self.dtype.as_str())
     }
 
-    /// Floating-point operations of one execution (a multiply-add counts as two).
+    /// Floating-point operations of one execution (a multiply-add counts as two; pooling counts
+    /// one per window element).
     pub fn flops(&self) -> f64 {
+        let outputs = self.outputs()[0].len() as f64;
         match &self.op {
             Op::Matmul(s) => 2.0 * s.m as f64 * s.n as f64 * s.k as f64,
+            Op::Conv2d(c) => 2.0 * outputs * (c.c_per_group() * c.kh * c.kw) as f64,
+            Op::BatchMatmul(b) => 2.0 * (b.batch * b.m * b.n * b.k) as f64,
+            Op::Pool2d(p) => outputs * (p.kh * p.kw) as f64,
         }
     }
 
@@ -117,27 +216,83 @@ impl Task {
         (elems * self.dtype.size_bytes()) as f64
     }
 
-    /// Kernel inputs in argument order.
+    fn spec(&self, name: &'static str, shape: Vec<usize>) -> TensorSpec {
+        TensorSpec { name, shape, dtype: self.dtype }
+    }
+
+    /// Kernel inputs in argument order: the operator's operands, then one input per epilogue
+    /// step that needs data (`bias`, then `residual`, in epilogue order).
     pub fn inputs(&self) -> Vec<TensorSpec> {
-        match &self.op {
-            Op::Matmul(s) => vec![
-                TensorSpec { name: "A", shape: vec![s.m, s.k], dtype: self.dtype },
-                TensorSpec { name: "B", shape: vec![s.k, s.n], dtype: self.dtype },
+        let mut inputs = match &self.op {
+            Op::Matmul(s) => vec![self.spec("A", vec![s.m, s.k]), self.spec("B", vec![s.k, s.n])],
+            Op::Conv2d(c) => vec![
+                self.spec("X", vec![c.n, c.c, c.h, c.w]),
+                self.spec("W", vec![c.o, c.c_per_group(), c.kh, c.kw]),
             ],
+            Op::BatchMatmul(b) => {
+                let a_batch = if b.a_broadcast { 1 } else { b.batch };
+                let b_batch = if b.b_broadcast { 1 } else { b.batch };
+                let a_shape = if b.trans_a { vec![a_batch, b.k, b.m] } else { vec![a_batch, b.m, b.k] };
+                let b_shape = if b.trans_b { vec![b_batch, b.n, b.k] } else { vec![b_batch, b.k, b.n] };
+                vec![self.spec("A", a_shape), self.spec("B", b_shape)]
+            }
+            Op::Pool2d(p) => vec![self.spec("X", vec![p.n, p.c, p.h, p.w])],
+        };
+        let out_shape = self.outputs()[0].shape.clone();
+        for step in &self.epilogue {
+            match step {
+                EpilogueOp::Bias => inputs.push(self.spec("bias", vec![self.bias_len()])),
+                EpilogueOp::Add => inputs.push(self.spec("residual", out_shape.clone())),
+                _ => {}
+            }
         }
+        inputs
+    }
+
+    /// Length of the bias vector: output channels for conv, output columns for matmuls.
+    pub fn bias_len(&self) -> usize {
+        match &self.op {
+            Op::Matmul(s) => s.n,
+            Op::Conv2d(c) => c.o,
+            Op::BatchMatmul(b) => b.n,
+            Op::Pool2d(p) => p.c,
+        }
+    }
+
+    /// Indices of the inputs that are constants of the model (weights, biases): they may be
+    /// packed into another layout once, before the kernel runs.
+    pub fn constant_inputs(&self) -> Vec<usize> {
+        let mut constant = match &self.op {
+            Op::Conv2d(_) => vec![1],
+            Op::BatchMatmul(b) if b.b_constant => vec![1],
+            _ => vec![],
+        };
+        let names: Vec<&str> = self.inputs().iter().map(|s| s.name).collect();
+        if let Some(i) = names.iter().position(|n| *n == "bias") {
+            constant.push(i);
+        }
+        constant
     }
 
     /// Kernel outputs in argument order (they follow the inputs).
     pub fn outputs(&self) -> Vec<TensorSpec> {
-        match &self.op {
-            Op::Matmul(s) => vec![TensorSpec { name: "C", shape: vec![s.m, s.n], dtype: self.dtype }],
-        }
+        let shape = match &self.op {
+            Op::Matmul(s) => vec![s.m, s.n],
+            Op::Conv2d(c) => vec![c.n, c.o, c.out_h(), c.out_w()],
+            Op::BatchMatmul(b) => vec![b.batch, b.m, b.n],
+            Op::Pool2d(p) => vec![p.n, p.c, p.out_h(), p.out_w()],
+        };
+        let name = if matches!(self.op, Op::Matmul(_)) { "C" } else { "Y" };
+        vec![self.spec(name, shape)]
     }
 
     /// Length of the longest reduction that feeds one output element; scales the tolerance.
     pub fn reduction_len(&self) -> usize {
         match &self.op {
             Op::Matmul(s) => s.k,
+            Op::Conv2d(c) => c.c_per_group() * c.kh * c.kw,
+            Op::BatchMatmul(b) => b.k,
+            Op::Pool2d(p) => p.kh * p.kw,
         }
     }
 }

@@ -3,17 +3,20 @@
 //! Owns the timing protocol (warm-up, repeats until a minimum total time, every repeat kept;
 //! median and min), the correctness check against `autotune_ir::reference` on seeded inputs with
 //! a named tolerance, per-candidate timeouts, and worker-process isolation. Builds run in parallel
-//! (rayon); measurements run one at a time.
+//! (rayon); measurements run one at a time. Also probes the machine's ceilings (fp32 FMA peak,
+//! memory bandwidth) that reports compare kernels with ([`machine`]).
 //!
 //! Must not know: search strategies, the tuning log. Invariant: a candidate whose output differs
 //! from the reference is `wrong_result` and carries no time, so it can never become a winner.
 
 pub mod local;
+pub mod machine;
 pub mod outcome;
 pub mod protocol;
 pub mod worker;
 
 pub use local::LocalRunner;
+pub use machine::{probe_bandwidth_gbs, probe_peak_gflops, MachineProbeConfig, ProbeResult};
 pub use outcome::{MeasureOutcome, Runner};
 pub use protocol::{check_and_time, MeasureConfig, ReferenceData};
 pub use worker::{serve_stdio, WorkerConfig, WorkerRunner};

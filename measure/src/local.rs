@@ -5,8 +5,8 @@
 use crate::protocol::{check_and_time, MeasureConfig, ReferenceData};
 use crate::worker::Streamed;
 use crate::{MeasureError, MeasureOutcome, Runner};
-use autotune_codegen::{CpuBuilder, CpuKernel, HostRuntime};
-use autotune_ir::{LoopNest, Target, Task, Trace, TrialStatus};
+use autotune_codegen::{CpuBuilder, CpuProgram, HostRuntime};
+use autotune_ir::{Program, Target, Task, Trace, TrialStatus};
 use rayon::prelude::*;
 use std::time::Instant;
 
@@ -19,7 +19,7 @@ pub struct LocalRunner {
     reference: Option<ReferenceData>,
 }
 
-type Built = Result<(CpuKernel, f64), (TrialStatus, String, f64)>;
+type Built = Result<(CpuProgram, f64), (TrialStatus, String, f64)>;
 
 impl LocalRunner {
     pub fn new(target: &Target, config: MeasureConfig) -> Result<LocalRunner, MeasureError> {
@@ -31,11 +31,7 @@ impl LocalRunner {
 
     /// Builds (in parallel) and measures (one at a time) already-lowered candidates. A lowering
     /// failure comes in as `Err(text)` and goes out as `build_error`.
-    pub fn measure_nests(
-        &mut self,
-        task: &Task,
-        nests: Vec<Result<LoopNest, String>>,
-    ) -> Vec<MeasureOutcome> {
+    pub fn measure_nests(&mut self, task: &Task, nests: Vec<Result<Program, String>>) -> Vec<MeasureOutcome> {
         let mut outcomes = Vec::with_capacity(nests.len());
         let _ = self.measure_nests_streaming(task, nests, &mut |event| {
             if let Streamed::Outcome(o) = event {
@@ -50,7 +46,7 @@ impl LocalRunner {
     pub(crate) fn measure_nests_streaming(
         &mut self,
         task: &Task,
-        nests: Vec<Result<LoopNest, String>>,
+        nests: Vec<Result<Program, String>>,
         on_event: &mut dyn FnMut(Streamed) -> Result<(), MeasureError>,
     ) -> Result<(), MeasureError> {
         let builder = &self.builder;
@@ -60,7 +56,7 @@ impl LocalRunner {
                 let start = Instant::now();
                 let nest = nest.map_err(|e| (TrialStatus::BuildError, e, 0.0))?;
                 let kernel = builder
-                    .build(&nest)
+                    .build_program(&nest)
                     .map_err(|e| (TrialStatus::BuildError, e.to_string(), start.elapsed().as_secs_f64()))?;
                 Ok((kernel, start.elapsed().as_secs_f64()))
             })

@@ -1,7 +1,7 @@
 //! The measurement protocol for one built kernel: check against the reference, warm up, repeat
 //! until a minimum total time, keep every repeat.
 
-use autotune_codegen::{CpuKernel, HostRuntime};
+use autotune_codegen::{CpuProgram, HostRuntime};
 use autotune_ir::{compare, reference, Task, Tolerance, TrialStatus};
 use serde::{Deserialize, Serialize};
 use std::time::Instant;
@@ -63,14 +63,22 @@ impl ReferenceData {
 /// Checks `kernel` against the reference, then times it. Never panics on a bad kernel result;
 /// a mismatch is `WrongResult` with the first differing element in the error text.
 pub fn check_and_time(
-    kernel: &CpuKernel,
+    program: &CpuProgram,
     runtime: &HostRuntime,
     data: &ReferenceData,
     config: &MeasureConfig,
     build_time_s: f64,
 ) -> crate::MeasureOutcome {
     use crate::MeasureOutcome;
-    let mut inputs = data.inputs.clone();
+    let kernel = &program.kernel;
+    // Constant inputs are packed once, untimed: in a model this happens at load.
+    let mut inputs = match program.prepare_inputs(runtime, &data.inputs) {
+        Ok(inputs) => inputs,
+        Err(e) => {
+            return MeasureOutcome::failed(TrialStatus::RunError, format!("prepacking: {e}"), build_time_s)
+        }
+    };
+    let inputs_before = inputs.clone();
     // NaN-filled outputs: an element the kernel forgets to write cannot match by accident.
     let mut outputs: Vec<Vec<f32>> = data.expected.iter().map(|e| vec![f32::NAN; e.len()]).collect();
     let run = |inputs: &mut Vec<Vec<f32>>, outputs: &mut Vec<Vec<f32>>| {
@@ -91,7 +99,7 @@ pub fn check_and_time(
             );
         }
     }
-    if inputs != data.inputs {
+    if inputs != inputs_before {
         return MeasureOutcome::failed(
             TrialStatus::WrongResult,
             "kernel wrote to an input buffer",

@@ -3,7 +3,10 @@
 
 use crate::{LocalRunner, MeasureConfig, Runner, WorkerConfig, WorkerRunner};
 use autotune_codegen::host_cpu_target;
-use autotune_ir::{Expr, LoopKind, NestBuilder, Stmt, Task, Trace, TrialStatus};
+use autotune_ir::{
+    BatchMatmulSpec, Conv2dSpec, EpilogueOp, Expr, LoopKind, NestBuilder, Op, Pool2dSpec, PoolKind, Scalar,
+    Stmt, Task, Trace, TrialStatus,
+};
 use autotune_schedules::space_for;
 use proptest::prelude::*;
 use rand::SeedableRng;
@@ -56,6 +59,142 @@ proptest! {
     }
 }
 
+/// A random epilogue in the order real models use: scale?, bias?, add?, activation?.
+fn epilogue_strategy() -> impl Strategy<Value = Vec<EpilogueOp>> {
+    (any::<bool>(), any::<bool>(), any::<bool>(), 0usize..6).prop_map(|(scale, bias, add, act)| {
+        let mut e = Vec::new();
+        if scale {
+            e.push(EpilogueOp::Scale { alpha: Scalar(0.5) });
+        }
+        if bias {
+            e.push(EpilogueOp::Bias);
+        }
+        if add {
+            e.push(EpilogueOp::Add);
+        }
+        match act {
+            1 => e.push(EpilogueOp::Relu),
+            2 => e.push(EpilogueOp::Clip { min: Scalar(-0.5), max: Scalar(0.75) }),
+            3 => e.push(EpilogueOp::LeakyRelu { alpha: Scalar(0.1) }),
+            4 => e.push(EpilogueOp::Sigmoid),
+            _ => {}
+        }
+        e
+    })
+}
+
+prop_compose! {
+    fn conv_spec()(
+        n in 1usize..3, groups in 1usize..4, cg in 1usize..4, og in 1usize..5, h in 1usize..12, w in 1usize..12,
+        kh in 1usize..4, kw in 1usize..4, sh in 1usize..4, sw in 1usize..4, dh in 1usize..3, dw in 1usize..3,
+        pad in proptest::array::uniform4(0usize..4),
+    ) -> Conv2dSpec {
+        Conv2dSpec { n, c: groups * cg, h, w, o: groups * og, kh, kw, stride: [sh, sw], pad, dilation: [dh, dw], groups }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 16, ..ProptestConfig::default() })]
+    #[test]
+    fn random_conv_points_match_the_reference(spec in conv_spec(), epilogue in epilogue_strategy(), threads in 1u32..3, seed in any::<u64>()) {
+        prop_assume!(spec.validate().is_ok());
+        assert_space_points_match_reference(&Task::new(Op::Conv2d(spec), epilogue), threads, seed, 3);
+    }
+
+    #[test]
+    fn random_batch_matmul_points_match_the_reference(
+        batch in 1usize..4, m in 1usize..20, n in 1usize..40, k in 1usize..20,
+        flags in proptest::array::uniform4(any::<bool>()), b_constant in any::<bool>(),
+        epilogue in epilogue_strategy(), threads in 1u32..3, seed in any::<u64>(),
+    ) {
+        let spec = BatchMatmulSpec {
+            batch, m, n, k, trans_a: flags[0], trans_b: flags[1], a_broadcast: flags[2], b_broadcast: flags[3], b_constant,
+        };
+        assert_space_points_match_reference(&Task::new(Op::BatchMatmul(spec), epilogue), threads, seed, 3);
+    }
+
+    #[test]
+    fn random_pool_points_match_the_reference(
+        max in any::<bool>(), n in 1usize..3, c in 1usize..4, h in 1usize..20, w in 1usize..40,
+        kh in 1usize..4, kw in 1usize..4, sh in 1usize..4, sw in 1usize..4, dh in 1usize..3, dw in 1usize..3,
+        pad in proptest::array::uniform4(0usize..3), ceil_mode in any::<bool>(), count_include_pad in any::<bool>(),
+        threads in 1u32..3, seed in any::<u64>(),
+    ) {
+        let dilation = if max { [dh, dw] } else { [1, 1] };
+        let spec = Pool2dSpec {
+            kind: if max { PoolKind::Max } else { PoolKind::Avg }, n, c, h, w, kh, kw, stride: [sh, sw], pad, dilation,
+            ceil_mode, count_include_pad,
+        };
+        prop_assume!(spec.validate().is_ok());
+        assert_space_points_match_reference(&Task::new(Op::Pool2d(spec), vec![]), threads, seed, 4);
+    }
+}
+
+/// Named cases from the operators issue: shapes that broke or nearly broke something.
+#[test]
+fn awkward_conv_and_pool_cases_match_the_reference() {
+    let base = Conv2dSpec {
+        n: 1,
+        c: 4,
+        h: 7,
+        w: 7,
+        o: 4,
+        kh: 3,
+        kw: 3,
+        stride: [1, 1],
+        pad: [1; 4],
+        dilation: [1, 1],
+        groups: 1,
+    };
+    let cases = [
+        // 1×1 conv that reads its input in place.
+        Conv2dSpec { kh: 1, kw: 1, pad: [0; 4], ..base },
+        // Stride larger than the kernel.
+        Conv2dSpec { kh: 2, kw: 2, stride: [3, 3], pad: [0; 4], ..base },
+        // Padding as large as the kernel, asymmetric.
+        Conv2dSpec { pad: [3, 0, 2, 3], ..base },
+        // Depthwise (groups = channels) and depthwise with a channel multiplier.
+        Conv2dSpec { groups: 4, ..base },
+        Conv2dSpec { groups: 4, o: 8, stride: [2, 2], ..base },
+        // Prime sizes everywhere.
+        Conv2dSpec {
+            n: 1,
+            c: 3,
+            h: 13,
+            w: 11,
+            o: 5,
+            kh: 5,
+            kw: 3,
+            stride: [2, 1],
+            pad: [2, 1, 2, 1],
+            dilation: [1, 2],
+            groups: 1,
+        },
+    ];
+    for (i, spec) in cases.into_iter().enumerate() {
+        let task = Task::new(
+            Op::Conv2d(spec),
+            if i % 2 == 0 { vec![EpilogueOp::Bias, EpilogueOp::Relu] } else { vec![] },
+        );
+        assert_space_points_match_reference(&task, 1 + (i as u32 % 2), 100 + i as u64, 4);
+    }
+    let global = Pool2dSpec {
+        kind: PoolKind::Avg,
+        n: 1,
+        c: 3,
+        h: 7,
+        w: 7,
+        kh: 7,
+        kw: 7,
+        stride: [1, 1],
+        pad: [0; 4],
+        dilation: [1, 1],
+        ceil_mode: false,
+        count_include_pad: false,
+    };
+    assert_space_points_match_reference(&Task::new(Op::Pool2d(global), vec![]), 2, 5, 3);
+}
+
 #[test]
 fn a_wrong_kernel_is_recorded_as_wrong_result_without_a_time() {
     // Planted: writes C = 1 everywhere instead of A·B.
@@ -76,7 +215,7 @@ fn a_wrong_kernel_is_recorded_as_wrong_result_without_a_time() {
     let target = host_cpu_target(1).expect("host target");
     let right = space_for(&task, &target).expect("space").lower_default();
     let mut runner = LocalRunner::new(&target, quick_config()).expect("runner");
-    let outcomes = runner.measure_nests(&task, vec![Ok(wrong), Ok(right)]);
+    let outcomes = runner.measure_nests(&task, vec![Ok(wrong.into()), Ok(right)]);
     assert_eq!(outcomes[0].status, TrialStatus::WrongResult);
     assert!(outcomes[0].repeat_times_s.is_empty() && outcomes[0].median_s().is_none());
     assert!(outcomes[0].error.as_deref().unwrap_or("").contains("differ"), "{:?}", outcomes[0].error);
@@ -102,7 +241,7 @@ fn a_kernel_that_forgets_outputs_is_caught() {
     )];
     let nest = b.finish("half", body);
     let mut runner = LocalRunner::new(&host_cpu_target(1).expect("t"), quick_config()).expect("runner");
-    assert_eq!(runner.measure_nests(&task, vec![Ok(nest)])[0].status, TrialStatus::WrongResult);
+    assert_eq!(runner.measure_nests(&task, vec![Ok(nest.into())])[0].status, TrialStatus::WrongResult);
 }
 
 #[test]

@@ -1,13 +1,16 @@
 //! Schedule spaces: per operator family × target class, the sketches with their free decisions,
-//! the default schedule, and lowering a Trace to a LoopNest.
+//! the default schedule, and lowering a Trace to a Program (a LoopNest plus one-time prepacks).
 //!
 //! Owns: what a decision means and which values it may take. Must not know how code is
 //! generated, timed, or searched.
 
-pub mod matmul_cpu;
+mod gemm;
+pub mod gemm_space;
+pub mod pool_space;
 pub mod space;
 
-pub use matmul_cpu::MatmulCpuSpace;
+pub use gemm_space::GemmSpace;
+pub use pool_space::PoolSpace;
 pub use space::{ScheduleError, SpaceGenerator};
 
 use autotune_ir::{Op, Target, Task};
@@ -15,8 +18,11 @@ use autotune_ir::{Op, Target, Task};
 /// The space for `task` on `target`.
 pub fn space_for(task: &Task, target: &Target) -> Result<Box<dyn SpaceGenerator>, ScheduleError> {
     match (&task.op, target) {
-        (Op::Matmul(_), Target::Cpu(cpu)) => {
-            Ok(Box::new(MatmulCpuSpace::new(task, cpu.vector_lanes, cpu.threads)?))
+        (Op::Matmul(_) | Op::BatchMatmul(_) | Op::Conv2d(_), Target::Cpu(cpu)) => {
+            Ok(Box::new(GemmSpace::new(task, cpu.vector_lanes, cpu.threads)?))
+        }
+        (Op::Pool2d(_), Target::Cpu(cpu)) => {
+            Ok(Box::new(PoolSpace::new(task, cpu.vector_lanes, cpu.threads)?))
         }
     }
 }

@@ -38,6 +38,8 @@ impl Default for RandomSearchConfig {
 /// Ignores measurement results: it is the baseline that strategies which learn must beat.
 pub struct RandomSearch<'a> {
     space: &'a dyn SpaceGenerator,
+    /// `space.size()`, computed once: spaces may count their points by enumeration.
+    space_size: u64,
     config: RandomSearchConfig,
     rng: ChaCha8Rng,
     /// Keys of every trace proposed so far.
@@ -57,7 +59,7 @@ impl std::fmt::Debug for RandomSearch<'_> {
 impl<'a> RandomSearch<'a> {
     pub fn new(space: &'a dyn SpaceGenerator, config: RandomSearchConfig) -> Self {
         let rng = ChaCha8Rng::seed_from_u64(config.seed);
-        RandomSearch { space, config, rng, proposed: HashSet::new() }
+        RandomSearch { space, space_size: space.size(), config, rng, proposed: HashSet::new() }
     }
 
     /// Number of traces proposed so far.
@@ -67,7 +69,7 @@ impl<'a> RandomSearch<'a> {
 
     /// Consecutive duplicate samples after which a request for `n` traces gives up.
     fn duplicate_budget(&self, n: usize) -> usize {
-        let small_space = self.space.size().min(1 << 16) as usize;
+        let small_space = self.space_size.min(1 << 16) as usize;
         self.config.duplicate_samples_per_trace.saturating_mul(n).max(4 * small_space)
     }
 }
@@ -78,7 +80,7 @@ impl SearchStrategy for RandomSearch<'_> {
     }
 
     fn propose(&mut self, n: usize, already_measured: &HashSet<String>) -> Vec<Trace> {
-        let size = self.space.size();
+        let size = self.space_size;
         // Distinct points known to be taken: proposed by us, or measured by anyone.
         let measured_elsewhere = already_measured.iter().filter(|key| !self.proposed.contains(*key)).count();
         let mut n_seen = (self.proposed.len() + measured_elsewhere) as u64;

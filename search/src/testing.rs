@@ -1,6 +1,6 @@
 //! Test doubles: a tiny schedule space and a runner that times nothing.
 
-use autotune_ir::{CpuTarget, Expr, LoopKind, LoopNest, NestBuilder, Stmt, Target, Task, Trace, TrialStatus};
+use autotune_ir::{CpuTarget, Expr, LoopKind, NestBuilder, Program, Stmt, Target, Task, Trace, TrialStatus};
 use autotune_measure::{MeasureOutcome, Runner};
 use autotune_schedules::{ScheduleError, SpaceGenerator};
 use rand::{Rng, RngCore};
@@ -65,7 +65,7 @@ impl SpaceGenerator for FakeSpace {
         FakeSpace::point(0, 0, 0)
     }
 
-    fn lower(&self, trace: &Trace) -> Result<LoopNest, ScheduleError> {
+    fn lower(&self, trace: &Trace) -> Result<Program, ScheduleError> {
         let mut builder = NestBuilder::new();
         let out = builder.param("C", 4);
         let i = builder.var("i");
@@ -77,7 +77,7 @@ impl SpaceGenerator for FakeSpace {
             LoopKind::Serial,
             vec![Stmt::store(out, Expr::var(i), Expr::Float(0.0))],
         )];
-        Ok(builder.finish("fake", body))
+        Ok(builder.finish("fake", body).into())
     }
 
     fn size(&self) -> u64 {
@@ -153,6 +153,159 @@ impl Runner for FakeRunner {
                         error: None,
                         repeat_times_s: vec![time_s * 1.1, time_s, time_s * 1.05],
                         build_time_s: 0.01,
+                    }
+                }
+            })
+            .collect()
+    }
+}
+
+/// A synthetic schedule space with a known optimum, for testing search strategies without
+/// compiling anything: `n_dims` decisions `x0, x1, …`, each in `0..n_values`.
+#[derive(Debug)]
+pub struct LandscapeSpace {
+    task: Task,
+    n_dims: usize,
+    n_values: i64,
+    /// The fastest point.
+    optimum: Vec<i64>,
+}
+
+impl LandscapeSpace {
+    pub fn new(n_dims: usize, n_values: i64) -> Self {
+        // An optimum away from the corners and the default point, fixed per shape of the space.
+        let optimum = (0..n_dims as i64).map(|d| (3 * d + 2) % n_values).collect();
+        LandscapeSpace { task: Task::matmul(128, 128, 128), n_dims, n_values, optimum }
+    }
+
+    fn names(&self) -> Vec<String> {
+        (0..self.n_dims).map(|d| format!("x{d}")).collect()
+    }
+
+    pub fn point(&self, values: &[i64]) -> Trace {
+        let names = self.names();
+        Trace::new("landscape", names.iter().map(String::as_str).zip(values.iter().copied()).collect())
+    }
+
+    pub fn optimum(&self) -> Trace {
+        self.point(&self.optimum)
+    }
+
+    fn values(&self, trace: &Trace) -> Vec<i64> {
+        (0..self.n_dims).map(|d| trace.get(&format!("x{d}")).unwrap_or(0)).collect()
+    }
+
+    pub fn distance_to_optimum(&self, trace: &Trace) -> f64 {
+        self.values(trace).iter().zip(&self.optimum).map(|(x, o)| (x - o).abs() as f64).sum()
+    }
+
+    /// The landscape: 1 ms at the optimum; a separable bowl with decreasing weights per decision,
+    /// an interaction between `x0` and `x1`, and up to 8 % deterministic ruggedness elsewhere.
+    pub fn time_s(&self, trace: &Trace) -> f64 {
+        let x = self.values(trace);
+        let scale = self.n_values as f64;
+        let mut time = 1e-3;
+        for (d, (&xd, &od)) in x.iter().zip(&self.optimum).enumerate() {
+            let weight = 4.0 / (d as f64 + 1.0);
+            time *= 1.0 + weight * ((xd - od) as f64 / scale).powi(2) + 0.05 * (xd != od) as i64 as f64;
+        }
+        if self.n_dims >= 2 {
+            let skew = ((x[0] - self.optimum[0]) - (x[1] - self.optimum[1])) as f64 / scale;
+            time *= 1.0 + 2.0 * skew * skew;
+        }
+        if x != self.optimum {
+            let hash = x.iter().fold(0x2545_F491_4F6C_DD1Du64, |h, &v| {
+                (h ^ v as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(17)
+            });
+            time *= 1.0 + 0.08 * (hash % 1000) as f64 / 1000.0;
+        }
+        time
+    }
+
+    /// A point the runner reports as a build failure.
+    pub fn fails(&self, trace: &Trace) -> bool {
+        let x = self.values(trace);
+        x.len() >= 3 && x[1] == self.n_values - 1 && x[2] == self.n_values - 1
+    }
+}
+
+impl SpaceGenerator for LandscapeSpace {
+    fn version(&self) -> &'static str {
+        "landscape-1"
+    }
+
+    fn task(&self) -> &Task {
+        &self.task
+    }
+
+    fn sample(&self, rng: &mut dyn RngCore) -> Trace {
+        let values: Vec<i64> = (0..self.n_dims).map(|_| rng.gen_range(0..self.n_values)).collect();
+        self.point(&values)
+    }
+
+    fn mutate(&self, trace: &Trace, rng: &mut dyn RngCore) -> Trace {
+        let mut values = self.values(trace);
+        let which = rng.gen_range(0..self.n_dims);
+        values[which] = (values[which] + rng.gen_range(1..self.n_values)) % self.n_values;
+        self.point(&values)
+    }
+
+    fn default_trace(&self) -> Trace {
+        self.point(&vec![0; self.n_dims])
+    }
+
+    fn lower(&self, trace: &Trace) -> Result<Program, ScheduleError> {
+        let values = self.values(trace);
+        if trace.sketch != "landscape" || values.iter().any(|v| !(0..self.n_values).contains(v)) {
+            return Err(ScheduleError::InvalidTrace {
+                trace: trace.display(),
+                space: self.version().to_string(),
+                reason: "out of range".to_string(),
+            });
+        }
+        let mut builder = NestBuilder::new();
+        let out = builder.param("C", 1);
+        Ok(builder.finish("landscape", vec![Stmt::store(out, Expr::int(0), Expr::Float(0.0))]).into())
+    }
+
+    fn size(&self) -> u64 {
+        (self.n_values as u64).saturating_pow(self.n_dims as u32)
+    }
+}
+
+/// Times from a [`LandscapeSpace`], no compilation; remembers what it measured.
+#[derive(Debug)]
+pub struct LandscapeRunner<'a> {
+    space: &'a LandscapeSpace,
+    target: Target,
+    pub measured: Vec<Trace>,
+}
+
+impl<'a> LandscapeRunner<'a> {
+    pub fn new(space: &'a LandscapeSpace) -> Self {
+        LandscapeRunner { space, target: FakeRunner::new().target, measured: Vec::new() }
+    }
+}
+
+impl Runner for LandscapeRunner<'_> {
+    fn target(&self) -> &Target {
+        &self.target
+    }
+
+    fn measure_batch(&mut self, _task: &Task, traces: &[Trace]) -> Vec<MeasureOutcome> {
+        self.measured.extend_from_slice(traces);
+        traces
+            .iter()
+            .map(|trace| {
+                if self.space.fails(trace) {
+                    MeasureOutcome::failed(TrialStatus::BuildError, "landscape hole", 0.0)
+                } else {
+                    let time_s = self.space.time_s(trace);
+                    MeasureOutcome {
+                        status: TrialStatus::Ok,
+                        error: None,
+                        repeat_times_s: vec![time_s],
+                        build_time_s: 0.0,
                     }
                 }
             })

@@ -2,6 +2,7 @@
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
 
 use autotune_db::{
     Database, NewTrial, SessionId, SessionSpec, TargetId, TargetSpec, TrialRecord, WorkloadId, WorkloadSpec,
@@ -94,6 +95,11 @@ pub struct TuneSummary {
     pub n_errors: usize,
     /// `None` when all `n_trials` trials were measured.
     pub stopped_early: Option<StopReason>,
+    /// Wall time spent in the strategy (proposing, and learning from results: model training,
+    /// evolution): the search's own overhead.
+    pub search_time_s: f64,
+    /// Wall time spent in the runner (building, checking and timing candidates).
+    pub measure_time_s: f64,
 }
 
 /// Handed to the caller after every committed batch (progress bars, logs).
@@ -201,8 +207,12 @@ impl Session<'_> {
             .filter_map(|(_, outcome)| outcome.median_s())
             .map(|median_s| gflops(self.task, median_s))
             .reduce(f64::max);
+        let mut search_time_s = 0.0;
+        let mut measure_time_s = 0.0;
         if !history.is_empty() {
+            let started = Instant::now();
             strategy.observe(&history);
+            search_time_s += started.elapsed().as_secs_f64();
         }
 
         let mut trials: Vec<TrialReport> = Vec::with_capacity(self.config.n_trials);
@@ -215,7 +225,9 @@ impl Session<'_> {
                 break;
             }
             let want = self.config.batch_size.min(self.config.n_trials - trials.len());
+            let started = Instant::now();
             let proposed = strategy.propose(want, &measured);
+            search_time_s += started.elapsed().as_secs_f64();
             if proposed.is_empty() {
                 stopped_early = Some(StopReason::SpaceExhausted);
                 break;
@@ -231,7 +243,9 @@ impl Session<'_> {
             }
             fruitless_proposals = 0;
 
+            let started = Instant::now();
             let outcomes = runner.measure_batch(self.task, &batch);
+            measure_time_s += started.elapsed().as_secs_f64();
             if outcomes.len() != batch.len() {
                 return Err(SearchError::RunnerContract { expected: batch.len(), got: outcomes.len() });
             }
@@ -261,7 +275,9 @@ impl Session<'_> {
                 });
             }
             let results: Vec<(Trace, MeasureOutcome)> = batch.into_iter().zip(outcomes).collect();
+            let started = Instant::now();
             strategy.observe(&results);
+            search_time_s += started.elapsed().as_secs_f64();
             on_batch(&Progress {
                 trials_done: trials.len(),
                 n_trials: self.config.n_trials,
@@ -277,6 +293,8 @@ impl Session<'_> {
             best: self.best_in_log()?,
             n_errors,
             stopped_early,
+            search_time_s,
+            measure_time_s,
         })
     }
 

@@ -415,3 +415,94 @@ fn unreadable_stored_times_are_reported_as_corruption() {
     let error = db.trials(&matmul().task_key, &cpu().target_key).expect_err("corrupt times");
     assert!(matches!(error, DbError::Corrupt { .. }), "{error:?}");
 }
+
+fn measurement(kind: MachineMeasurementKind, value: f64) -> NewMachineMeasurement {
+    NewMachineMeasurement { kind, value, method: format!("test probe for {}", kind.as_str()) }
+}
+
+#[test]
+fn machine_measurements_round_trip_and_the_first_one_is_kept() {
+    let mut db = Database::open_in_memory().expect("open");
+    set_up(&mut db, 1);
+    let key = cpu().target_key;
+    assert!(db.machine_measurements(&key).expect("none yet").is_empty());
+
+    let bandwidth = measurement(MachineMeasurementKind::BandwidthGbs, 21.5);
+    let peak = measurement(MachineMeasurementKind::PeakGflops, 180.0);
+    assert!(db.record_machine_measurement(&key, &bandwidth).expect("bandwidth"));
+    assert!(db.record_machine_measurement(&key, &peak).expect("peak"));
+    let again = measurement(MachineMeasurementKind::PeakGflops, 999.0);
+    assert!(!db.record_machine_measurement(&key, &again).expect("peak again"), "the first one is kept");
+
+    let stored = db.machine_measurements(&key).expect("read");
+    let read: Vec<(MachineMeasurementKind, f64, &str)> =
+        stored.iter().map(|m| (m.kind, m.value, m.method.as_str())).collect();
+    assert_eq!(
+        read,
+        [
+            (MachineMeasurementKind::PeakGflops, 180.0, peak.method.as_str()),
+            (MachineMeasurementKind::BandwidthGbs, 21.5, bandwidth.method.as_str())
+        ]
+    );
+    assert!(stored.iter().all(|m| m.target_key == key && m.measured_at.ends_with('Z')), "{stored:?}");
+    assert!(db.machine_measurements("another-target").expect("unknown target").is_empty());
+}
+
+#[test]
+fn a_machine_measurement_needs_a_known_target_and_a_physical_value() {
+    let mut db = Database::open_in_memory().expect("open");
+    set_up(&mut db, 1);
+    let error = db
+        .record_machine_measurement("no-such-target", &measurement(MachineMeasurementKind::PeakGflops, 1.0))
+        .expect_err("unknown target");
+    assert!(matches!(error, DbError::UnknownTarget { .. }), "{error:?}");
+    for bad in [0.0, -3.0, f64::NAN, f64::INFINITY] {
+        let error = db
+            .record_machine_measurement(
+                &cpu().target_key,
+                &measurement(MachineMeasurementKind::BandwidthGbs, bad),
+            )
+            .expect_err("non-physical value");
+        assert!(matches!(error, DbError::InvalidMeasurement { kind: "bandwidth_gbs", .. }), "{error:?}");
+    }
+    assert!(db.machine_measurements(&cpu().target_key).expect("read").is_empty());
+}
+
+#[test]
+fn a_version_1_file_is_migrated_on_a_writing_open_and_refused_by_a_reader() {
+    let dir = TempDir::new().expect("temp dir");
+    let path = dir.path().join("old.tuning.db");
+    {
+        // A log as a schema-1 autotune wrote it, with one trial in it.
+        let conn = Connection::open(&path).expect("raw open");
+        conn.execute_batch(crate::schema::MIGRATIONS[0]).expect("schema v1");
+        conn.pragma_update(None, "user_version", 1).expect("user_version");
+        conn.execute_batch(
+            "INSERT INTO meta (key, value) VALUES ('schema_version', '1');
+             INSERT INTO workload (task_key, op, description, task_json, flops)
+                 VALUES ('task-matmul-1024', 'matmul', 'matmul 1024x1024x1024 f32', '{}', 2147483648);
+             INSERT INTO target (target_key, kind, name, features, threads, target_json)
+                 VALUES ('target-cpu', 'cpu', 'AMD EPYC 9654', 'avx2', 16, '{}');
+             INSERT INTO session (started_at, command, seed, strategy, tool_version)
+                 VALUES ('2024-01-01T00:00:00Z', 'autotune', 1, 'random', '0.1.0');
+             INSERT INTO trial (workload_id, target_id, session_id, trace_json, trace_key, space_version,
+                 codegen_version, status, repeat_times_s, median_s, min_s, build_time_s, strategy, recorded_at)
+                 VALUES (1, 1, 1, '{}', 'a', 's', 'c', 'ok', '[0.5]', 0.5, 0.5, 0.1, 'random',
+                 '2024-01-01T00:00:01Z');",
+        )
+        .expect("v1 rows");
+    }
+
+    let reader = Database::open_read_only(&path).expect_err("a reader never migrates");
+    assert!(matches!(reader, DbError::OutdatedSchema { found: 1, .. }), "{reader:?}");
+
+    let mut db = Database::open(&path).expect("migrating open");
+    assert_eq!(db.schema_version().expect("version"), SCHEMA_VERSION);
+    assert_eq!(trace_keys(&db.trials("task-matmul-1024", "target-cpu").expect("trials")), ["a"]);
+    assert!(db
+        .record_machine_measurement("target-cpu", &measurement(MachineMeasurementKind::PeakGflops, 50.0))
+        .expect("measurement on a migrated log"));
+    drop(db);
+    let reader = Database::open_read_only(&path).expect("reader after the migration");
+    assert_eq!(reader.machine_measurements("target-cpu").expect("read").len(), 1);
+}

@@ -1,0 +1,997 @@
+//! The blocked-GEMM lowering shared by every "reduction into a matrix" operator: matmul, dense,
+//! batched matmul and convolution (as an implicit GEMM).
+//!
+//! The problem is `C[i, col] = Σ_{c, kh, kw} A(i, c, kh, kw) · B(c, kh, kw, col)` for `i < m`,
+//! `col < n`, inside optional outer batch loops. `c` is the blocked reduction (matmul's K, conv's
+//! input channels); `kh, kw` are the kernel taps (1×1 for matmuls), iterated inside the
+//! micro-kernel so B's index stays affine in `col`. The column space may be a *grid* wider than the
+//! output rows (`grid_w ≥ valid_w`): conv computes a few junk columns per output row so that every
+//! B row is a contiguous slice of its padded input; junk columns are never stored.
+//!
+//! The schedule (BLIS/Goto structure): three cache-block loops (`jc` over columns, `pc` over `c`,
+//! `ic` over rows) in a chosen order, packing of A (per `ic,pc` block into `mr`-tall panels) and
+//! of B (per `jc,pc` block into `nr`-wide panels, or once for all blocks when B is a constant),
+//! an `mr × nr` register tile (`i` unrolled, columns vectorized at the native width) and the
+//! epilogue fused into the tile's write-back or run as a separate pass.
+
+use autotune_ir::{
+    BinOp, BufId, BufScope, CmpOp, EpilogueOp, Expr, LoopKind, LoopNest, NestBuilder, Prepack, Program, Stmt,
+    UnaryOp, VarId,
+};
+
+/// An index into a buffer, as a function of the batch-loop variables and per-access coordinates.
+pub(crate) type IndexFn = Box<dyn Fn(&[Expr], &[Expr]) -> Expr>;
+/// Statements that fill a scratch buffer: (builder, batch vars, params, scratch).
+pub(crate) type FillFn = Box<dyn Fn(&mut NestBuilder, &[Expr], &[BufId], BufId) -> Vec<Stmt>>;
+
+/// Where B's elements come from.
+pub(crate) enum BSource {
+    /// A kernel parameter.
+    Param(usize),
+    /// A scratch buffer of `len` elements filled at batch depth `depth` (after that many batch
+    /// loops) by `fill`: e.g. conv's zero-padded, phase-split copy of one input image.
+    Scratch { len: usize, depth: usize, fill: FillFn },
+}
+
+pub(crate) enum BiasAxis {
+    /// One bias per row `i` (conv: output channel); the fn maps (batch, [i]) to the bias index.
+    Row(IndexFn),
+    /// One bias per output column within a row (dense).
+    Col,
+}
+
+pub(crate) struct GemmProblem {
+    pub name: String,
+    pub m: i64,
+    /// Columns of the grid (= rows × grid_w for conv).
+    pub n: i64,
+    /// The blocked reduction extent.
+    pub k: i64,
+    pub kh: i64,
+    pub kw: i64,
+    pub lanes: i64,
+    /// Kernel parameters in order: (name, length).
+    pub params: Vec<(&'static str, usize)>,
+    /// Outer loops around the GEMM, outermost first: (name, extent).
+    pub batch: Vec<(&'static str, i64)>,
+    pub a_param: usize,
+    /// coords: [i, c, kh, kw]
+    pub a_index: IndexFn,
+    /// A is a model constant (conv weights) that depends only on these batch loops (conv: the
+    /// group): it may be prepacked once into the kernel's panel layout.
+    pub a_constant_over: Option<Vec<usize>>,
+    pub b_source: BSource,
+    /// coords: [c, kh, kw, col]; affine in col with coefficient 1.
+    pub b_index: IndexFn,
+    pub out_param: usize,
+    /// coords: [i] → flat index of output row i's first element.
+    pub out_row_base: IndexFn,
+    pub grid_w: i64,
+    pub valid_w: i64,
+    pub epilogue: Vec<EpilogueOp>,
+    pub bias: Option<(usize, BiasAxis)>,
+    pub residual: Option<usize>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum PackA {
+    None,
+    PerCall,
+    /// Packed once for every block (and group), before the kernel runs (constant A only).
+    Prepacked,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum PackB {
+    None,
+    PerCall,
+    /// Packed once for all blocks, before the kernel runs (constant B only).
+    Prepacked,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct GemmSchedule {
+    pub mr: i64,
+    pub nr_vecs: i64,
+    pub kc: i64,
+    pub mc_tiles: i64,
+    pub nc_tiles: i64,
+    pub pack_a: PackA,
+    pub pack_b: PackB,
+    pub order: usize,
+    pub inner_order: i64,
+    /// 0: the outer spatial block loop is parallel, 1: the inner one, 2: the outermost batch loop.
+    pub parallel_loop: i64,
+    pub unroll_k: i64,
+    pub unroll_taps: bool,
+    pub epilogue_in_tile: bool,
+    /// Accumulate into a scratch shaped like the column grid (every tile a full vector store),
+    /// then copy the valid columns out, applying the epilogue on the way. Only for grids with
+    /// junk columns.
+    pub out_via_grid: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Block {
+    Jc,
+    Pc,
+    Ic,
+}
+
+/// Orders of the three block loops, outermost first.
+const ORDERS: [[Block; 3]; 4] = [
+    [Block::Jc, Block::Pc, Block::Ic],
+    [Block::Pc, Block::Jc, Block::Ic],
+    [Block::Ic, Block::Pc, Block::Jc],
+    [Block::Pc, Block::Ic, Block::Jc],
+];
+pub(crate) const N_ORDERS: i64 = ORDERS.len() as i64;
+
+pub(crate) fn ceil_div(a: i64, b: i64) -> i64 {
+    (a + b - 1) / b
+}
+
+pub(crate) fn lower(p: &GemmProblem, s: &GemmSchedule) -> Program {
+    Lowering::new(p, s).build()
+}
+
+struct Lowering<'a> {
+    b: NestBuilder,
+    p: &'a GemmProblem,
+    s: &'a GemmSchedule,
+    nr: i64,
+    mc: i64,
+    nc: i64,
+    taps: i64,
+    params: Vec<BufId>,
+    batch_vars: Vec<Expr>,
+    jc: VarId,
+    pc: VarId,
+    ic: VarId,
+    /// The buffer B is read from (param, scratch or prepacked param).
+    b_buf: BufId,
+    ap: Option<BufId>,
+    bp: Option<BufId>,
+    /// The grid-shaped accumulation scratch, when `out_via_grid`.
+    grid: Option<BufId>,
+}
+
+impl<'a> Lowering<'a> {
+    fn new(p: &'a GemmProblem, s: &'a GemmSchedule) -> Self {
+        let mut b = NestBuilder::new();
+        let nr = s.nr_vecs * p.lanes;
+        let mc = s.mr * s.mc_tiles;
+        let nc = nr * s.nc_tiles;
+        let taps = p.kh * p.kw;
+        let mut params = Vec::new();
+        for (i, (name, len)) in p.params.iter().enumerate() {
+            let b_param = matches!(p.b_source, BSource::Param(bp) if bp == i);
+            let len = if b_param && s.pack_b == PackB::Prepacked {
+                (ceil_div(p.n, nc) * ceil_div(p.k, s.kc) * nc * s.kc * taps) as usize
+            } else if i == p.a_param && s.pack_a == PackA::Prepacked {
+                prepacked_a_len(p, s)
+            } else {
+                *len
+            };
+            params.push(b.param(name, len));
+        }
+        let batch_vars: Vec<Expr> = p.batch.iter().map(|(name, _)| Expr::var(b.var(name))).collect();
+        let (jc, pc, ic) = (b.var("jc"), b.var("pc"), b.var("ic"));
+        let b_buf = match &p.b_source {
+            BSource::Param(i) => params[*i],
+            BSource::Scratch { len, .. } => b.buffer("B_source", *len, BufScope::Heap),
+        };
+        let ap = (s.pack_a == PackA::PerCall)
+            .then(|| b.buffer("A_packed", (mc * s.kc * taps) as usize, BufScope::Heap));
+        let bp = (s.pack_b == PackB::PerCall)
+            .then(|| b.buffer("B_packed", (nc * s.kc * taps) as usize, BufScope::Heap));
+        let grid = (s.out_via_grid && p.grid_w != p.valid_w)
+            .then(|| b.buffer("C_grid", (p.m * p.n) as usize, BufScope::Heap));
+        Lowering { b, p, s, nr, mc, nc, taps, params, batch_vars, jc, pc, ic, b_buf, ap, bp, grid }
+    }
+
+    fn build(mut self) -> Program {
+        let order = ORDERS[self.s.order];
+        let spatial: Vec<Block> = order.iter().copied().filter(|&b| b != Block::Pc).collect();
+        let parallel_block = match self.s.parallel_loop {
+            0 => Some(spatial[0]),
+            1 => Some(spatial[1]),
+            _ => None,
+        };
+        let parallel_batch = self.s.parallel_loop == 2 && !self.p.batch.is_empty();
+
+        let mut body = self.block_body();
+        for (depth, &block) in order.iter().enumerate().rev() {
+            let fixed = &order[..=depth];
+            let fixed_before = &order[..depth];
+            let newly = |x: Block, y: Block| {
+                fixed.contains(&x)
+                    && fixed.contains(&y)
+                    && !(fixed_before.contains(&x) && fixed_before.contains(&y))
+            };
+            if let Some(bp) = self.bp {
+                if newly(Block::Jc, Block::Pc) {
+                    let pack = self.pack_b_block(bp, Expr::int(0));
+                    body = vec![Stmt::Allocate { buf: bp, body: [pack, body].concat() }];
+                }
+            }
+            if let Some(ap) = self.ap {
+                if newly(Block::Ic, Block::Pc) {
+                    let pack = self.pack_a_block(ap, Expr::int(0));
+                    body = vec![Stmt::Allocate { buf: ap, body: [pack, body].concat() }];
+                }
+            }
+            let (var, extent, step) = match block {
+                Block::Jc => (self.jc, self.p.n, self.nc),
+                Block::Pc => (self.pc, self.p.k, self.s.kc),
+                Block::Ic => (self.ic, self.p.m, self.mc),
+            };
+            let kind = if Some(block) == parallel_block && !parallel_batch {
+                LoopKind::Parallel
+            } else {
+                LoopKind::Serial
+            };
+            body = vec![Stmt::for_loop(var, Expr::int(0), Expr::int(ceil_div(extent, step)), kind, body)];
+        }
+        if let Some(grid) = self.grid {
+            let copy = self.output_pass(Some(grid));
+            body = vec![Stmt::Allocate { buf: grid, body: [body, copy].concat() }];
+        } else if !self.s.epilogue_in_tile && self.has_epilogue() {
+            body.extend(self.output_pass(None));
+        }
+        // Batch loops, innermost first; the B scratch is filled at its depth.
+        for depth in (0..self.p.batch.len()).rev() {
+            body = self.wrap_scratch(depth + 1, body);
+            let var = match self.batch_vars[depth] {
+                Expr::Var(v) => v,
+                _ => unreachable!("batch vars are variables"),
+            };
+            let kind = if parallel_batch && depth == 0 { LoopKind::Parallel } else { LoopKind::Serial };
+            body = vec![Stmt::for_loop(var, Expr::int(0), Expr::int(self.p.batch[depth].1), kind, body)];
+        }
+        body = self.wrap_scratch(0, body);
+        let mut prepacks = Vec::new();
+        if self.s.pack_a == PackA::Prepacked {
+            prepacks.push(self.prepack_a());
+        }
+        if self.s.pack_b == PackB::Prepacked {
+            prepacks.push(self.prepack_b());
+        }
+        let name = self.p.name.clone();
+        Program { kernel: self.b.finish(&name, body), prepacks }
+    }
+
+    fn wrap_scratch(&mut self, depth: usize, body: Vec<Stmt>) -> Vec<Stmt> {
+        match &self.p.b_source {
+            BSource::Scratch { depth: d, fill, .. } if *d == depth => {
+                let fill_stmts = fill(&mut self.b, &self.batch_vars, &self.params, self.b_buf);
+                vec![Stmt::Allocate { buf: self.b_buf, body: [fill_stmts, body].concat() }]
+            }
+            _ => body,
+        }
+    }
+
+    fn has_epilogue(&self) -> bool {
+        !self.p.epilogue.is_empty()
+    }
+
+    fn origin(v: VarId, step: i64) -> Expr {
+        Expr::var(v) * step
+    }
+
+    fn block_len(v: VarId, step: i64, dim: i64) -> Expr {
+        Expr::int(step).min(Expr::int(dim) - Self::origin(v, step))
+    }
+
+    fn a_at(&self, i: Expr, c: Expr, kh: Expr, kw: Expr) -> Expr {
+        Expr::load(self.params[self.p.a_param], (self.p.a_index)(&self.batch_vars, &[i, c, kh, kw]))
+    }
+
+    fn b_at(&self, c: Expr, kh: Expr, kw: Expr, col: Expr) -> Expr {
+        (self.p.b_index)(&self.batch_vars, &[c, kh, kw, col])
+    }
+
+    /// Offset of tap (kh, kw) of reduction row c inside a packed panel (in panel rows).
+    fn panel_row(&self, c: Expr, kh: Expr, kw: Expr) -> Expr {
+        (c * self.taps) + kh * self.p.kw + kw
+    }
+
+    /// Offset of the current (jc, pc) block inside the prepacked B parameter.
+    fn prepacked_block_base(&self, jc: Expr, pc: Expr) -> Expr {
+        let n_pc = ceil_div(self.p.k, self.s.kc);
+        (jc * n_pc + pc) * (self.nc * self.s.kc * self.taps)
+    }
+
+    /// Offset of the current (batch, ic, pc) block inside the prepacked A parameter.
+    fn prepacked_a_base(&self, batch: &[Expr], ic: Expr, pc: Expr) -> Expr {
+        let (n_ic, n_pc) = (ceil_div(self.p.m, self.mc), ceil_div(self.p.k, self.s.kc));
+        let mut slot = Expr::int(0);
+        for &d in self.p.a_constant_over.as_deref().unwrap_or(&[]) {
+            slot = slot * self.p.batch[d].1 + batch[d].clone();
+        }
+        ((slot * n_ic + ic) * n_pc + pc) * (self.mc * self.s.kc * self.taps)
+    }
+
+    /// The prepack nest of A: every (batch slot, ic, pc) block packed once into panels.
+    fn prepack_a(&mut self) -> Prepack {
+        let input = self.p.a_param;
+        let saved_b = std::mem::replace(&mut self.b, NestBuilder::new());
+        let saved_params = self.params.clone();
+        let (saved_ic, saved_pc) = (self.ic, self.pc);
+        let (name, len) = self.p.params[input];
+        let original = self.b.param(name, len);
+        let packed = self.b.param("A_prepacked", prepacked_a_len(self.p, self.s));
+        self.params[input] = original;
+        // A depends only on the batch loops it is constant over; the others are 0 here.
+        let over = self.p.a_constant_over.clone().unwrap_or_default();
+        let mut batch_vars = vec![Expr::int(0); self.p.batch.len()];
+        let mut loops = Vec::new();
+        for &d in &over {
+            let v = self.b.var(self.p.batch[d].0);
+            batch_vars[d] = Expr::var(v);
+            loops.push((v, self.p.batch[d].1));
+        }
+        let saved_batch = std::mem::replace(&mut self.batch_vars, batch_vars);
+        self.ic = self.b.var("ic");
+        self.pc = self.b.var("pc");
+        let base = self.prepacked_a_base(&self.batch_vars.clone(), Expr::var(self.ic), Expr::var(self.pc));
+        let pack = self.pack_a_block(packed, base);
+        let mut body = vec![Stmt::for_loop(
+            self.ic,
+            Expr::int(0),
+            Expr::int(ceil_div(self.p.m, self.mc)),
+            LoopKind::Serial,
+            vec![Stmt::for_loop(
+                self.pc,
+                Expr::int(0),
+                Expr::int(ceil_div(self.p.k, self.s.kc)),
+                LoopKind::Serial,
+                pack,
+            )],
+        )];
+        for (v, extent) in loops.into_iter().rev() {
+            body = vec![Stmt::for_loop(v, Expr::int(0), Expr::int(extent), LoopKind::Serial, body)];
+        }
+        let builder = std::mem::replace(&mut self.b, saved_b);
+        let nest = builder.finish(&format!("{}_prepack_a", self.p.name), body);
+        self.params = saved_params;
+        self.batch_vars = saved_batch;
+        self.ic = saved_ic;
+        self.pc = saved_pc;
+        Prepack { input, nest }
+    }
+
+    /// The tap loops (kh, kw) around `body`.
+    fn tap_loops(&mut self, kh: VarId, kw: VarId, body: Vec<Stmt>) -> Stmt {
+        let kind = if self.s.unroll_taps { LoopKind::Unrolled } else { LoopKind::Serial };
+        Stmt::for_loop(
+            kh,
+            Expr::int(0),
+            Expr::int(self.p.kh),
+            kind,
+            vec![Stmt::for_loop(kw, Expr::int(0), Expr::int(self.p.kw), kind, body)],
+        )
+    }
+
+    /// Packs the B block (jc, pc) into nr-wide panels at `base` of `dst`, zero beyond the grid.
+    fn pack_b_block(&mut self, dst: BufId, base: Expr) -> Vec<Stmt> {
+        let (kc, nr, n, lanes, taps) = (self.s.kc, self.nr, self.p.n, self.p.lanes, self.taps);
+        let (jr, c, kh, kw) =
+            (self.b.var("pb_jr"), self.b.var("pb_c"), self.b.var("pb_kh"), self.b.var("pb_kw"));
+        let (jv, j, je) = (self.b.var("pb_jv"), self.b.var("pb_j"), self.b.var("pb_je"));
+        let k_len = Self::block_len(self.pc, kc, self.p.k);
+        let n_len = Self::block_len(self.jc, self.nc, n);
+        let n_tiles = (n_len + (nr - 1)).floor_div(Expr::int(nr));
+        let col0 = Self::origin(self.jc, self.nc) + Expr::var(jr) * nr;
+        let c_abs = Self::origin(self.pc, kc) + Expr::var(c);
+        let row =
+            (Expr::var(jr) * (kc * taps) + self.panel_row(Expr::var(c), Expr::var(kh), Expr::var(kw))) * nr;
+        let dst_at = |off: Expr| base.clone() + row.clone() + off;
+        let src = |col: Expr| self.b_at(c_abs.clone(), Expr::var(kh), Expr::var(kw), col);
+        let full = Stmt::for_loop(
+            jv,
+            Expr::int(0),
+            Expr::int(self.s.nr_vecs),
+            LoopKind::Unrolled,
+            vec![Stmt::for_loop(
+                j,
+                Expr::int(0),
+                Expr::int(lanes),
+                LoopKind::Vectorized,
+                vec![Stmt::store(
+                    dst,
+                    dst_at(Expr::var(jv) * lanes + Expr::var(j)),
+                    Expr::load(self.b_buf, src(col0.clone() + Expr::var(jv) * lanes + Expr::var(j))),
+                )],
+            )],
+        );
+        let col = col0.clone() + Expr::var(je);
+        let edge = Stmt::for_loop(
+            je,
+            Expr::int(0),
+            Expr::int(nr),
+            LoopKind::Serial,
+            vec![Stmt::If {
+                cond: col.clone().cmp(CmpOp::Lt, Expr::int(n)),
+                then_body: vec![Stmt::store(dst, dst_at(Expr::var(je)), Expr::load(self.b_buf, src(col)))],
+                else_body: vec![Stmt::store(dst, dst_at(Expr::var(je)), Expr::Float(0.0))],
+            }],
+        );
+        let per_row = Stmt::If {
+            cond: (col0 + nr).cmp(CmpOp::Le, Expr::int(n)),
+            then_body: vec![full],
+            else_body: vec![edge],
+        };
+        let taps_loop = self.tap_loops(kh, kw, vec![per_row]);
+        vec![Stmt::for_loop(
+            jr,
+            Expr::int(0),
+            n_tiles,
+            LoopKind::Serial,
+            vec![Stmt::for_loop(c, Expr::int(0), k_len, LoopKind::Serial, vec![taps_loop])],
+        )]
+    }
+
+    /// The prepack nest: every (jc, pc) block of B packed once, in the kernel's read order.
+    fn prepack_b(&mut self) -> Prepack {
+        let BSource::Param(input) = self.p.b_source else { unreachable!("only a parameter B is prepacked") };
+        // A separate nest with its own params: [original B, packed B].
+        let saved_params = self.params.clone();
+        let saved_b = std::mem::replace(&mut self.b, NestBuilder::new());
+        let saved_b_buf = self.b_buf;
+        let (saved_jc, saved_pc) = (self.jc, self.pc);
+        // Prepacking is only offered for a B shared by every batch: batch indices are 0 here
+        // (the kernel's batch variables do not exist in this nest).
+        let saved_batch = std::mem::replace(&mut self.batch_vars, vec![Expr::int(0); self.p.batch.len()]);
+        let (name, len) = self.p.params[input];
+        let original = self.b.param(name, len);
+        let packed_len =
+            (ceil_div(self.p.n, self.nc) * ceil_div(self.p.k, self.s.kc) * self.nc * self.s.kc * self.taps)
+                as usize;
+        let packed = self.b.param("B_prepacked", packed_len);
+        self.b_buf = original;
+        self.jc = self.b.var("jc");
+        self.pc = self.b.var("pc");
+        let base = self.prepacked_block_base(Expr::var(self.jc), Expr::var(self.pc));
+        let pack = self.pack_b_block(packed, base);
+        let body = vec![Stmt::for_loop(
+            self.jc,
+            Expr::int(0),
+            Expr::int(ceil_div(self.p.n, self.nc)),
+            LoopKind::Serial,
+            vec![Stmt::for_loop(
+                self.pc,
+                Expr::int(0),
+                Expr::int(ceil_div(self.p.k, self.s.kc)),
+                LoopKind::Serial,
+                pack,
+            )],
+        )];
+        let builder = std::mem::replace(&mut self.b, saved_b);
+        let nest: LoopNest = builder.finish(&format!("{}_prepack_b", self.p.name), body);
+        self.params = saved_params;
+        self.batch_vars = saved_batch;
+        self.b_buf = saved_b_buf;
+        self.jc = saved_jc;
+        self.pc = saved_pc;
+        Prepack { input, nest }
+    }
+
+    /// A_packed[((ir·kc + c)·taps + tap)·mr + i] = A(ic0 + ir·mr + i, pc0 + c, tap), zero beyond m.
+    fn pack_a_block(&mut self, ap: BufId, base: Expr) -> Vec<Stmt> {
+        let (kc, mr, m, taps) = (self.s.kc, self.s.mr, self.p.m, self.taps);
+        let (ir, c, kh, kw) =
+            (self.b.var("pa_ir"), self.b.var("pa_c"), self.b.var("pa_kh"), self.b.var("pa_kw"));
+        let (i, ie) = (self.b.var("pa_i"), self.b.var("pa_ie"));
+        let k_len = Self::block_len(self.pc, kc, self.p.k);
+        let m_len = Self::block_len(self.ic, self.mc, m);
+        let m_tiles = (m_len + (mr - 1)).floor_div(Expr::int(mr));
+        let row0 = Self::origin(self.ic, self.mc) + Expr::var(ir) * mr;
+        let c_abs = Self::origin(self.pc, kc) + Expr::var(c);
+        let dst = |i: Expr, this: &Self| {
+            base.clone()
+                + (Expr::var(ir) * (kc * taps) + this.panel_row(Expr::var(c), Expr::var(kh), Expr::var(kw)))
+                    * mr
+                + i
+        };
+        let full = Stmt::for_loop(
+            i,
+            Expr::int(0),
+            Expr::int(mr),
+            LoopKind::Unrolled,
+            vec![Stmt::store(
+                ap,
+                dst(Expr::var(i), self),
+                self.a_at(row0.clone() + Expr::var(i), c_abs.clone(), Expr::var(kh), Expr::var(kw)),
+            )],
+        );
+        let row = row0.clone() + Expr::var(ie);
+        let edge = Stmt::for_loop(
+            ie,
+            Expr::int(0),
+            Expr::int(mr),
+            LoopKind::Serial,
+            vec![Stmt::If {
+                cond: row.clone().cmp(CmpOp::Lt, Expr::int(m)),
+                then_body: vec![Stmt::store(
+                    ap,
+                    dst(Expr::var(ie), self),
+                    self.a_at(row, c_abs.clone(), Expr::var(kh), Expr::var(kw)),
+                )],
+                else_body: vec![Stmt::store(ap, dst(Expr::var(ie), self), Expr::Float(0.0))],
+            }],
+        );
+        let per_tap = Stmt::If {
+            cond: (row0 + mr).cmp(CmpOp::Le, Expr::int(m)),
+            then_body: vec![full],
+            else_body: vec![edge],
+        };
+        let taps_loop = self.tap_loops(kh, kw, vec![per_tap]);
+        vec![Stmt::for_loop(
+            ir,
+            Expr::int(0),
+            m_tiles,
+            LoopKind::Serial,
+            vec![Stmt::for_loop(c, Expr::int(0), k_len, LoopKind::Serial, vec![taps_loop])],
+        )]
+    }
+
+    fn block_body(&mut self) -> Vec<Stmt> {
+        let (mr, nr) = (self.s.mr, self.nr);
+        let (jr, ir) = (self.b.var("jr"), self.b.var("ir"));
+        let m_len = Self::block_len(self.ic, self.mc, self.p.m);
+        let n_len = Self::block_len(self.jc, self.nc, self.p.n);
+        let m_tiles = (m_len + (mr - 1)).floor_div(Expr::int(mr));
+        let n_tiles = (n_len + (nr - 1)).floor_div(Expr::int(nr));
+        let tile = self.micro_tile(jr, ir);
+        let (outer, outer_n, inner, inner_n) =
+            if self.s.inner_order == 0 { (jr, n_tiles, ir, m_tiles) } else { (ir, m_tiles, jr, n_tiles) };
+        vec![Stmt::for_loop(
+            outer,
+            Expr::int(0),
+            outer_n,
+            LoopKind::Serial,
+            vec![Stmt::for_loop(inner, Expr::int(0), inner_n, LoopKind::Serial, tile)],
+        )]
+    }
+
+    /// Output index of row `i`, grid column `col` (valid only if `col % grid_w < valid_w`).
+    fn out_index(&self, i: Expr, col: Expr) -> Expr {
+        if self.grid.is_some() {
+            return i * self.p.n + col;
+        }
+        let base = (self.p.out_row_base)(&self.batch_vars, &[i]);
+        if self.p.grid_w == self.p.valid_w {
+            return base + col;
+        }
+        let (gw, vw) = (self.p.grid_w, self.p.valid_w);
+        base + col.clone().floor_div(Expr::int(gw)) * vw + (col % Expr::int(gw))
+    }
+
+    /// Output index for a vector run starting at tile column `col0` plus `off` (same grid row).
+    fn out_index_run(&self, i: Expr, col0: Expr, off: Expr) -> Expr {
+        if self.grid.is_some() {
+            return i * self.p.n + col0 + off;
+        }
+        let base = (self.p.out_row_base)(&self.batch_vars, &[i]);
+        if self.p.grid_w == self.p.valid_w {
+            return base + col0 + off;
+        }
+        let (gw, vw) = (self.p.grid_w, self.p.valid_w);
+        base + col0.clone().floor_div(Expr::int(gw)) * vw + (col0 % Expr::int(gw)) + off
+    }
+
+    fn col_valid(&self, col: Expr) -> Expr {
+        if self.p.grid_w == self.p.valid_w || self.grid.is_some() {
+            return col.cmp(CmpOp::Lt, Expr::int(self.p.n));
+        }
+        (col.clone() % Expr::int(self.p.grid_w))
+            .cmp(CmpOp::Lt, Expr::int(self.p.valid_w))
+            .and(col.cmp(CmpOp::Lt, Expr::int(self.p.n)))
+    }
+
+    /// The epilogue applied to `v` for output row `i`; `out_idx` is the element's output index,
+    /// `col_in_row` its column within the output row (for a per-column bias).
+    fn epilogue(&self, mut v: Expr, i: Expr, out_idx: Expr, col_in_row: Expr) -> Expr {
+        for step in &self.p.epilogue {
+            v = match *step {
+                EpilogueOp::Scale { alpha } => bin(BinOp::Mul, v, Expr::Float(alpha.0)),
+                EpilogueOp::Bias => {
+                    let Some((param, axis)) = &self.p.bias else { continue };
+                    let index = match axis {
+                        BiasAxis::Row(f) => f(&self.batch_vars, std::slice::from_ref(&i)),
+                        BiasAxis::Col => col_in_row.clone(),
+                    };
+                    bin(BinOp::Add, v, Expr::load(self.params[*param], index))
+                }
+                EpilogueOp::Add => {
+                    let Some(param) = self.p.residual else { continue };
+                    bin(BinOp::Add, v, Expr::load(self.params[param], out_idx.clone()))
+                }
+                EpilogueOp::Relu => bin(BinOp::Max, v, Expr::Float(0.0)),
+                EpilogueOp::Clip { min, max } => {
+                    bin(BinOp::Min, bin(BinOp::Max, v, Expr::Float(min.0)), Expr::Float(max.0))
+                }
+                EpilogueOp::LeakyRelu { alpha } => Expr::select(
+                    v.clone().cmp(CmpOp::Lt, Expr::Float(0.0)),
+                    bin(BinOp::Mul, v.clone(), Expr::Float(alpha.0)),
+                    v,
+                ),
+                EpilogueOp::Sigmoid => bin(
+                    BinOp::Div,
+                    Expr::Float(1.0),
+                    bin(
+                        BinOp::Add,
+                        Expr::Float(1.0),
+                        Expr::unary(UnaryOp::Exp, Expr::unary(UnaryOp::Neg, v)),
+                    ),
+                ),
+            };
+        }
+        v
+    }
+
+    /// Column of grid column `col` within its output row.
+    fn col_in_row(&self, col: Expr) -> Expr {
+        if self.p.grid_w == self.p.valid_w {
+            col
+        } else {
+            col % Expr::int(self.p.grid_w)
+        }
+    }
+
+    /// Stores `value` (the tile's partial sum) into output element `idx`: the first K block
+    /// overwrites, later ones accumulate, the last one also applies a fused epilogue.
+    fn write_back(
+        &self,
+        idx: Expr,
+        value: Expr,
+        i: Expr,
+        col_in_row: Expr,
+        body: &dyn Fn(Stmt) -> Stmt,
+    ) -> Stmt {
+        let out = self.grid.unwrap_or(self.params[self.p.out_param]);
+        let n_pc = ceil_div(self.p.k, self.s.kc);
+        let first = Expr::var(self.pc).cmp(CmpOp::Eq, Expr::int(0));
+        let last = Expr::var(self.pc).cmp(CmpOp::Eq, Expr::int(n_pc - 1));
+        let acc_plus_c = bin(BinOp::Add, Expr::load(out, idx.clone()), value.clone());
+        let fuse = self.s.epilogue_in_tile && self.has_epilogue() && self.grid.is_none();
+        let store = |v: Expr| body(Stmt::store(out, idx.clone(), v));
+        let epi = |v: Expr| self.epilogue(v, i.clone(), idx.clone(), col_in_row.clone());
+        if !fuse {
+            return Stmt::If {
+                cond: first,
+                then_body: vec![store(value)],
+                else_body: vec![store(acc_plus_c)],
+            };
+        }
+        if n_pc == 1 {
+            return store(epi(value));
+        }
+        Stmt::If {
+            cond: first,
+            then_body: vec![store(value)],
+            else_body: vec![Stmt::If {
+                cond: last,
+                then_body: vec![store(epi(acc_plus_c.clone()))],
+                else_body: vec![store(acc_plus_c)],
+            }],
+        }
+    }
+
+    fn micro_tile(&mut self, jr: VarId, ir: VarId) -> Vec<Stmt> {
+        let (mr, nr, lanes, kc, m, n, taps) =
+            (self.s.mr, self.nr, self.p.lanes, self.s.kc, self.p.m, self.p.n, self.taps);
+        let row0 = Self::origin(self.ic, self.mc) + Expr::var(ir) * mr;
+        let col0 = Self::origin(self.jc, self.nc) + Expr::var(jr) * nr;
+        let pc0 = Self::origin(self.pc, kc);
+        let k_len = Self::block_len(self.pc, kc, self.p.k);
+        let full_tile = (row0.clone() + mr)
+            .cmp(CmpOp::Le, Expr::int(m))
+            .and((col0.clone() + nr).cmp(CmpOp::Le, Expr::int(n)));
+        let vector_store_ok = if self.p.grid_w == self.p.valid_w || self.grid.is_some() {
+            full_tile.clone()
+        } else {
+            full_tile.clone().and(
+                ((col0.clone() % Expr::int(self.p.grid_w)) + nr).cmp(CmpOp::Le, Expr::int(self.p.valid_w)),
+            )
+        };
+
+        let acc = self.b.buffer("acc", (mr * nr) as usize, BufScope::Register);
+        let (i, jv, j, c, kh, kw) = (
+            self.b.var("i"),
+            self.b.var("jv"),
+            self.b.var("j"),
+            self.b.var("c"),
+            self.b.var("kh"),
+            self.b.var("kw"),
+        );
+        let acc_idx = || Expr::var(i) * nr + Expr::var(jv) * lanes + Expr::var(j);
+        let tile_loops = |body: Vec<Stmt>| -> Stmt {
+            Stmt::for_loop(
+                i,
+                Expr::int(0),
+                Expr::int(mr),
+                LoopKind::Unrolled,
+                vec![Stmt::for_loop(
+                    jv,
+                    Expr::int(0),
+                    Expr::int(self.s.nr_vecs),
+                    LoopKind::Unrolled,
+                    vec![Stmt::for_loop(j, Expr::int(0), Expr::int(lanes), LoopKind::Vectorized, body)],
+                )],
+            )
+        };
+        let panel_row = self.panel_row(Expr::var(c), Expr::var(kh), Expr::var(kw));
+        let a_prepacked_base =
+            self.prepacked_a_base(&self.batch_vars, Expr::var(self.ic), Expr::var(self.pc));
+        let a_panel = |this: &Self, c: VarId, kh: VarId, kw: VarId, i: VarId| -> Option<Expr> {
+            let at = (Expr::var(ir) * (kc * taps)
+                + this.panel_row(Expr::var(c), Expr::var(kh), Expr::var(kw)))
+                * mr
+                + Expr::var(i);
+            match (this.ap, this.s.pack_a) {
+                (Some(ap), _) => Some(Expr::load(ap, at)),
+                (None, PackA::Prepacked) => {
+                    Some(Expr::load(this.params[this.p.a_param], a_prepacked_base.clone() + at))
+                }
+                _ => None,
+            }
+        };
+        let a_value = a_panel(self, c, kh, kw, i).unwrap_or_else(|| {
+            self.a_at(row0.clone() + Expr::var(i), pc0.clone() + Expr::var(c), Expr::var(kh), Expr::var(kw))
+        });
+        let b_col = Expr::var(jv) * lanes + Expr::var(j);
+        let b_value = match self.s.pack_b {
+            PackB::PerCall => Expr::load(
+                self.bp.unwrap_or(self.b_buf),
+                (Expr::var(jr) * (kc * taps) + panel_row.clone()) * nr + b_col.clone(),
+            ),
+            PackB::Prepacked => Expr::load(
+                self.b_buf,
+                self.prepacked_block_base(Expr::var(self.jc), Expr::var(self.pc))
+                    + (Expr::var(jr) * (kc * taps) + panel_row.clone()) * nr
+                    + b_col.clone(),
+            ),
+            PackB::None => Expr::load(
+                self.b_buf,
+                self.b_at(
+                    pc0.clone() + Expr::var(c),
+                    Expr::var(kh),
+                    Expr::var(kw),
+                    col0.clone() + b_col.clone(),
+                ),
+            ),
+        };
+        let packed_both = self.s.pack_a != PackA::None && self.s.pack_b != PackB::None;
+        let update = tile_loops(vec![Stmt::store(
+            acc,
+            acc_idx(),
+            Expr::fma(a_value, b_value, Expr::load(acc, acc_idx())),
+        )]);
+        let taps_loop = self.tap_loops(kh, kw, vec![update]);
+        let k_loop = Stmt::for_loop(
+            c,
+            Expr::int(0),
+            k_len.clone(),
+            LoopKind::UnrollBy(self.s.unroll_k as u32),
+            vec![taps_loop],
+        );
+        let init = tile_loops(vec![Stmt::store(acc, acc_idx(), Expr::Float(0.0))]);
+        let out_run = self.out_index_run(
+            Expr::var(i) + row0.clone(),
+            col0.clone(),
+            Expr::var(jv) * lanes + Expr::var(j),
+        );
+        let col_in_row_run = self.col_in_row(col0.clone()) + Expr::var(jv) * lanes + Expr::var(j);
+        let write_full = self.write_back(
+            out_run,
+            Expr::load(acc, acc_idx()),
+            row0.clone() + Expr::var(i),
+            col_in_row_run,
+            &|store| tile_loops(vec![store]),
+        );
+
+        // Edge tiles and tiles that straddle junk columns: bounded scalar write-back.
+        let (ie, je, ce, khe, kwe) =
+            (self.b.var("ie"), self.b.var("je"), self.b.var("ce"), self.b.var("khe"), self.b.var("kwe"));
+        let rows = Expr::int(mr).min(Expr::int(m) - row0.clone());
+        let cols = Expr::int(nr).min(Expr::int(n) - col0.clone());
+        let col_e = col0.clone() + Expr::var(je);
+        let bounded = |this: &Self, value: Expr| -> Stmt {
+            let idx = this.out_index(row0.clone() + Expr::var(ie), col_e.clone());
+            let wb = this.write_back(
+                idx,
+                value,
+                row0.clone() + Expr::var(ie),
+                this.col_in_row(col_e.clone()),
+                &|s| s,
+            );
+            Stmt::for_loop(
+                ie,
+                Expr::int(0),
+                rows.clone(),
+                LoopKind::Serial,
+                vec![Stmt::for_loop(
+                    je,
+                    Expr::int(0),
+                    cols.clone(),
+                    LoopKind::Serial,
+                    vec![Stmt::If {
+                        cond: this.col_valid(col_e.clone()),
+                        then_body: vec![wb],
+                        else_body: vec![],
+                    }],
+                )],
+            )
+        };
+
+        if packed_both {
+            // Zero-padded panels: the same micro-kernel for every tile; only the store differs.
+            let spill = self.b.buffer("acc_spill", (mr * nr) as usize, BufScope::Register);
+            let to_spill = tile_loops(vec![Stmt::store(spill, acc_idx(), Expr::load(acc, acc_idx()))]);
+            let slow_store = Stmt::Allocate {
+                buf: spill,
+                body: vec![to_spill, bounded(self, Expr::load(spill, Expr::var(ie) * nr + Expr::var(je)))],
+            };
+            vec![Stmt::Allocate {
+                buf: acc,
+                body: vec![
+                    init,
+                    k_loop,
+                    Stmt::If {
+                        cond: vector_store_ok,
+                        then_body: vec![write_full],
+                        else_body: vec![slow_store],
+                    },
+                ],
+            }]
+        } else {
+            // Unpacked operands cannot be read past the matrix: edge tiles take a scalar path.
+            let sum = self.b.buffer("edge_sum", 1, BufScope::Register);
+            let a_e = a_panel(self, ce, khe, kwe, ie).unwrap_or_else(|| {
+                self.a_at(
+                    row0.clone() + Expr::var(ie),
+                    pc0.clone() + Expr::var(ce),
+                    Expr::var(khe),
+                    Expr::var(kwe),
+                )
+            });
+            let b_e = match self.s.pack_b {
+                PackB::None => Expr::load(
+                    self.b_buf,
+                    self.b_at(pc0.clone() + Expr::var(ce), Expr::var(khe), Expr::var(kwe), col_e.clone()),
+                ),
+                PackB::PerCall => Expr::load(
+                    self.bp.unwrap_or(self.b_buf),
+                    (Expr::var(jr) * (kc * taps)
+                        + self.panel_row(Expr::var(ce), Expr::var(khe), Expr::var(kwe)))
+                        * nr
+                        + Expr::var(je),
+                ),
+                PackB::Prepacked => Expr::load(
+                    self.b_buf,
+                    self.prepacked_block_base(Expr::var(self.jc), Expr::var(self.pc))
+                        + (Expr::var(jr) * (kc * taps)
+                            + self.panel_row(Expr::var(ce), Expr::var(khe), Expr::var(kwe)))
+                            * nr
+                        + Expr::var(je),
+                ),
+            };
+            let dot = Stmt::for_loop(
+                ce,
+                Expr::int(0),
+                k_len.clone(),
+                LoopKind::Serial,
+                vec![Stmt::for_loop(
+                    khe,
+                    Expr::int(0),
+                    Expr::int(self.p.kh),
+                    LoopKind::Serial,
+                    vec![Stmt::for_loop(
+                        kwe,
+                        Expr::int(0),
+                        Expr::int(self.p.kw),
+                        LoopKind::Serial,
+                        vec![Stmt::store(
+                            sum,
+                            Expr::int(0),
+                            Expr::fma(a_e, b_e, Expr::load(sum, Expr::int(0))),
+                        )],
+                    )],
+                )],
+            );
+            let idx = self.out_index(row0.clone() + Expr::var(ie), col_e.clone());
+            let wb = self.write_back(
+                idx,
+                Expr::load(sum, Expr::int(0)),
+                row0.clone() + Expr::var(ie),
+                self.col_in_row(col_e.clone()),
+                &|s| s,
+            );
+            let per_element = vec![Stmt::If {
+                cond: self.col_valid(col_e.clone()),
+                then_body: vec![Stmt::Allocate {
+                    buf: sum,
+                    body: vec![Stmt::store(sum, Expr::int(0), Expr::Float(0.0)), dot, wb],
+                }],
+                else_body: vec![],
+            }];
+            let edge = vec![Stmt::for_loop(
+                ie,
+                Expr::int(0),
+                rows,
+                LoopKind::Serial,
+                vec![Stmt::for_loop(je, Expr::int(0), cols, LoopKind::Serial, per_element)],
+            )];
+            let fast = vec![Stmt::Allocate { buf: acc, body: vec![init, k_loop, write_full] }];
+            vec![Stmt::If { cond: vector_store_ok, then_body: fast, else_body: edge }]
+        }
+    }
+
+    /// A pass over this batch iteration's output rows, a vector at a time along each row: copies
+    /// the valid columns out of the grid scratch (`Some(grid)`), or applies a non-fused epilogue
+    /// in place (`None`).
+    fn output_pass(&mut self, grid: Option<BufId>) -> Vec<Stmt> {
+        let out = self.params[self.p.out_param];
+        let lanes = self.p.lanes;
+        let (i, row, xv, lane, x) = (
+            self.b.var("op_i"),
+            self.b.var("op_row"),
+            self.b.var("op_xv"),
+            self.b.var("op_lane"),
+            self.b.var("op_x"),
+        );
+        let rows = (self.p.n / self.p.grid_w).max(1);
+        let vw = self.p.valid_w;
+        let element = |this: &Self, col: Expr| -> Stmt {
+            let base = (this.p.out_row_base)(&this.batch_vars, &[Expr::var(i)]);
+            let dst = base + Expr::var(row) * vw + col.clone();
+            let src = match grid {
+                Some(g) => {
+                    Expr::load(g, Expr::var(i) * this.p.n + Expr::var(row) * this.p.grid_w + col.clone())
+                }
+                None => Expr::load(out, dst.clone()),
+            };
+            Stmt::store(out, dst.clone(), this.epilogue(src, Expr::var(i), dst, col))
+        };
+        let n_vec = vw / lanes;
+        let vector = Stmt::for_loop(
+            xv,
+            Expr::int(0),
+            Expr::int(n_vec),
+            LoopKind::Serial,
+            vec![Stmt::for_loop(
+                lane,
+                Expr::int(0),
+                Expr::int(lanes),
+                LoopKind::Vectorized,
+                vec![element(self, Expr::var(xv) * lanes + Expr::var(lane))],
+            )],
+        );
+        let rest = Stmt::for_loop(
+            x,
+            Expr::int(n_vec * lanes),
+            Expr::int(vw - n_vec * lanes),
+            LoopKind::Serial,
+            vec![element(self, Expr::var(x))],
+        );
+        vec![Stmt::for_loop(
+            i,
+            Expr::int(0),
+            Expr::int(self.p.m),
+            LoopKind::Serial,
+            vec![Stmt::for_loop(row, Expr::int(0), Expr::int(rows), LoopKind::Serial, vec![vector, rest])],
+        )]
+    }
+}
+
+fn prepacked_a_len(p: &GemmProblem, s: &GemmSchedule) -> usize {
+    let slots: i64 = p.a_constant_over.as_deref().unwrap_or(&[]).iter().map(|&d| p.batch[d].1).product();
+    let mc = s.mr * s.mc_tiles;
+    (slots * ceil_div(p.m, mc) * ceil_div(p.k, s.kc) * mc * s.kc * p.kh * p.kw) as usize
+}
+
+fn bin(op: BinOp, a: Expr, b: Expr) -> Expr {
+    Expr::Bin(op, Box::new(a), Box::new(b))
+}

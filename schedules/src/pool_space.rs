@@ -1,0 +1,315 @@
+//! The pooling space on CPUs (max / average, global average as a window the size of the input).
+//!
+//! Each (image, channel) plane is first copied into a padded, phase-split scratch filled with the
+//! padding value (−∞ for max, 0 for average), so every window read is in bounds and, per phase,
+//! contiguous along output columns: the output row is then computed a SIMD vector at a time.
+//! Average pooling multiplies by reciprocal window counts that depend only on the shape, so they
+//! are computed here, at lowering time, and emitted as constants.
+
+use crate::space::{ScheduleError, SpaceGenerator};
+use autotune_ir::{
+    BinOp, BufScope, Expr, LoopKind, NestBuilder, Op, Pool2dSpec, PoolKind, Program, Stmt, Task, Trace,
+};
+use rand::{Rng, RngCore};
+
+pub const SKETCH: &str = "pool_rows";
+const VERSION: &str = "pool-cpu-v1";
+const NAMES: [&str; 3] = ["vectorize", "unroll_window", "parallel"];
+/// Windows with more taps than this are never unrolled (global pooling over 56×56…).
+const MAX_UNROLLED_TAPS: usize = 64;
+
+#[derive(Debug, Clone)]
+pub struct PoolSpace {
+    task: Task,
+    spec: Pool2dSpec,
+    lanes: i64,
+    threads: u32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct PoolSchedule {
+    vectorize: bool,
+    unroll_window: bool,
+    parallel: bool,
+}
+
+impl PoolSpace {
+    pub fn new(task: &Task, vector_lanes: u32, threads: u32) -> Result<PoolSpace, ScheduleError> {
+        match &task.op {
+            Op::Pool2d(spec) if task.validate().is_ok() => Ok(PoolSpace {
+                task: task.clone(),
+                spec: *spec,
+                lanes: i64::from(vector_lanes.max(1)),
+                threads: threads.max(1),
+            }),
+            _ => Err(ScheduleError::Unsupported { task: task.description(), target: "cpu".into() }),
+        }
+    }
+
+    fn domain(&self, name: &str) -> Vec<i64> {
+        match name {
+            "vectorize" => {
+                if self.spec.out_w() as i64 >= self.lanes {
+                    vec![0, 1]
+                } else {
+                    vec![0]
+                }
+            }
+            "unroll_window" => {
+                if self.spec.kh * self.spec.kw <= MAX_UNROLLED_TAPS {
+                    vec![0, 1]
+                } else {
+                    vec![0]
+                }
+            }
+            "parallel" => {
+                if self.threads > 1 && self.spec.n * self.spec.c > 1 {
+                    vec![0, 1]
+                } else {
+                    vec![0]
+                }
+            }
+            _ => vec![],
+        }
+    }
+
+    fn decode(&self, trace: &Trace) -> Result<PoolSchedule, ScheduleError> {
+        let invalid = |reason: String| ScheduleError::InvalidTrace {
+            trace: trace.display(),
+            space: VERSION.to_string(),
+            reason,
+        };
+        if trace.sketch != SKETCH {
+            return Err(invalid(format!("sketch is `{}`", trace.sketch)));
+        }
+        let mut values = [0i64; 3];
+        for (slot, name) in values.iter_mut().zip(NAMES) {
+            *slot = trace.get(name).ok_or_else(|| invalid(format!("decision `{name}` missing")))?;
+            if !self.domain(name).contains(slot) {
+                return Err(invalid(format!("{name}={slot} is not a valid choice")));
+            }
+        }
+        Ok(PoolSchedule {
+            vectorize: values[0] != 0,
+            unroll_window: values[1] != 0,
+            parallel: values[2] != 0,
+        })
+    }
+
+    fn trace(&self, values: [i64; 3]) -> Trace {
+        Trace::new(SKETCH, NAMES.into_iter().zip(values).collect())
+    }
+
+    fn lower_schedule(&self, s: PoolSchedule) -> Program {
+        let p = &self.spec;
+        let (h, w, oh, ow) = (p.h as i64, p.w as i64, p.out_h() as i64, p.out_w() as i64);
+        let (kh, kw) = (p.kh as i64, p.kw as i64);
+        let (sh, sw) = (p.stride[0] as i64, p.stride[1] as i64);
+        let (dh, dw) = (p.dilation[0] as i64, p.dilation[1] as i64);
+        let (pt, pl) = (p.pad[0] as i64, p.pad[1] as i64);
+        let hq = oh + ((kh - 1) * dh) / sh + 1;
+        let wq = ow + ((kw - 1) * dw) / sw;
+        let plane = hq * wq;
+        let is_max = p.kind == PoolKind::Max;
+        let pad_value = if is_max { f32::NEG_INFINITY } else { 0.0 };
+
+        let mut b = NestBuilder::new();
+        let x = b.param("X", self.task.inputs()[0].len());
+        let y = b.param("Y", self.task.outputs()[0].len());
+        let xp = b.buffer("X_padded", (sh * sw * plane) as usize, BufScope::Heap);
+        let plane_var = b.var("plane");
+
+        // Fill: padding value everywhere, then the input positions of each phase.
+        let z = b.var("fill");
+        let mut fill = vec![Stmt::for_loop(
+            z,
+            Expr::int(0),
+            Expr::int(sh * sw * plane),
+            LoopKind::Serial,
+            vec![Stmt::store(xp, Expr::var(z), Expr::Float(pad_value))],
+        )];
+        let range = |phase: i64, s: i64, pad: i64, size: i64, limit: i64| -> (i64, i64) {
+            let lo = if pad > phase { (pad - phase + s - 1) / s } else { 0 };
+            let hi = ((size - 1 + pad - phase).div_euclid(s) + 1).min(limit);
+            (lo, hi.max(lo))
+        };
+        for ph in 0..sh {
+            for pw in 0..sw {
+                let (y_lo, y_hi) = range(ph, sh, pt, h, hq);
+                let (x_lo, x_hi) = range(pw, sw, pl, w, wq);
+                if y_lo >= y_hi || x_lo >= x_hi {
+                    continue;
+                }
+                let (fy, fx) = (b.var("fy"), b.var("fx"));
+                let dst = Expr::int((ph * sw + pw) * plane) + Expr::var(fy) * wq + Expr::var(fx);
+                let src = (Expr::var(plane_var) * h + Expr::var(fy) * sh + (ph - pt)) * w
+                    + Expr::var(fx) * sw
+                    + (pw - pl);
+                fill.push(Stmt::for_loop(
+                    fy,
+                    Expr::int(y_lo),
+                    Expr::int(y_hi - y_lo),
+                    LoopKind::Serial,
+                    vec![Stmt::for_loop(
+                        fx,
+                        Expr::int(x_lo),
+                        Expr::int(x_hi - x_lo),
+                        LoopKind::Serial,
+                        vec![Stmt::store(xp, dst, Expr::load(x, src))],
+                    )],
+                ));
+            }
+        }
+
+        // Reciprocal window counts (average pooling), separable into rows × columns.
+        let count = |o: i64, s: i64, pad_begin: i64, pad_end: i64, k: i64, size: i64| -> i64 {
+            let start = o * s - pad_begin;
+            let (lo, hi) = if p.count_include_pad { (-pad_begin, size + pad_end) } else { (0, size) };
+            ((start + k).min(hi) - start.max(lo)).max(1)
+        };
+        let (ry, rx) = (
+            b.buffer("rcp_rows", oh as usize, BufScope::Heap),
+            b.buffer("rcp_cols", ow as usize, BufScope::Heap),
+        );
+        let mut tables = Vec::new();
+        if !is_max {
+            for o in 0..oh {
+                let c = count(o, sh, pt, p.pad[2] as i64, kh, h);
+                tables.push(Stmt::store(ry, Expr::int(o), Expr::Float(1.0 / c as f32)));
+            }
+            for o in 0..ow {
+                let c = count(o, sw, pl, p.pad[3] as i64, kw, w);
+                tables.push(Stmt::store(rx, Expr::int(o), Expr::Float(1.0 / c as f32)));
+            }
+        }
+
+        // The window reduction for output (oy, ox): the tap (ky, kx) reads phase
+        // (ky·d mod s) at grid offset (ky·d div s) — constants once the taps are unrolled.
+        let (oy, ox_vec, lane, ox) = (b.var("oy"), b.var("ox_vec"), b.var("lane"), b.var("ox"));
+        let (ky, kx) = (b.var("ky"), b.var("kx"));
+        let acc = b.buffer("acc", self.lanes as usize, BufScope::Register);
+        let tap_index = |col: Expr| -> Expr {
+            let split = |tap: Expr, d: i64, s: i64| -> (Expr, Expr) {
+                if s == 1 {
+                    (Expr::int(0), tap * d)
+                } else {
+                    ((tap.clone() * d) % Expr::int(s), (tap * d).floor_div(Expr::int(s)))
+                }
+            };
+            let (phy, offy) = split(Expr::var(ky), dh, sh);
+            let (phx, offx) = split(Expr::var(kx), dw, sw);
+            (phy * sw + phx) * plane + (Expr::var(oy) + offy) * wq + offx + col
+        };
+        let combine = |a: Expr, v: Expr| {
+            Expr::Bin(if is_max { BinOp::Max } else { BinOp::Add }, Box::new(a), Box::new(v))
+        };
+        let window_kind = if s.unroll_window { LoopKind::Unrolled } else { LoopKind::Serial };
+        let row_body = |col: Expr, slot: Expr, wrap: &dyn Fn(Vec<Stmt>) -> Vec<Stmt>| -> Vec<Stmt> {
+            let init = wrap(vec![Stmt::store(acc, slot.clone(), Expr::Float(pad_value))]);
+            let update = Stmt::for_loop(
+                ky,
+                Expr::int(0),
+                Expr::int(kh),
+                window_kind,
+                vec![Stmt::for_loop(
+                    kx,
+                    Expr::int(0),
+                    Expr::int(kw),
+                    window_kind,
+                    wrap(vec![Stmt::store(
+                        acc,
+                        slot.clone(),
+                        combine(Expr::load(acc, slot.clone()), Expr::load(xp, tap_index(col.clone()))),
+                    )]),
+                )],
+            );
+            let result = if is_max {
+                Expr::load(acc, slot.clone())
+            } else {
+                let scale = Expr::Bin(
+                    BinOp::Mul,
+                    Box::new(Expr::load(ry, Expr::var(oy))),
+                    Box::new(Expr::load(rx, col.clone())),
+                );
+                Expr::Bin(BinOp::Mul, Box::new(Expr::load(acc, slot.clone())), Box::new(scale))
+            };
+            let out = (Expr::var(plane_var) * oh + Expr::var(oy)) * ow + col;
+            [init, vec![update], wrap(vec![Stmt::store(y, out, result)])].concat()
+        };
+        let lanes = self.lanes;
+        let n_vec = if s.vectorize { ow / lanes } else { 0 };
+        let vec_col = Expr::var(ox_vec) * lanes + Expr::var(lane);
+        let vector_part = Stmt::for_loop(
+            ox_vec,
+            Expr::int(0),
+            Expr::int(n_vec),
+            LoopKind::Serial,
+            row_body(vec_col, Expr::var(lane), &|body| {
+                vec![Stmt::for_loop(lane, Expr::int(0), Expr::int(lanes), LoopKind::Vectorized, body)]
+            }),
+        );
+        let scalar_part = Stmt::for_loop(
+            ox,
+            Expr::int(n_vec * lanes),
+            Expr::int(ow - n_vec * lanes),
+            LoopKind::Serial,
+            row_body(Expr::var(ox), Expr::int(0), &|body| body),
+        );
+        let rows = Stmt::for_loop(
+            oy,
+            Expr::int(0),
+            Expr::int(oh),
+            LoopKind::Serial,
+            vec![Stmt::Allocate { buf: acc, body: vec![vector_part, scalar_part] }],
+        );
+        let per_plane = vec![Stmt::Allocate { buf: xp, body: [fill, vec![rows]].concat() }];
+        let kind = if s.parallel { LoopKind::Parallel } else { LoopKind::Serial };
+        let planes = Stmt::for_loop(plane_var, Expr::int(0), Expr::int((p.n * p.c) as i64), kind, per_plane);
+        let body = vec![Stmt::Allocate {
+            buf: ry,
+            body: vec![Stmt::Allocate { buf: rx, body: [tables, vec![planes]].concat() }],
+        }];
+        let name = format!("{}_{}x{}_k{}x{}", self.task.op_name(), p.h, p.w, p.kh, p.kw);
+        b.finish(&name, body).into()
+    }
+}
+
+impl SpaceGenerator for PoolSpace {
+    fn version(&self) -> &'static str {
+        VERSION
+    }
+    fn task(&self) -> &Task {
+        &self.task
+    }
+    fn sample(&self, rng: &mut dyn RngCore) -> Trace {
+        let mut values = [0i64; 3];
+        for (slot, name) in values.iter_mut().zip(NAMES) {
+            let d = self.domain(name);
+            *slot = d[rng.gen_range(0..d.len())];
+        }
+        self.trace(values)
+    }
+    fn mutate(&self, trace: &Trace, rng: &mut dyn RngCore) -> Trace {
+        let mut values = [0i64; 3];
+        for (slot, name) in values.iter_mut().zip(NAMES) {
+            *slot = trace.get(name).unwrap_or(0);
+        }
+        let which = rng.gen_range(0..NAMES.len());
+        let others: Vec<i64> =
+            self.domain(NAMES[which]).into_iter().filter(|v| *v != values[which]).collect();
+        if !others.is_empty() {
+            values[which] = others[rng.gen_range(0..others.len())];
+        }
+        self.trace(values)
+    }
+    fn default_trace(&self) -> Trace {
+        let pick = |name: &str| *self.domain(name).last().unwrap_or(&0);
+        self.trace([pick("vectorize"), pick("unroll_window"), pick("parallel")])
+    }
+    fn lower(&self, trace: &Trace) -> Result<Program, ScheduleError> {
+        Ok(self.lower_schedule(self.decode(trace)?))
+    }
+    fn size(&self) -> u64 {
+        NAMES.iter().map(|n| self.domain(n).len() as u64).product()
+    }
+}

@@ -1,0 +1,158 @@
+//! Transfer: warm-starting a search from what tuning logs already hold — other shapes of the same
+//! operator, and other logs (`--warm-start other.tuning.db`).
+//!
+//! Two things transfer. **Samples** (features and log2 GFLOP/s of measured trials, each featurized
+//! with its own task's space) train the cost model before this task has data; the surrogate drops
+//! them once this task has enough valid trials of its own
+//! ([`SurrogateConfig::prior_until_own_ok`](crate::SurrogateConfig)). **Traces** (the best
+//! schedules found elsewhere, adapted to this task's space) are proposed first, a handful at most.
+//! Both are bounded so that transfer can speed up the start but cannot steer a long search.
+
+use autotune_cost_model::{MachineModel, Sample};
+use autotune_db::{Database, TrialRecord};
+use autotune_ir::{Target, Task, Trace};
+use autotune_schedules::{space_for, SpaceGenerator};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use crate::error::SearchError;
+use crate::featurize::{Featurizer, LoopNestFeaturizer};
+
+/// What a search starts from besides this task's own trials.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct WarmStart {
+    /// Samples for the cost model, in the featurizer's vector layout.
+    pub samples: Vec<Sample>,
+    /// Points of this task's space worth trying first, best first.
+    pub traces: Vec<Trace>,
+}
+
+impl WarmStart {
+    pub fn is_empty(&self) -> bool {
+        self.samples.is_empty() && self.traces.is_empty()
+    }
+
+    pub fn extend(&mut self, other: WarmStart) {
+        self.samples.extend(other.samples);
+        for trace in other.traces {
+            if !self.traces.contains(&trace) {
+                self.traces.push(trace);
+            }
+        }
+    }
+}
+
+/// Settings of [`warm_start_from_log`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WarmStartConfig {
+    /// Samples taken per other task (the best half, then an even spread of the rest).
+    pub max_samples_per_task: usize,
+    /// Traces kept (best first).
+    pub max_traces: usize,
+    /// Whether trials of the very task being tuned count (yes for another log; no for the log
+    /// being tuned into, whose own trials the tune loop already hands the strategy).
+    pub include_same_task: bool,
+}
+
+impl Default for WarmStartConfig {
+    fn default() -> Self {
+        WarmStartConfig { max_samples_per_task: 128, max_traces: 8, include_same_task: false }
+    }
+}
+
+/// Reads a warm start for tuning `task` with `space` on `target` from `db`: valid trials of tasks
+/// of the same operator on the same target, measured with replayable space and codegen versions.
+/// Features use `machine` and line up with `space`'s decision names.
+pub fn warm_start_from_log(
+    db: &Database,
+    task: &Task,
+    target: &Target,
+    space: &dyn SpaceGenerator,
+    codegen_version: &str,
+    machine: MachineModel,
+    config: &WarmStartConfig,
+) -> Result<WarmStart, SearchError> {
+    let decision_names: Vec<String> = space.default_trace().decisions.into_iter().map(|d| d.name).collect();
+    let target_key = target.key();
+    let mut same_task: Vec<(Trace, f64)> = Vec::new();
+    let mut other_tasks: Vec<(Trace, f64)> = Vec::new();
+    let mut warm = WarmStart::default();
+    let workloads = db.workloads().map_err(SearchError::db("read the workloads of the warm-start log"))?;
+    for (_, workload) in workloads {
+        let Ok(other_task) = serde_json::from_str::<Task>(&workload.task_json) else { continue };
+        let is_same_task = other_task == *task;
+        if other_task.op_name() != task.op_name() || (is_same_task && !config.include_same_task) {
+            continue;
+        }
+        let Ok(other_space) = space_for(&other_task, target) else { continue };
+        let records = db
+            .trials(&workload.task_key, &target_key)
+            .map_err(SearchError::db("read the trials of the warm-start log"))?;
+        let mut valid: Vec<(Trace, f64)> = records
+            .iter()
+            .filter(|r| r.space_version == other_space.version() && r.codegen_version == codegen_version)
+            .filter_map(|r| Some((Trace::from_json(&r.trace_json).ok()?, score(&other_task, r)?)))
+            .collect();
+        valid.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        let featurizer =
+            LoopNestFeaturizer::with_decision_names(other_space.as_ref(), machine, decision_names.clone());
+        for (trace, score) in spread(&valid, config.max_samples_per_task) {
+            if let Some(features) = featurizer.features(trace) {
+                warm.samples.push(Sample { features, score: *score, weight: 1.0 });
+            }
+        }
+        let best = valid.into_iter().take(config.max_traces);
+        if is_same_task {
+            same_task.extend(best);
+        } else {
+            other_tasks.extend(best);
+        }
+    }
+
+    // Same task first (valid as is), then other shapes' best, adapted to this space.
+    other_tasks.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    for (trace, _) in same_task.into_iter().chain(other_tasks) {
+        if warm.traces.len() >= config.max_traces {
+            break;
+        }
+        // Crossing a trace with itself repairs it into this space (domains shrink with the shape).
+        let adapted = space.crossover(&trace, &trace, &mut rng);
+        if space.lower(&adapted).is_ok() && !warm.traces.contains(&adapted) {
+            warm.traces.push(adapted);
+        }
+    }
+    Ok(warm)
+}
+
+/// log2 GFLOP/s of a valid trial.
+fn score(task: &Task, record: &TrialRecord) -> Option<f64> {
+    let median_s = record.median_s.filter(|m| *m > 0.0)?;
+    Some((task.flops() / median_s / 1e9).log2())
+}
+
+/// At most `n` items of a best-first list: the best half, then an even spread of the rest.
+fn spread<T>(sorted: &[T], n: usize) -> Vec<&T> {
+    if sorted.len() <= n {
+        return sorted.iter().collect();
+    }
+    let head = n / 2;
+    let rest = &sorted[head..];
+    let tail = n - head;
+    let mut picked: Vec<&T> = sorted[..head].iter().collect();
+    picked.extend((0..tail).map(|i| &rest[i * rest.len() / tail]));
+    picked
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spread_keeps_the_best_half_and_an_even_tail() {
+        let items: Vec<u32> = (0..100).collect();
+        let picked: Vec<u32> = spread(&items, 10).into_iter().copied().collect();
+        assert_eq!(picked, vec![0, 1, 2, 3, 4, 5, 24, 43, 62, 81]);
+        assert_eq!(spread(&items[..3], 10).len(), 3);
+    }
+}
