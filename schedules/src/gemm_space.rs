@@ -9,9 +9,10 @@
 //! reads B with unit stride and no bounds checks, and a few junk columns per row are never stored.
 
 use crate::gemm::{self, ceil_div, BSource, BiasAxis, GemmProblem, GemmSchedule, PackA, PackB, N_ORDERS};
+use crate::padded::PhaseSplit;
 use crate::space::{ScheduleError, SpaceGenerator};
 use autotune_ir::{
-    BatchMatmulSpec, BufId, Conv2dSpec, Expr, LoopKind, NestBuilder, Op, Program, Stmt, Task, Trace,
+    BatchMatmulSpec, Conv2dSpec, Expr, Op, Program, Task, Trace,
 };
 use rand::{Rng, RngCore};
 
@@ -534,12 +535,13 @@ fn conv_problem(task: &Task, c: &Conv2dSpec, lanes: i64, grid_align: i64) -> Gem
     let (bias, residual) = epilogue_params(task);
     let plane = hq * wq;
     let b_source = if scratch {
-        let len = (cin * sh * sw * plane) as usize;
+        let split = PhaseSplit { channels: cin, h, w, stride: (sh, sw), pad: (pt, pl), grid: (hq, wq) };
         BSource::Scratch {
-            len,
+            len: split.len(),
             depth: 1,
             fill: Box::new(move |b, bvars, params, xp| {
-                fill_conv_scratch(b, bvars, params[0], xp, (cin, h, w), (sh, sw), (pt, pl), (hq, wq))
+                let image = bv(bvars, 0);
+                split.fill(b, params[0], &|ch| (image.clone() * cin + ch) * (h * w), xp, 0.0)
             }),
         }
     } else {
@@ -594,70 +596,6 @@ fn conv_problem(task: &Task, c: &Conv2dSpec, lanes: i64, grid_align: i64) -> Gem
         residual,
         params,
     }
-}
-
-/// Fills one image's scratch: zeros, then for every (channel, row phase, column phase) the input
-/// positions that land on the grid. Ranges are computed here, so the loops need no bounds checks.
-#[allow(clippy::too_many_arguments)]
-fn fill_conv_scratch(
-    b: &mut NestBuilder,
-    bvars: &[Expr],
-    x: BufId,
-    xp: BufId,
-    (cin, h, w): (i64, i64, i64),
-    (sh, sw): (i64, i64),
-    (pt, pl): (i64, i64),
-    (hq, wq): (i64, i64),
-) -> Vec<Stmt> {
-    let plane = hq * wq;
-    let z = b.var("zero");
-    let mut stmts = vec![Stmt::for_loop(
-        z,
-        Expr::int(0),
-        Expr::int(cin * sh * sw * plane),
-        LoopKind::Serial,
-        vec![Stmt::store(xp, Expr::var(z), Expr::Float(0.0))],
-    )];
-    // Grid position y of phase ph reads input row y·s + ph − pad, valid in [0, h).
-    let range = |phase: i64, s: i64, pad: i64, size: i64, limit: i64| -> (i64, i64) {
-        let lo = if pad > phase { (pad - phase + s - 1) / s } else { 0 };
-        let hi = ((size - 1 + pad - phase).div_euclid(s) + 1).min(limit);
-        (lo, hi.max(lo))
-    };
-    for ph in 0..sh {
-        for pw in 0..sw {
-            let (y_lo, y_hi) = range(ph, sh, pt, h, hq);
-            let (x_lo, x_hi) = range(pw, sw, pl, w, wq);
-            if y_lo >= y_hi || x_lo >= x_hi {
-                continue;
-            }
-            let (ch, y, xx) = (b.var("fc"), b.var("fy"), b.var("fx"));
-            let dst = ((Expr::var(ch) * sh + ph) * sw + pw) * plane + Expr::var(y) * wq + Expr::var(xx);
-            let src = ((bv(bvars, 0) * cin + Expr::var(ch)) * h + Expr::var(y) * sh + (ph - pt)) * w
-                + Expr::var(xx) * sw
-                + (pw - pl);
-            stmts.push(Stmt::for_loop(
-                ch,
-                Expr::int(0),
-                Expr::int(cin),
-                LoopKind::Serial,
-                vec![Stmt::for_loop(
-                    y,
-                    Expr::int(y_lo),
-                    Expr::int(y_hi - y_lo),
-                    LoopKind::Serial,
-                    vec![Stmt::for_loop(
-                        xx,
-                        Expr::int(x_lo),
-                        Expr::int(x_hi - x_lo),
-                        LoopKind::Serial,
-                        vec![Stmt::store(xp, dst, Expr::load(x, src))],
-                    )],
-                )],
-            ));
-        }
-    }
-    stmts
 }
 
 #[cfg(test)]

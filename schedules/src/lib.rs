@@ -6,6 +6,7 @@
 
 mod gemm;
 pub mod gemm_space;
+mod padded;
 pub mod pool_space;
 pub mod space;
 

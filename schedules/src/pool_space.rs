@@ -6,6 +6,7 @@
 //! Average pooling multiplies by reciprocal window counts that depend only on the shape, so they
 //! are computed here, at lowering time, and emitted as constants.
 
+use crate::padded::PhaseSplit;
 use crate::space::{ScheduleError, SpaceGenerator};
 use autotune_ir::{
     BinOp, BufScope, Expr, LoopKind, NestBuilder, Op, Pool2dSpec, PoolKind, Program, Stmt, Task, Trace,
@@ -119,47 +120,9 @@ impl PoolSpace {
         let xp = b.buffer("X_padded", (sh * sw * plane) as usize, BufScope::Heap);
         let plane_var = b.var("plane");
 
-        // Fill: padding value everywhere, then the input positions of each phase.
-        let z = b.var("fill");
-        let mut fill = vec![Stmt::for_loop(
-            z,
-            Expr::int(0),
-            Expr::int(sh * sw * plane),
-            LoopKind::Serial,
-            vec![Stmt::store(xp, Expr::var(z), Expr::Float(pad_value))],
-        )];
-        let range = |phase: i64, s: i64, pad: i64, size: i64, limit: i64| -> (i64, i64) {
-            let lo = if pad > phase { (pad - phase + s - 1) / s } else { 0 };
-            let hi = ((size - 1 + pad - phase).div_euclid(s) + 1).min(limit);
-            (lo, hi.max(lo))
-        };
-        for ph in 0..sh {
-            for pw in 0..sw {
-                let (y_lo, y_hi) = range(ph, sh, pt, h, hq);
-                let (x_lo, x_hi) = range(pw, sw, pl, w, wq);
-                if y_lo >= y_hi || x_lo >= x_hi {
-                    continue;
-                }
-                let (fy, fx) = (b.var("fy"), b.var("fx"));
-                let dst = Expr::int((ph * sw + pw) * plane) + Expr::var(fy) * wq + Expr::var(fx);
-                let src = (Expr::var(plane_var) * h + Expr::var(fy) * sh + (ph - pt)) * w
-                    + Expr::var(fx) * sw
-                    + (pw - pl);
-                fill.push(Stmt::for_loop(
-                    fy,
-                    Expr::int(y_lo),
-                    Expr::int(y_hi - y_lo),
-                    LoopKind::Serial,
-                    vec![Stmt::for_loop(
-                        fx,
-                        Expr::int(x_lo),
-                        Expr::int(x_hi - x_lo),
-                        LoopKind::Serial,
-                        vec![Stmt::store(xp, dst, Expr::load(x, src))],
-                    )],
-                ));
-            }
-        }
+        // The padded, phase-split plane: every window read below is in bounds.
+        let split = PhaseSplit { channels: 1, h, w, stride: (sh, sw), pad: (pt, pl), grid: (hq, wq) };
+        let fill = split.fill(&mut b, x, &|_| Expr::var(plane_var) * (h * w), xp, pad_value);
 
         // Reciprocal window counts (average pooling), separable into rows × columns.
         let count = |o: i64, s: i64, pad_begin: i64, pad_end: i64, k: i64, size: i64| -> i64 {
