@@ -5,7 +5,8 @@
     python3 bench/search.py
 
 Every task is one `autotune op` invocation (without --db/--seed/--trials/--strategy/--json),
-named NAME=ARGS with --task (repeatable); the default is GEMM 512^3 and 1024^3 on one thread. For
+named NAME=ARGS with --task (repeatable); the default is GEMM 512^3 and 1024^3 and ResNet-50's
+three 3x3 convolutions (64ch@56, 128ch@28, 256ch@14), all on one thread. For
 each task, strategy and seed, it tunes into a fresh database {out}/{task}_{strategy}_s{seed}.db
 (`--reuse`: keep a run whose JSON summary exists) and records the best-so-far GFLOP/s after every
 trial and the time spent searching (model training and proposals) versus measuring.
@@ -29,14 +30,13 @@ import time
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 REPO_ROOT = os.path.dirname(BENCH_DIR)
 
-# One line per task: NAME -> `autotune op` arguments. Conv rows are ready to enable once
-# `autotune op conv2d` lands (ResNet-50 3x3 convolutions).
+# One line per task: NAME -> `autotune op` arguments. The convolutions are ResNet-50's 3x3 layers.
 DEFAULT_TASKS = [
     ("gemm512", "matmul --shape 512x512x512 --threads 1"),
     ("gemm1024", "matmul --shape 1024x1024x1024 --threads 1"),
-    # ("conv64x56", "conv2d --input 1x64x56x56 --weight 64x64x3x3 --pad 1 --threads 1"),
-    # ("conv128x28", "conv2d --input 1x128x28x28 --weight 128x128x3x3 --pad 1 --threads 1"),
-    # ("conv256x14", "conv2d --input 1x256x14x14 --weight 256x256x3x3 --pad 1 --threads 1"),
+    ("conv64x56", "conv2d --input 1x64x56x56 --weight 64x64x3x3 --pad 1 --threads 1"),
+    ("conv128x28", "conv2d --input 1x128x28x28 --weight 128x128x3x3 --pad 1 --threads 1"),
+    ("conv256x14", "conv2d --input 1x256x14x14 --weight 256x256x3x3 --pad 1 --threads 1"),
 ]
 CHECKPOINTS = [32, 64, 128, 256, 512]
 STRATEGIES = ["auto", "bo", "evolutionary", "random"]
@@ -74,7 +74,7 @@ def parse_args():
                    help="the model_quality example binary; skipped if missing")
     p.add_argument("--out", default=os.path.join(BENCH_DIR, "out", "search"), help="databases and results")
     p.add_argument("--task", type=task_arg, action="append", dest="tasks",
-                   help="NAME='autotune op ARGS' (repeatable; default: GEMM 512^3 and 1024^3)")
+                   help="NAME='autotune op ARGS' (repeatable; default: the GEMMs and ResNet-50 convs)")
     p.add_argument("--strategies", default=",".join(STRATEGIES),
                    help=f"comma-separated, from {','.join(STRATEGIES)} (default: all)")
     p.add_argument("--seeds", type=int_list, default=[1, 2, 3], help="default 1,2,3")
@@ -82,12 +82,19 @@ def parse_args():
     p.add_argument("--random-trials", type=int, default=512,
                    help="trials per random-search run (default 512: `auto` at 128 is compared with random at 512)")
     p.add_argument("--reuse", action="store_true", help="keep runs whose summary JSON exists")
+    p.add_argument("--warm-start", metavar="LOG",
+                   help="also run `auto` warm-started from LOG (strategy `auto-warm`) to measure transfer")
     args = p.parse_args()
     args.tasks = args.tasks or DEFAULT_TASKS
     args.strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
     unknown = [s for s in args.strategies if s not in STRATEGIES]
     if unknown:
         p.error(f"unknown strategies {unknown}: use {STRATEGIES}")
+    if args.warm_start:
+        if not os.path.exists(args.warm_start):
+            p.error(f"--warm-start {args.warm_start}: no such file")
+        args.warm_start = os.path.abspath(args.warm_start)
+        args.strategies.append("auto-warm")
     if args.trials < 1 or args.random_trials < 1:
         p.error("--trials and --random-trials must be positive")
     return args
@@ -104,7 +111,10 @@ def run_tuning(args, task, op_args, strategy, seed):
         if os.path.exists(base + suffix):
             os.remove(base + suffix)
     n_trials = args.random_trials if strategy == "random" else args.trials
-    cmd = [args.autotune, "op", *shlex.split(op_args), "--strategy", strategy, "--seed", str(seed),
+    strategy_args = ["--strategy", strategy]
+    if strategy == "auto-warm":
+        strategy_args = ["--strategy", "auto", "--warm-start", args.warm_start]
+    cmd = [args.autotune, "op", *shlex.split(op_args), *strategy_args, "--seed", str(seed),
            "--trials", str(n_trials), "--db", base + ".db", "--json"]
     shown = " ".join(shlex.quote(c) for c in cmd)
     log(f"{task} {strategy} seed {seed}: {n_trials} trials ...")
@@ -256,6 +266,14 @@ def main():
             share = rows["auto"]["search_share_of_wall"]
             check("auto search overhead < 10% of tuning wall time", share is not None and share < 0.10,
                   f"{fmt(None if share is None else 100 * share, '.1f')}%")
+        if "auto-warm" in rows and "auto" in rows:
+            worse = [n for n in CHECKPOINTS
+                     if rows["auto"]["best_after"][n] is not None and rows["auto-warm"]["best_after"][n] is not None
+                     and rows["auto-warm"]["best_after"][n] < 0.97 * rows["auto"]["best_after"][n]]
+            check("warm start never worse than a cold start (within 3% noise)", not worse,
+                  ", ".join(f"@{n}: warm {fmt(rows['auto-warm']['best_after'][n], '.1f')} vs cold "
+                            f"{fmt(rows['auto']['best_after'][n], '.1f')}" for n in CHECKPOINTS
+                            if rows["auto"]["best_after"][n] is not None))
         if quality:
             check("cost model pairwise ranking accuracy >= 0.8", quality["pairwise_accuracy"] >= 0.8,
                   f"{quality['pairwise_accuracy']:.3f}")

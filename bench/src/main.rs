@@ -52,7 +52,10 @@ fn run(cli: Cli) -> Result<()> {
             if !(seconds.is_finite() && seconds > 0.0) {
                 bail!("--seconds must be a positive number, got {seconds}");
             }
-            let config = MachineProbeConfig { fma_run: Duration::from_secs_f64(seconds), ..MachineProbeConfig::new(threads) };
+            let config = MachineProbeConfig {
+                fma_run: Duration::from_secs_f64(seconds),
+                ..MachineProbeConfig::new(threads)
+            };
             let peak = probe_peak_gflops(&config)?;
             let isa = if std::arch::is_x86_feature_detected!("avx512f") { "avx512" } else { "avx2" };
             let gflops = (peak.value * 100.0).round() / 100.0;

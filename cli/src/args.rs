@@ -27,6 +27,9 @@ pub enum Command {
     /// Write the HTML report of a tuning log: summary, per-task table, convergence and roofline
     /// charts, failures, best schedules. Only reads the log, so it works while a run writes it.
     Report(ReportArgs),
+    /// List the tuning tasks of an ONNX model (after constant folding and fusion): weight,
+    /// FLOPs, task key, and with --db which are tuned.
+    Tasks(crate::tasks_cmd::TasksArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -38,6 +41,7 @@ pub enum OpCommand {
     /// Dense layer / ONNX Gemm: Y[M×N] = X[M×K]·Wᵀ with constant weights W[N×K].
     Dense(DenseArgs),
     /// Batched matmul / ONNX MatMul: Y[b] = A[b]·B[b] with optional transposes and broadcasting.
+    #[command(alias = "batch_matmul")]
     BatchMatmul(BatchMatmulArgs),
     /// Max, average or global average pooling over NCHW (ONNX MaxPool / AveragePool).
     Pool(PoolArgs),
@@ -373,6 +377,29 @@ pub struct ReportArgs {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn strategy_defaults_to_auto_and_warm_start_repeats() {
+        let tune_args = |extra: &[&str]| -> TuneArgs {
+            let mut argv = vec!["autotune", "op", "matmul", "--shape", "8x8x8", "--db", "x.db"];
+            argv.extend_from_slice(extra);
+            match Cli::try_parse_from(argv).expect("parses").command {
+                Command::Op(OpCommand::Matmul(args)) => args.tune,
+                other => panic!("not op matmul: {other:?}"),
+            }
+        };
+        let plain = tune_args(&[]);
+        assert_eq!((plain.strategy, plain.warm_start.len()), (StrategyArg::Auto, 0));
+        let chosen = tune_args(&["--strategy", "bo", "--warm-start", "a.db", "--warm-start", "b.db"]);
+        assert_eq!(chosen.strategy, StrategyArg::Bo);
+        assert_eq!(chosen.warm_start, vec![PathBuf::from("a.db"), PathBuf::from("b.db")]);
+        let parses = |name: &str| {
+            let argv = ["autotune", "op", "matmul", "--shape", "8x8x8", "--db", "x", "--strategy", name];
+            Cli::try_parse_from(argv).is_ok()
+        };
+        assert!(["auto", "bo", "evolutionary", "random"].into_iter().all(parses));
+        assert!(!parses("grid"));
+    }
 
     #[test]
     fn the_command_line_definition_is_consistent() {

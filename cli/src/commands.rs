@@ -37,6 +37,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Best(args) => best(args),
         Command::Report(args) => report(args),
+        Command::Tasks(args) => crate::tasks_cmd::tasks(args),
     }
 }
 

@@ -485,3 +485,142 @@ fn kind_code(kind: LoopKind) -> f64 {
         LoopKind::GpuThread(_) => 6.0,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::machine::CacheSizes;
+    use autotune_ir::{Task, Trace};
+    use autotune_schedules::{GemmSpace, SpaceGenerator};
+    use rand::SeedableRng;
+
+    fn machine(threads: u32) -> MachineModel {
+        MachineModel::cpu(CacheSizes::ZEN4, 16, threads)
+    }
+
+    fn feature(features: &[f64], name: &str) -> f64 {
+        let index =
+            feature_names().iter().position(|n| n == name).unwrap_or_else(|| panic!("no feature {name}"));
+        features[index]
+    }
+
+    /// The default 512³ matmul schedule with some decisions changed, and its features.
+    fn matmul_features(threads: u32, changes: &[(&str, i64)]) -> Vec<f64> {
+        let space = GemmSpace::new(&Task::matmul(512, 512, 512), 16, threads).expect("space");
+        let mut trace: Trace = space.default_trace();
+        for (name, value) in changes {
+            let decision = trace.decisions.iter_mut().find(|d| d.name == *name).expect("decision");
+            decision.value = *value;
+        }
+        // Repair the dependent domains (tile counts shrink with the tile), keeping the changes.
+        let trace = space.crossover(&trace, &trace, &mut rand_chacha::ChaCha8Rng::seed_from_u64(0));
+        for (name, value) in changes {
+            assert_eq!(trace.get(name), Some(*value), "{name} was repaired away");
+        }
+        let program = space.lower(&trace).expect("a valid point");
+        extract_features(&program.kernel, &machine(threads))
+    }
+
+    #[test]
+    fn names_and_vectors_line_up_and_are_finite_and_deterministic() {
+        assert_eq!(feature_names().len(), n_features());
+        let names = feature_names();
+        let unique: std::collections::HashSet<&String> = names.iter().collect();
+        assert_eq!(unique.len(), names.len(), "duplicate feature names");
+        let space = GemmSpace::new(&Task::matmul(96, 80, 70), 16, 2).expect("space");
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+        for _ in 0..50 {
+            let program = space.lower(&space.sample(&mut rng)).expect("lower");
+            let features = extract_features(&program.kernel, &machine(2));
+            assert_eq!(features.len(), n_features());
+            assert!(features.iter().all(|v| v.is_finite()));
+            assert_eq!(features, extract_features(&program.kernel, &machine(2)));
+        }
+    }
+
+    #[test]
+    fn conv_and_pooling_nests_get_features_too() {
+        use autotune_ir::{Conv2dSpec, EpilogueOp, Op};
+        let conv = Conv2dSpec {
+            n: 1,
+            c: 32,
+            h: 14,
+            w: 14,
+            o: 32,
+            kh: 3,
+            kw: 3,
+            stride: [1, 1],
+            pad: [1; 4],
+            dilation: [1, 1],
+            groups: 1,
+        };
+        let task = Task::new(Op::Conv2d(conv), vec![EpilogueOp::Bias, EpilogueOp::Relu]);
+        let space = autotune_schedules::space_for(
+            &task,
+            &autotune_ir::Target::Cpu(autotune_ir::CpuTarget {
+                model_name: "test".into(),
+                llvm_cpu: "generic".into(),
+                features: vec![],
+                vector_lanes: 16,
+                threads: 1,
+            }),
+        )
+        .expect("conv space");
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(4);
+        let mut distinct = std::collections::HashSet::new();
+        for _ in 0..20 {
+            let program = space.lower(&space.sample(&mut rng)).expect("lower");
+            let features = extract_features(&program.kernel, &machine(1));
+            assert!(features.iter().all(|v| v.is_finite()));
+            // The flops the nest performs are the conv's (2·N·O·OH·OW·C·KH·KW), epilogue aside.
+            let flops = feature(&features, "log2_flops").exp2();
+            assert!(
+                flops >= task.flops() * 0.95 && flops < task.flops() * 1.6,
+                "{flops} vs {}",
+                task.flops()
+            );
+            distinct.insert(features.iter().map(|v| v.to_bits()).collect::<Vec<u64>>());
+        }
+        assert!(distinct.len() > 15, "different schedules, different features");
+    }
+
+    #[test]
+    fn the_register_tile_shows_in_intensity_and_pressure() {
+        let f = matmul_features(1, &[("mr", 8), ("nr_vecs", 2)]);
+        // 8 × 2 vector FMAs per k step share 8 broadcasts of A and 2 vectors of B.
+        assert!((feature(&f, "register_intensity") - 16.0 / 10.0).abs() < 1e-9);
+        assert!((feature(&f, "log2_register_body_fmas") - 4.0).abs() < 1e-9);
+        assert_eq!(feature(&f, "hot_vector_width_ratio"), 1.0);
+        let small = matmul_features(1, &[("mr", 1), ("nr_vecs", 1)]);
+        assert!(feature(&small, "register_pressure") < feature(&f, "register_pressure"));
+    }
+
+    #[test]
+    fn packing_and_edge_tiles_show() {
+        let packed = matmul_features(1, &[("pack_a", 1), ("pack_b", 1)]);
+        let unpacked = matmul_features(1, &[("pack_a", 0), ("pack_b", 0)]);
+        assert!(feature(&packed, "copy_bytes_per_flop") > 0.0);
+        assert!(feature(&packed, "log2_heap_bytes") > 10.0);
+        assert_eq!(feature(&unpacked, "copy_bytes_per_flop"), 0.0);
+        assert_eq!(feature(&unpacked, "log2_heap_bytes"), 0.0);
+        // Unpacked B is read along k with a stride of a whole row.
+        assert!(feature(&unpacked, "log2_inner_serial_max_stride") >= 9.0);
+        // 512 columns in 48-wide tiles leave an edge tile on the scalar path when nothing is packed.
+        let edges = matmul_features(1, &[("pack_a", 0), ("pack_b", 0), ("nr_vecs", 3)]);
+        assert!(feature(&unpacked, "vectorized_flop_fraction") > 0.99);
+        let fraction = feature(&edges, "vectorized_flop_fraction");
+        assert!(fraction < 0.99 && fraction > 0.8, "{fraction}");
+        assert!(
+            feature(&edges, "log2_model_cycles_per_flop") > feature(&unpacked, "log2_model_cycles_per_flop")
+        );
+    }
+
+    #[test]
+    fn a_parallel_loop_shows_its_balance() {
+        let parallel = matmul_features(2, &[]);
+        assert!(feature(&parallel, "parallel_depth") >= 0.0);
+        let balance = feature(&parallel, "parallel_balance");
+        assert!(balance > 0.5 && balance <= 1.0, "{balance}");
+        assert_eq!(feature(&parallel, "log2_threads"), 1.0);
+    }
+}

@@ -11,9 +11,7 @@
 use crate::gemm::{self, ceil_div, BSource, BiasAxis, GemmProblem, GemmSchedule, PackA, PackB, N_ORDERS};
 use crate::padded::PhaseSplit;
 use crate::space::{ScheduleError, SpaceGenerator};
-use autotune_ir::{
-    BatchMatmulSpec, Conv2dSpec, Expr, Op, Program, Task, Trace,
-};
+use autotune_ir::{BatchMatmulSpec, Conv2dSpec, Expr, Op, Program, Task, Trace};
 use rand::{Rng, RngCore};
 
 pub const SKETCH: &str = "gemm_blocked";

@@ -47,9 +47,13 @@ impl PhaseSplit {
         let ((sh, sw), (pt, pl), (hq, wq)) = (self.stride, self.pad, self.grid);
         let (h, w, plane) = (self.h, self.w, self.plane());
         let z = b.var("fill");
-        let mut stmts = vec![Stmt::for_loop(z, Expr::int(0), Expr::int(self.len() as i64), LoopKind::Serial, vec![
-            Stmt::store(dst, Expr::var(z), Expr::Float(pad_value)),
-        ])];
+        let mut stmts = vec![Stmt::for_loop(
+            z,
+            Expr::int(0),
+            Expr::int(self.len() as i64),
+            LoopKind::Serial,
+            vec![Stmt::store(dst, Expr::var(z), Expr::Float(pad_value))],
+        )];
         for ph in 0..sh {
             for pw in 0..sw {
                 let (y_lo, y_hi) = Self::valid_range(ph, sh, pt, h, hq);
@@ -59,12 +63,26 @@ impl PhaseSplit {
                 }
                 let (ch, y, x) = (b.var("fc"), b.var("fy"), b.var("fx"));
                 let to = ((Expr::var(ch) * sh + ph) * sw + pw) * plane + Expr::var(y) * wq + Expr::var(x);
-                let from = src_plane(Expr::var(ch)) + (Expr::var(y) * sh + (ph - pt)) * w + Expr::var(x) * sw + (pw - pl);
-                let row = Stmt::for_loop(x, Expr::int(x_lo), Expr::int(x_hi - x_lo), LoopKind::Serial, vec![
-                    Stmt::store(dst, to, Expr::load(src, from)),
-                ]);
-                let rows = Stmt::for_loop(y, Expr::int(y_lo), Expr::int(y_hi - y_lo), LoopKind::Serial, vec![row]);
-                stmts.push(Stmt::for_loop(ch, Expr::int(0), Expr::int(self.channels), LoopKind::Serial, vec![rows]));
+                let from = src_plane(Expr::var(ch))
+                    + (Expr::var(y) * sh + (ph - pt)) * w
+                    + Expr::var(x) * sw
+                    + (pw - pl);
+                let row = Stmt::for_loop(
+                    x,
+                    Expr::int(x_lo),
+                    Expr::int(x_hi - x_lo),
+                    LoopKind::Serial,
+                    vec![Stmt::store(dst, to, Expr::load(src, from))],
+                );
+                let rows =
+                    Stmt::for_loop(y, Expr::int(y_lo), Expr::int(y_hi - y_lo), LoopKind::Serial, vec![row]);
+                stmts.push(Stmt::for_loop(
+                    ch,
+                    Expr::int(0),
+                    Expr::int(self.channels),
+                    LoopKind::Serial,
+                    vec![rows],
+                ));
             }
         }
         stmts

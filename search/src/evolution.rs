@@ -100,6 +100,40 @@ mod tests {
     use rand::SeedableRng;
 
     #[test]
+    fn crossover_children_of_the_gemm_space_are_valid_and_mix_their_parents() {
+        let task = autotune_ir::Task::matmul(200, 136, 72);
+        let space = autotune_schedules::GemmSpace::new(&task, 16, 2).expect("space");
+        let mut rng = ChaCha8Rng::seed_from_u64(11);
+        let (mut from_a, mut from_b) = (0, 0);
+        for _ in 0..200 {
+            let (a, b) = (space.sample(&mut rng), space.sample(&mut rng));
+            let child = space.crossover(&a, &b, &mut rng);
+            assert!(space.lower(&child).is_ok(), "{}", child.display());
+            for decision in &child.decisions {
+                from_a += usize::from(a.get(&decision.name) == Some(decision.value));
+                from_b += usize::from(b.get(&decision.name) == Some(decision.value));
+            }
+        }
+        assert!(from_a > 1000 && from_b > 1000, "{from_a} {from_b}");
+        // A trace of another shape is adapted into this space.
+        let other = autotune_schedules::GemmSpace::new(&autotune_ir::Task::matmul(1024, 1024, 1024), 16, 2)
+            .expect("space");
+        let foreign = other.sample(&mut rng);
+        assert!(space.lower(&space.crossover(&foreign, &foreign, &mut rng)).is_ok());
+    }
+
+    #[test]
+    fn the_default_crossover_mixes_decisions_by_name() {
+        let space = LandscapeSpace::new(4, 8);
+        let a = space.point(&[0, 0, 0, 0]);
+        let b = space.point(&[7, 7, 7, 7]);
+        let mut rng = ChaCha8Rng::seed_from_u64(2);
+        let children: Vec<Trace> = (0..20).map(|_| space.crossover(&a, &b, &mut rng)).collect();
+        assert!(children.iter().all(|c| c.decisions.iter().all(|d| d.value == 0 || d.value == 7)));
+        assert!(children.iter().any(|c| c != &a && c != &b));
+    }
+
+    #[test]
     fn evolution_finds_the_maximum_of_a_smooth_fitness_with_few_evaluations() {
         let space = LandscapeSpace::new(6, 8);
         let target = space.optimum();

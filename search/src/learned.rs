@@ -72,6 +72,9 @@ pub struct LearnedSearchConfig {
     pub random_share: f64,
     /// Best measured traces that seed every evolutionary run.
     pub elite_seeds: usize,
+    /// Decisions in which a model-chosen candidate must differ from every other candidate of its
+    /// batch, while enough such candidates exist (0: no constraint).
+    pub min_batch_distance: usize,
     /// Transferred traces proposed as-is at the start (after the default schedule).
     pub max_warm_traces: usize,
     /// As in [`RandomSearchConfig`](crate::RandomSearchConfig): consecutive already-seen samples
@@ -100,6 +103,7 @@ impl LearnedSearchConfig {
             acquisition: Acquisition::UpperConfidenceBound { beta: 1.0 },
             random_share: if technique == Technique::Evolutionary { 0.125 } else { 0.0 },
             elite_seeds: 16,
+            min_batch_distance: 2,
             max_warm_traces: 4,
             duplicate_samples_per_trace: 64,
         }
@@ -343,12 +347,18 @@ impl SearchStrategy for LearnedSearch<'_> {
             }
             let ranked = self.ranked(technique, pool.as_deref().unwrap_or(&[]));
             let before = batch.len();
-            for trace in ranked {
-                if batch.len() - before >= slots - n_random {
-                    break;
-                }
-                if self.is_fresh(&trace, already_measured) {
-                    self.take(trace, Some(technique_idx), &mut batch);
+            // Two passes: first only candidates that differ from everything already in the
+            // batch in at least `min_batch_distance` decisions (the top of a ranking is often one
+            // region, and a batch spent on near-duplicates learns little), then any.
+            for min_distance in [self.config.min_batch_distance, 0] {
+                for trace in &ranked {
+                    if batch.len() - before >= slots - n_random {
+                        break;
+                    }
+                    let diverse = batch.iter().all(|other| decision_distance(trace, other) >= min_distance);
+                    if diverse && self.is_fresh(trace, already_measured) {
+                        self.take(trace.clone(), Some(technique_idx), &mut batch);
+                    }
                 }
             }
             // The random share, plus whatever the model's candidates could not fill.
@@ -378,6 +388,13 @@ impl SearchStrategy for LearnedSearch<'_> {
             }
         }
     }
+}
+
+/// Decisions in which two traces differ (a decision only one of them has counts as different).
+fn decision_distance(a: &Trace, b: &Trace) -> usize {
+    let differing = a.decisions.iter().filter(|d| b.get(&d.name) != Some(d.value)).count();
+    let only_in_b = b.decisions.iter().filter(|d| a.get(&d.name).is_none()).count();
+    differing + only_in_b
 }
 
 /// E[max(X − threshold, 0)] for X ~ N(mean, std²).

@@ -147,6 +147,77 @@ fn spread<T>(sorted: &[T], n: usize) -> Vec<&T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::random::{RandomSearch, RandomSearchConfig};
+    use crate::testing::FakeRunner;
+    use crate::tune::{tune, TuneConfig};
+    use autotune_cost_model::CacheSizes;
+    use autotune_measure::Runner;
+    use std::sync::atomic::AtomicBool;
+
+    #[test]
+    fn other_shapes_in_a_log_become_samples_and_adapted_traces() {
+        let mut db = Database::open_in_memory().expect("db");
+        let mut runner = FakeRunner::new();
+        let target = runner.target().clone();
+        let small = Task::matmul(64, 48, 32);
+        let small_space = space_for(&small, &target).expect("space");
+        let mut strategy = RandomSearch::new(small_space.as_ref(), RandomSearchConfig::new(1));
+        let config = TuneConfig::new(12, 1, "fake-codegen");
+        tune(
+            &small,
+            small_space.as_ref(),
+            &mut strategy,
+            &mut runner,
+            &mut db,
+            &config,
+            &AtomicBool::new(false),
+            &mut |_| {},
+        )
+        .expect("tune the small shape");
+
+        let big = Task::matmul(200, 176, 144);
+        let big_space = space_for(&big, &target).expect("space");
+        let machine = MachineModel::cpu(CacheSizes::ZEN4, 4, 1);
+        let read = |config: &WarmStartConfig, codegen: &str| {
+            warm_start_from_log(&db, &big, &target, big_space.as_ref(), codegen, machine, config)
+                .expect("warm start")
+        };
+        let warm = read(&WarmStartConfig::default(), "fake-codegen");
+        // FakeRunner fails some traces and plants a wrong result; the valid ones transfer.
+        assert!(!warm.samples.is_empty() && warm.samples.len() <= 12);
+        let n_features =
+            LoopNestFeaturizer::new(big_space.as_ref(), machine).features(&big_space.default_trace());
+        assert!(warm.samples.iter().all(|s| Some(s.features.len()) == n_features.as_ref().map(Vec::len)));
+        assert!(!warm.traces.is_empty() && warm.traces.len() <= 8);
+        assert!(warm.traces.iter().all(|t| big_space.lower(t).is_ok()), "adapted to the big shape");
+
+        // Another codegen version does not replay: nothing transfers. The same task is skipped
+        // unless asked for.
+        assert!(read(&WarmStartConfig::default(), "other-codegen").is_empty());
+        let same_task = warm_start_from_log(
+            &db,
+            &small,
+            &target,
+            small_space.as_ref(),
+            "fake-codegen",
+            machine,
+            &WarmStartConfig::default(),
+        )
+        .expect("warm start");
+        assert!(same_task.is_empty());
+        let included = WarmStartConfig { include_same_task: true, ..WarmStartConfig::default() };
+        let same_task = warm_start_from_log(
+            &db,
+            &small,
+            &target,
+            small_space.as_ref(),
+            "fake-codegen",
+            machine,
+            &included,
+        )
+        .expect("warm start");
+        assert!(!same_task.samples.is_empty());
+    }
 
     #[test]
     fn spread_keeps_the_best_half_and_an_even_tail() {

@@ -1,0 +1,334 @@
+//! The operators that run as plain (untuned) implementations: everything that is not a tuned
+//! kernel [`Task`](autotune_ir::Task). Attributes are normalized at load time (negative axes
+//! resolved, opset differences removed, defaults filled in), so an implementation needs only the
+//! op, its input tensors and the output shapes the [`Graph`](crate::Graph) records.
+//!
+//! Unless said otherwise, inputs and outputs are f32 and every op has one output.
+
+use crate::tensor::ElemType;
+
+/// An element-wise function of one value.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum UnaryOp {
+    Relu,
+    Sigmoid,
+    Tanh,
+    Exp,
+    Log,
+    Neg,
+    Abs,
+    Sqrt,
+    Reciprocal,
+    Floor,
+    Ceil,
+    Sin,
+    Cos,
+    /// `ln(1 + e^x)`.
+    Softplus,
+    /// `x / (1 + |x|)`.
+    Softsign,
+    /// `x · max(0, min(1, x/6 + 1/2))`.
+    HardSwish,
+    /// `x` if `x ≥ 0`, else `alpha · (e^x − 1)`.
+    Elu {
+        alpha: f32,
+    },
+    /// `gamma · x` if `x > 0`, else `gamma · alpha · (e^x − 1)`.
+    Selu {
+        alpha: f32,
+        gamma: f32,
+    },
+    /// `x` if `x ≥ 0`, else `alpha · x`.
+    LeakyRelu {
+        alpha: f32,
+    },
+    /// `max(0, min(1, alpha · x + beta))`.
+    HardSigmoid {
+        alpha: f32,
+        beta: f32,
+    },
+    /// `min(max(x, min), max)`; absent bounds are ±∞.
+    Clip {
+        min: f32,
+        max: f32,
+    },
+}
+
+impl UnaryOp {
+    /// The reference semantics (in f64).
+    pub fn apply(self, x: f64) -> f64 {
+        match self {
+            UnaryOp::Relu => x.max(0.0),
+            UnaryOp::Sigmoid => 1.0 / (1.0 + (-x).exp()),
+            UnaryOp::Tanh => x.tanh(),
+            UnaryOp::Exp => x.exp(),
+            UnaryOp::Log => x.ln(),
+            UnaryOp::Neg => -x,
+            UnaryOp::Abs => x.abs(),
+            UnaryOp::Sqrt => x.sqrt(),
+            UnaryOp::Reciprocal => 1.0 / x,
+            UnaryOp::Floor => x.floor(),
+            UnaryOp::Ceil => x.ceil(),
+            UnaryOp::Sin => x.sin(),
+            UnaryOp::Cos => x.cos(),
+            UnaryOp::Softplus => x.exp().ln_1p(),
+            UnaryOp::Softsign => x / (1.0 + x.abs()),
+            UnaryOp::HardSwish => x * (x / 6.0 + 0.5).clamp(0.0, 1.0),
+            UnaryOp::Elu { alpha } => {
+                if x >= 0.0 {
+                    x
+                } else {
+                    f64::from(alpha) * x.exp_m1()
+                }
+            }
+            UnaryOp::Selu { alpha, gamma } => {
+                f64::from(gamma) * if x > 0.0 { x } else { f64::from(alpha) * x.exp_m1() }
+            }
+            UnaryOp::LeakyRelu { alpha } => {
+                if x >= 0.0 {
+                    x
+                } else {
+                    f64::from(alpha) * x
+                }
+            }
+            UnaryOp::HardSigmoid { alpha, beta } => (f64::from(alpha) * x + f64::from(beta)).clamp(0.0, 1.0),
+            UnaryOp::Clip { min, max } => x.max(f64::from(min)).min(f64::from(max)),
+        }
+    }
+}
+
+/// An element-wise function of two values, with numpy (multidirectional) broadcasting of the two
+/// inputs to the output shape.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum BinaryOp {
+    Add,
+    Sub,
+    Mul,
+    Div,
+    Pow,
+    Max,
+    Min,
+    /// `a` if `a ≥ 0`, else `a · b` (ONNX PRelu: `b` is the slope).
+    PRelu,
+}
+
+impl BinaryOp {
+    /// The reference semantics (in f64).
+    pub fn apply(self, a: f64, b: f64) -> f64 {
+        match self {
+            BinaryOp::Add => a + b,
+            BinaryOp::Sub => a - b,
+            BinaryOp::Mul => a * b,
+            BinaryOp::Div => a / b,
+            BinaryOp::Pow => a.powf(b),
+            BinaryOp::Max => a.max(b),
+            BinaryOp::Min => a.min(b),
+            BinaryOp::PRelu => {
+                if a >= 0.0 {
+                    a
+                } else {
+                    a * b
+                }
+            }
+        }
+    }
+
+    /// The same on integers (Div truncates; Pow of a negative exponent is 0).
+    pub fn apply_i64(self, a: i64, b: i64) -> i64 {
+        match self {
+            BinaryOp::Add => a.wrapping_add(b),
+            BinaryOp::Sub => a.wrapping_sub(b),
+            BinaryOp::Mul => a.wrapping_mul(b),
+            BinaryOp::Div => a.checked_div(b).unwrap_or(0),
+            BinaryOp::Pow => u32::try_from(b).map_or(0, |e| a.wrapping_pow(e)),
+            BinaryOp::Max => a.max(b),
+            BinaryOp::Min => a.min(b),
+            BinaryOp::PRelu => {
+                if a >= 0 {
+                    a
+                } else {
+                    a.wrapping_mul(b)
+                }
+            }
+        }
+    }
+}
+
+/// A reduction over n ≥ 3 broadcast inputs (two-input Sum/Max/Min become [`BinaryOp`]s).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum VariadicOp {
+    Sum,
+    Max,
+    Min,
+    Mean,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ReduceKind {
+    Sum,
+    Mean,
+    Max,
+    Min,
+    Prod,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum PadMode {
+    /// Pads with `value`.
+    Constant { value: f32 },
+    /// Mirrors without repeating the edge (numpy `reflect`).
+    Reflect,
+    /// Repeats the edge value.
+    Edge,
+    /// Wraps around (numpy `wrap`).
+    Wrap,
+}
+
+/// A plain operator with its normalized attributes. Axes are non-negative and refer to the
+/// (first) input's dimensions unless said otherwise.
+#[derive(Clone, Debug, PartialEq)]
+pub enum PlainOp {
+    /// The same values in the output tensor's shape (Reshape, Flatten, Squeeze, Unsqueeze): a
+    /// copy, or nothing at all if the buffer can be shared.
+    Reshape,
+    Unary(UnaryOp),
+    /// Inputs `a`, `b`, broadcast to the output shape.
+    Binary(BinaryOp),
+    /// n ≥ 3 inputs, broadcast to the output shape.
+    Variadic(VariadicOp),
+    /// Inference batch normalization over dimension 1 (rank ≥ 2): `y = gamma · (x − mean) /
+    /// √(var + epsilon) + beta`. Inputs `x, gamma, beta, mean, var` (each `[C]`). Per-channel Mul
+    /// and Add by constants right after it are merged into gamma and beta at load time.
+    BatchNorm {
+        epsilon: f32,
+    },
+    /// `y = scale · (x − mean) / √(var + epsilon) + bias`, mean and variance over the spatial
+    /// dimensions (2..) of each (n, c). Inputs `x, scale, bias` (each `[C]`).
+    InstanceNorm {
+        epsilon: f32,
+    },
+    /// Local response normalization across channels (dimension 1): `y = x / (bias + alpha/size ·
+    /// Σ x²)^beta`, the sum over channels `c − ⌊(size−1)/2⌋ ..= c + ⌈(size−1)/2⌉` that exist.
+    Lrn {
+        size: usize,
+        alpha: f32,
+        beta: f32,
+        bias: f32,
+    },
+    /// Softmax (or log-softmax with `log`) along `axis`. With `coerce_2d` (ONNX opset < 13), the
+    /// dimensions `axis..` are flattened into one and normalized together.
+    Softmax {
+        axis: usize,
+        log: bool,
+        coerce_2d: bool,
+    },
+    /// Inputs laid end to end along `axis` (n ≥ 1 inputs).
+    Concat {
+        axis: usize,
+    },
+    /// One output per entry of `sizes`, consecutive slices along `axis`.
+    Split {
+        axis: usize,
+        sizes: Vec<usize>,
+    },
+    /// Output dimension `i` is input dimension `perm[i]`.
+    Transpose {
+        perm: Vec<usize>,
+    },
+    /// Output element at index `i` (per dimension `d`) reads input index `starts[d] + i · steps[d]`;
+    /// the output shape gives the counts. Steps may be negative.
+    Slice {
+        starts: Vec<usize>,
+        steps: Vec<i64>,
+    },
+    /// Output dimension `d` has `pads[d][0]` elements before and `pads[d][1]` after the input's
+    /// (negative: crop).
+    Pad {
+        pads: Vec<[i64; 2]>,
+        mode: PadMode,
+    },
+    /// Inputs `data`, `indices` (integer, any shape; negative counts from the end). Output shape
+    /// `data[..axis] ++ indices ++ data[axis+1..]`.
+    Gather {
+        axis: usize,
+    },
+    /// Reduction over `axes` (sorted); with `keepdims` they stay as size 1.
+    Reduce {
+        kind: ReduceKind,
+        axes: Vec<usize>,
+        keepdims: bool,
+    },
+    /// Output dimension `d` is `repeats[d]` copies of the input's.
+    Tile {
+        repeats: Vec<usize>,
+    },
+    /// The input broadcast (numpy rules) to the output shape.
+    Expand,
+    /// Element type conversion (floats to integers truncate toward zero).
+    Cast {
+        to: ElemType,
+    },
+}
+
+impl PlainOp {
+    /// Short name, e.g. `relu`, `concat`, `batch_norm`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            PlainOp::Reshape => "reshape",
+            PlainOp::Unary(u) => match u {
+                UnaryOp::Relu => "relu",
+                UnaryOp::Sigmoid => "sigmoid",
+                UnaryOp::Tanh => "tanh",
+                UnaryOp::Exp => "exp",
+                UnaryOp::Log => "log",
+                UnaryOp::Neg => "neg",
+                UnaryOp::Abs => "abs",
+                UnaryOp::Sqrt => "sqrt",
+                UnaryOp::Reciprocal => "reciprocal",
+                UnaryOp::Floor => "floor",
+                UnaryOp::Ceil => "ceil",
+                UnaryOp::Sin => "sin",
+                UnaryOp::Cos => "cos",
+                UnaryOp::Softplus => "softplus",
+                UnaryOp::Softsign => "softsign",
+                UnaryOp::HardSwish => "hard_swish",
+                UnaryOp::Elu { .. } => "elu",
+                UnaryOp::Selu { .. } => "selu",
+                UnaryOp::LeakyRelu { .. } => "leaky_relu",
+                UnaryOp::HardSigmoid { .. } => "hard_sigmoid",
+                UnaryOp::Clip { .. } => "clip",
+            },
+            PlainOp::Binary(b) => match b {
+                BinaryOp::Add => "add",
+                BinaryOp::Sub => "sub",
+                BinaryOp::Mul => "mul",
+                BinaryOp::Div => "div",
+                BinaryOp::Pow => "pow",
+                BinaryOp::Max => "max",
+                BinaryOp::Min => "min",
+                BinaryOp::PRelu => "prelu",
+            },
+            PlainOp::Variadic(v) => match v {
+                VariadicOp::Sum => "sum",
+                VariadicOp::Max => "max",
+                VariadicOp::Min => "min",
+                VariadicOp::Mean => "mean",
+            },
+            PlainOp::BatchNorm { .. } => "batch_norm",
+            PlainOp::InstanceNorm { .. } => "instance_norm",
+            PlainOp::Lrn { .. } => "lrn",
+            PlainOp::Softmax { log: false, .. } => "softmax",
+            PlainOp::Softmax { log: true, .. } => "log_softmax",
+            PlainOp::Concat { .. } => "concat",
+            PlainOp::Split { .. } => "split",
+            PlainOp::Transpose { .. } => "transpose",
+            PlainOp::Slice { .. } => "slice",
+            PlainOp::Pad { .. } => "pad",
+            PlainOp::Gather { .. } => "gather",
+            PlainOp::Reduce { .. } => "reduce",
+            PlainOp::Tile { .. } => "tile",
+            PlainOp::Expand => "expand",
+            PlainOp::Cast { .. } => "cast",
+        }
+    }
+}
