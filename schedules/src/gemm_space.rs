@@ -533,7 +533,16 @@ fn conv_problem(task: &Task, c: &Conv2dSpec, lanes: i64, grid_align: i64) -> Gem
     let (bias, residual) = epilogue_params(task);
     let plane = hq * wq;
     let b_source = if scratch {
-        let split = PhaseSplit { channels: cin, h, w, stride: (sh, sw), pad: (pt, pl), grid: (hq, wq) };
+        let split = PhaseSplit {
+            channels: cin,
+            h,
+            w,
+            stride: (sh, sw),
+            pad: (pt, pl),
+            grid: (hq, wq),
+            taps: (kh, kw),
+            dilation: (dh, dw),
+        };
         BSource::Scratch {
             len: split.len(),
             depth: 1,

@@ -15,6 +15,10 @@ pub(crate) struct PhaseSplit {
     pub stride: (i64, i64),
     pub pad: (i64, i64),
     pub grid: (i64, i64),
+    /// Kernel extent and dilation per axis: only the phases some tap reads are filled (a 1×1
+    /// stride-2 conv reads one phase of four).
+    pub taps: (i64, i64),
+    pub dilation: (i64, i64),
 }
 
 impl PhaseSplit {
@@ -34,8 +38,16 @@ impl PhaseSplit {
         (lo, hi.max(lo))
     }
 
-    /// Fills `dst`: `pad_value` everywhere, then every input position. `src_plane(ch)` is the flat
-    /// index of channel `ch`'s first element in `src`.
+    /// Phases of one axis that some tap reads: `{k·d mod s : k < taps}`.
+    fn used_phases(taps: i64, dilation: i64, stride: i64) -> Vec<i64> {
+        let mut used: Vec<i64> = (0..taps).map(|k| (k * dilation) % stride).collect();
+        used.sort_unstable();
+        used.dedup();
+        used
+    }
+
+    /// Fills the phase planes taps read: `pad_value`, then every input position landing there.
+    /// `src_plane(ch)` is the flat index of channel `ch`'s first element in `src`.
     pub fn fill(
         &self,
         b: &mut NestBuilder,
@@ -46,23 +58,35 @@ impl PhaseSplit {
     ) -> Vec<Stmt> {
         let ((sh, sw), (pt, pl), (hq, wq)) = (self.stride, self.pad, self.grid);
         let (h, w, plane) = (self.h, self.w, self.plane());
-        let z = b.var("fill");
-        let mut stmts = vec![Stmt::for_loop(
-            z,
-            Expr::int(0),
-            Expr::int(self.len() as i64),
-            LoopKind::Serial,
-            vec![Stmt::store(dst, Expr::var(z), Expr::Float(pad_value))],
-        )];
-        for ph in 0..sh {
-            for pw in 0..sw {
+        let mut stmts = Vec::new();
+        for ph in Self::used_phases(self.taps.0, self.dilation.0, sh) {
+            for pw in Self::used_phases(self.taps.1, self.dilation.1, sw) {
+                let (ch, z) = (b.var("fc"), b.var("fz"));
+                let phase_plane = |ch: Expr| (ch * sh + ph) * sw + pw;
+                stmts.push(Stmt::for_loop(
+                    ch,
+                    Expr::int(0),
+                    Expr::int(self.channels),
+                    LoopKind::Serial,
+                    vec![Stmt::for_loop(
+                        z,
+                        Expr::int(0),
+                        Expr::int(plane),
+                        LoopKind::Serial,
+                        vec![Stmt::store(
+                            dst,
+                            phase_plane(Expr::var(ch)) * plane + Expr::var(z),
+                            Expr::Float(pad_value),
+                        )],
+                    )],
+                ));
                 let (y_lo, y_hi) = Self::valid_range(ph, sh, pt, h, hq);
                 let (x_lo, x_hi) = Self::valid_range(pw, sw, pl, w, wq);
                 if y_lo >= y_hi || x_lo >= x_hi {
                     continue;
                 }
                 let (ch, y, x) = (b.var("fc"), b.var("fy"), b.var("fx"));
-                let to = ((Expr::var(ch) * sh + ph) * sw + pw) * plane + Expr::var(y) * wq + Expr::var(x);
+                let to = phase_plane(Expr::var(ch)) * plane + Expr::var(y) * wq + Expr::var(x);
                 let from = src_plane(Expr::var(ch))
                     + (Expr::var(y) * sh + (ph - pt)) * w
                     + Expr::var(x) * sw

@@ -121,7 +121,16 @@ impl PoolSpace {
         let plane_var = b.var("plane");
 
         // The padded, phase-split plane: every window read below is in bounds.
-        let split = PhaseSplit { channels: 1, h, w, stride: (sh, sw), pad: (pt, pl), grid: (hq, wq) };
+        let split = PhaseSplit {
+            channels: 1,
+            h,
+            w,
+            stride: (sh, sw),
+            pad: (pt, pl),
+            grid: (hq, wq),
+            taps: (kh, kw),
+            dilation: (dh, dw),
+        };
         let fill = split.fill(&mut b, x, &|_| Expr::var(plane_var) * (h * w), xp, pad_value);
 
         // Reciprocal window counts (average pooling), separable into rows × columns.
