@@ -30,6 +30,9 @@ pub enum Command {
     /// List the tuning tasks of an ONNX model (after constant folding and fusion): weight,
     /// FLOPs, task key, and with --db which are tuned.
     Tasks(crate::tasks_cmd::TasksArgs),
+    /// Run an ONNX model with the kernels of its tuning log (MODEL.tuning.db or --db; tasks
+    /// without one run their default schedule): time it and write its outputs.
+    Run(crate::run_cmd::RunArgs),
 }
 
 #[derive(Subcommand, Debug)]

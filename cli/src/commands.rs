@@ -38,6 +38,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Best(args) => best(args),
         Command::Report(args) => report(args),
         Command::Tasks(args) => crate::tasks_cmd::tasks(args),
+        Command::Run(args) => crate::run_cmd::run(args),
     }
 }
 

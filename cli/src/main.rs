@@ -7,6 +7,7 @@
 mod args;
 mod commands;
 mod error;
+mod run_cmd;
 mod tasks_cmd;
 
 use clap::Parser;

@@ -431,6 +431,14 @@ mod tests {
     use super::*;
 
     #[test]
+    fn decision_distance_counts_differing_and_missing_decisions() {
+        let a = Trace::new("s", vec![("x", 1), ("y", 2), ("z", 3)]);
+        assert_eq!(decision_distance(&a, &a), 0);
+        assert_eq!(decision_distance(&a, &Trace::new("s", vec![("x", 1), ("y", 5), ("z", 3)])), 1);
+        assert_eq!(decision_distance(&a, &Trace::new("s", vec![("x", 1), ("w", 2)])), 3);
+    }
+
+    #[test]
     fn erf_and_expected_improvement_are_sane() {
         assert!((erf(0.0)).abs() < 1e-7);
         assert!((erf(1.0) - 0.842_700_79).abs() < 1e-6);

@@ -1,0 +1,265 @@
+//! `autotune run MODEL.onnx`: runs a model with the kernels of its tuning log (`--db`, or
+//! `MODEL.tuning.db` beside the model), times it, and writes its outputs. Tasks without a tuned
+//! kernel run their default schedule and are listed on stderr; no tuning log at all is not an
+//! error.
+
+use crate::error::BadInput;
+use anyhow::{anyhow, Context, Result};
+use autotune_graph::{load, read_tensor_proto, write_tensor_proto, Graph, LoadConfig, Tensor};
+use autotune_runtime::{
+    host_cpu_target, random_inputs, Database, KernelSource, Plan, PlanConfig, RuntimeError,
+};
+use clap::Args;
+use serde_json::json;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// The ONNX model.
+    pub model: PathBuf,
+    /// The tuning log whose kernels to run [default: MODEL.tuning.db beside the model, if it
+    /// exists]. Without one, every task runs its default schedule.
+    #[arg(long)]
+    pub db: Option<PathBuf>,
+    /// Threads the kernels and plain ops run on (the log's kernels for this thread count are
+    /// used).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub threads: u32,
+    /// A model input as an ONNX TensorProto file (repeatable). A file whose tensor is named
+    /// after a model input feeds that input; the others feed the remaining inputs in the
+    /// model's order. Without any, inputs are seeded random values (--seed).
+    #[arg(long = "input", value_name = "PATH")]
+    pub inputs: Vec<PathBuf>,
+    /// Where to write a model output as an ONNX TensorProto file (repeatable, in the model's
+    /// output order).
+    #[arg(long = "output", value_name = "PATH")]
+    pub outputs: Vec<PathBuf>,
+    /// Timed runs, after one untimed warm-up run.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub repeat: u64,
+    /// Seed of the random inputs (floats uniform in [-1, 1)).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Print exactly one JSON object on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn bad(e: impl std::fmt::Display) -> anyhow::Error {
+    anyhow!(BadInput(e.to_string()))
+}
+
+/// `model.onnx` → `model.tuning.db` in the same folder.
+pub fn default_db_path(model: &Path) -> PathBuf {
+    model.with_extension("tuning.db")
+}
+
+/// The input files, read, and the model loaded with their shapes (a file may bind a symbolic
+/// or different batch dimension). Returns the values in the model's input order.
+fn load_with_inputs(args: &RunArgs) -> Result<(Graph, Vec<(String, Tensor)>)> {
+    let files: Vec<(String, Tensor)> = args
+        .inputs
+        .iter()
+        .map(|p| read_tensor_proto(p).map_err(|e| bad(format!("--input {}: {e}", p.display()))))
+        .collect::<Result<_>>()?;
+    let mut graph = load(&args.model, &LoadConfig::default()).map_err(bad)?;
+    if files.is_empty() {
+        return Ok((graph, Vec::new()));
+    }
+    let names: Vec<String> = graph.inputs.iter().map(|t| graph.tensor(*t).name.clone()).collect();
+    if files.len() > names.len() {
+        return Err(bad(format!(
+            "{} --input files for a model with {} input(s) ({})",
+            files.len(),
+            names.len(),
+            names.join(", ")
+        )));
+    }
+    // Named files first, then the rest in order.
+    let mut slot: Vec<Option<usize>> = vec![None; names.len()];
+    let mut unplaced = Vec::new();
+    for (f, (name, _)) in files.iter().enumerate() {
+        match names.iter().position(|n| n == name).filter(|&i| slot[i].is_none()) {
+            Some(i) => slot[i] = Some(f),
+            None => unplaced.push(f),
+        }
+    }
+    for f in unplaced {
+        if let Some(free) = slot.iter_mut().find(|s| s.is_none()) {
+            *free = Some(f);
+        }
+    }
+    let placed: Vec<(String, Tensor)> = slot
+        .iter()
+        .zip(&names)
+        .filter_map(|(f, name)| f.map(|f| (name.clone(), files[f].1.clone())))
+        .collect();
+    let differs =
+        placed.iter().any(|(name, t)| graph.find(name).is_some_and(|id| graph.tensor(id).shape != t.shape));
+    if differs {
+        // Bind the files' shapes (a symbolic batch dimension, say) and load again.
+        let given: Vec<String> = placed
+            .iter()
+            .filter_map(|(name, t)| {
+                let id = graph.find(name)?;
+                let declared = &graph.tensor(id).shape;
+                (*declared != t.shape)
+                    .then(|| format!("`{name}` has shape {:?} (the model says {declared:?})", t.shape))
+            })
+            .collect();
+        let input_shapes = placed.iter().map(|(name, t)| (name.clone(), t.shape.clone())).collect();
+        graph = load(&args.model, &LoadConfig { input_shapes, ..LoadConfig::default() })
+            .map_err(|e| bad(format!("input {}, and the model does not accept it: {e}", given.join(", "))))?;
+    }
+    Ok((graph, placed))
+}
+
+fn open_log(args: &RunArgs) -> Result<(Option<Database>, String)> {
+    let (path, explicit) = match &args.db {
+        Some(p) => (p.clone(), true),
+        None => (default_db_path(&args.model), false),
+    };
+    if !path.exists() {
+        if explicit {
+            return Err(bad(format!("no tuning log at {}: check --db", path.display())));
+        }
+        return Ok((None, format!("no tuning log (none at {}; pass --db)", path.display())));
+    }
+    let db = Database::open_read_only(&path).map_err(|e| bad(format!("--db: {e}")))?;
+    Ok((Some(db), path.display().to_string()))
+}
+
+fn runtime_error(e: RuntimeError) -> anyhow::Error {
+    match e {
+        RuntimeError::MissingInput { .. }
+        | RuntimeError::UnknownInput { .. }
+        | RuntimeError::InputLength { .. }
+        | RuntimeError::Log(_) => bad(e),
+        other => anyhow!(other),
+    }
+}
+
+pub fn run(args: RunArgs) -> Result<ExitCode> {
+    let (graph, given) = load_with_inputs(&args)?;
+    let (log, log_name) = open_log(&args)?;
+    let target = host_cpu_target(args.threads).context("cannot describe this machine's CPU")?;
+    let mut plan =
+        Plan::from_graph(graph, log.as_ref(), &target, PlanConfig::default()).map_err(runtime_error)?;
+    let outputs = plan.outputs();
+    if args.outputs.len() > outputs.len() {
+        return Err(bad(format!(
+            "{} --output paths for a model with {} output(s)",
+            args.outputs.len(),
+            outputs.len()
+        )));
+    }
+
+    let untuned: Vec<_> = plan.untuned_tasks().cloned().collect();
+    if !untuned.is_empty() {
+        let mut text = String::new();
+        if log.is_none() {
+            text.push_str(&format!("autotune: {log_name}: every task runs its default schedule\n"));
+        } else {
+            text.push_str(&format!(
+                "autotune: {} of {} tasks have no tuned kernel in {log_name} for this CPU with {} thread(s); they run their default schedule:\n",
+                untuned.len(),
+                plan.tasks().len(),
+                args.threads
+            ));
+        }
+        for k in &untuned {
+            let why = match &k.source {
+                KernelSource::Default(reason) if log.is_some() => format!(" ({reason})"),
+                _ => String::new(),
+            };
+            text.push_str(&format!("  {}{why}\n", k.task.description()));
+        }
+        eprint!("{text}");
+    }
+
+    let values: Vec<(String, Vec<f32>)> = if given.is_empty() {
+        let infos = plan.inputs();
+        let random = random_inputs(&infos, args.seed);
+        infos.into_iter().map(|i| i.name).zip(random).collect()
+    } else {
+        given.into_iter().map(|(name, t)| (name, t.to_f32())).collect()
+    };
+    let named: Vec<(&str, &[f32])> = values.iter().map(|(n, v)| (n.as_str(), v.as_slice())).collect();
+    let results = plan.run(&named).map_err(runtime_error)?;
+    let mut times_s = Vec::with_capacity(args.repeat as usize);
+    for _ in 0..args.repeat {
+        let start = Instant::now();
+        plan.run(&named).map_err(runtime_error)?;
+        times_s.push(start.elapsed().as_secs_f64());
+    }
+    times_s.sort_by(f64::total_cmp);
+    let median = times_s[times_s.len() / 2];
+    let min = times_s[0];
+
+    for ((path, info), (_, values)) in args.outputs.iter().zip(&outputs).zip(&results) {
+        let tensor = Tensor::from_f64(info.dtype, info.shape.clone(), values.iter().map(|&v| f64::from(v)));
+        write_tensor_proto(path, &info.name, &tensor)
+            .map_err(|e| bad(format!("cannot write --output {}: {e}", path.display())))?;
+    }
+
+    let memory = plan.memory();
+    let text = if args.json {
+        let v = json!({
+            "model": args.model.display().to_string(),
+            "db": log.as_ref().map(|_| log_name.clone()),
+            "threads": args.threads,
+            "latency_s_median": median,
+            "latency_s_min": min,
+            "n_repeats": times_s.len(),
+            "n_kernels": plan.n_kernels(),
+            "n_tuned": plan.n_tuned(),
+            "n_default": plan.n_default(),
+            "n_tasks": plan.tasks().len(),
+            "untuned_tasks": untuned.iter().map(|k| k.task.description()).collect::<Vec<_>>(),
+            "outputs": outputs.iter().map(|o| o.name.clone()).collect::<Vec<_>>(),
+            "activation_bytes": memory.activation_bytes,
+            "constant_bytes": memory.constant_bytes,
+            "build_time_s": plan.build_time_s(),
+        });
+        format!("{v}\n")
+    } else {
+        let mib = |b: usize| b as f64 / (1 << 20) as f64;
+        let mut t = format!(
+            "{}: {} kernel calls ({} tuned, {} default schedule) in {} distinct tasks, {} thread(s); compiled in {:.1} s\n",
+            args.model.display(),
+            plan.n_kernels(),
+            plan.n_tuned(),
+            plan.n_default(),
+            plan.tasks().len(),
+            args.threads,
+            plan.build_time_s()
+        );
+        t.push_str(&format!(
+            "  latency: {:.3} ms median, {:.3} ms min over {} runs (after 1 warm-up)\n",
+            median * 1e3,
+            min * 1e3,
+            times_s.len()
+        ));
+        t.push_str(&format!(
+            "  memory: {:.1} MiB of activations in {} buffers ({:.1} MiB without reuse), {:.1} MiB of weights\n",
+            mib(memory.activation_bytes),
+            memory.n_buffers,
+            mib(memory.activation_bytes_without_reuse),
+            mib(memory.constant_bytes)
+        ));
+        for (i, info) in outputs.iter().enumerate() {
+            let to = args.outputs.get(i).map_or(String::new(), |p| format!(" -> {}", p.display()));
+            t.push_str(&format!("  output {} {:?}{to}\n", info.name, info.shape));
+        }
+        t
+    };
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(anyhow!(e).context("cannot write to stdout"))
+        }
+        _ => Ok(ExitCode::SUCCESS),
+    }
+}

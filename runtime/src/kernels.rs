@@ -1,0 +1,184 @@
+//! Which kernel each task runs, and compiling them: the fastest `ok` trial of the tuning log that
+//! still replays (same target, schedule space version and codegen version), else the space's
+//! default schedule. Distinct tasks compile in parallel (rayon), each once.
+
+use crate::RuntimeError;
+use autotune_codegen::{CodegenError, CpuBuilder, CpuProgram, CODEGEN_VERSION};
+use autotune_db::{Database, TrialId};
+use autotune_ir::{Target, Task, Trace};
+use autotune_schedules::{space_for, ScheduleError, SpaceGenerator};
+use rayon::prelude::*;
+use std::fmt;
+use std::time::Instant;
+
+/// Where the kernel of a task comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum KernelSource {
+    /// The fastest replayable `ok` trial of the tuning log.
+    Tuned {
+        trial: TrialId,
+        /// Its median time when it was measured.
+        median_s: f64,
+        trace: Trace,
+    },
+    /// The schedule space's default schedule.
+    Default(DefaultReason),
+}
+
+/// Why a task runs its default schedule.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DefaultReason {
+    /// No tuning log was given.
+    NoLog,
+    /// The log holds no `ok` trial of this task for this target (CPU, features, threads).
+    NotTuned,
+    /// The log's `ok` trials were made by another schedule space or code generator version, so
+    /// their traces no longer mean the same kernel.
+    Stale { space_version: String, codegen_version: String },
+    /// The tuned schedule failed to compile here.
+    BuildFailed(String),
+}
+
+impl fmt::Display for DefaultReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DefaultReason::NoLog => f.write_str("no tuning log"),
+            DefaultReason::NotTuned => f.write_str("not tuned for this target"),
+            DefaultReason::Stale { space_version, codegen_version } => {
+                write!(f, "tuned by an older autotune ({space_version}, {codegen_version}); tune again")
+            }
+            DefaultReason::BuildFailed(e) => write!(f, "the tuned kernel does not compile: {e}"),
+        }
+    }
+}
+
+/// One distinct task of the model and the kernel it runs.
+#[derive(Debug, Clone)]
+pub struct TaskKernel {
+    pub task: Task,
+    /// How many nodes of the model run it.
+    pub n_nodes: usize,
+    pub source: KernelSource,
+    /// The schedule space version of its schedule.
+    pub space_version: &'static str,
+    /// Seconds spent lowering and compiling it.
+    pub build_time_s: f64,
+}
+
+impl TaskKernel {
+    pub fn is_tuned(&self) -> bool {
+        matches!(self.source, KernelSource::Tuned { .. })
+    }
+}
+
+/// How many of a task's fastest trials are considered before giving up on the log.
+const TRIALS_CONSIDERED: usize = 64;
+
+/// The schedule of `task`: the log's best replayable trial, else the default.
+fn choose(
+    task: &Task,
+    space: &dyn SpaceGenerator,
+    target: &Target,
+    log: Option<&Database>,
+) -> Result<(Trace, KernelSource), RuntimeError> {
+    let default = |reason| (space.default_trace(), KernelSource::Default(reason));
+    let Some(db) = log else { return Ok(default(DefaultReason::NoLog)) };
+    let trials = db.best(&task.key().0, &target.key(), TRIALS_CONSIDERED)?;
+    for t in &trials {
+        if t.space_version != space.version() || t.codegen_version != CODEGEN_VERSION {
+            continue;
+        }
+        let (Ok(trace), Some(median_s)) = (Trace::from_json(&t.trace_json), t.median_s) else { continue };
+        if space.lower(&trace).is_ok() {
+            return Ok((trace.clone(), KernelSource::Tuned { trial: t.id, median_s, trace }));
+        }
+    }
+    Ok(default(match trials.first() {
+        None => DefaultReason::NotTuned,
+        Some(t) => DefaultReason::Stale {
+            space_version: t.space_version.clone(),
+            codegen_version: t.codegen_version.clone(),
+        },
+    }))
+}
+
+/// Why a schedule did not become a kernel.
+enum Failure {
+    Schedule(ScheduleError),
+    Codegen(CodegenError),
+}
+
+impl Failure {
+    fn into_error(self, task: &Task) -> RuntimeError {
+        match self {
+            Failure::Schedule(source) => RuntimeError::Schedule { task: task.description(), source },
+            Failure::Codegen(source) => RuntimeError::Build { task: task.description(), source },
+        }
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Failure::Schedule(e) => e.fmt(f),
+            Failure::Codegen(e) => e.fmt(f),
+        }
+    }
+}
+
+fn lower_and_build(
+    builder: &CpuBuilder,
+    space: &dyn SpaceGenerator,
+    trace: &Trace,
+) -> Result<CpuProgram, Failure> {
+    let program = space.lower(trace).map_err(Failure::Schedule)?;
+    builder.build_program(&program).map_err(Failure::Codegen)
+}
+
+type Chosen<'a> = (&'a Task, usize, Box<dyn SpaceGenerator>, Trace, KernelSource);
+
+/// Chooses and compiles the kernel of every task (`(task, n_nodes)`, distinct), in order.
+pub(crate) fn build(
+    tasks: &[(Task, usize)],
+    log: Option<&Database>,
+    target: &Target,
+    parallel: bool,
+) -> Result<Vec<(TaskKernel, CpuProgram)>, RuntimeError> {
+    let builder = CpuBuilder::new(target)
+        .map_err(|source| RuntimeError::Build { task: "every task".into(), source })?;
+    // The log is read on this thread (a SQLite connection is not shared across threads).
+    let mut chosen: Vec<Chosen> = Vec::with_capacity(tasks.len());
+    for (task, n_nodes) in tasks {
+        let space = space_for(task, target)
+            .map_err(|source| RuntimeError::Schedule { task: task.description(), source })?;
+        let (trace, source) = choose(task, space.as_ref(), target, log)?;
+        chosen.push((task, *n_nodes, space, trace, source));
+    }
+    let compile =
+        |(task, n_nodes, space, trace, source): Chosen| -> Result<(TaskKernel, CpuProgram), RuntimeError> {
+            let start = Instant::now();
+            let (program, source) = match lower_and_build(&builder, space.as_ref(), &trace) {
+                Ok(p) => (p, source),
+                Err(e) if matches!(source, KernelSource::Tuned { .. }) => {
+                    // A tuned kernel that no longer compiles is not fatal: run the default one.
+                    let p = lower_and_build(&builder, space.as_ref(), &space.default_trace())
+                        .map_err(|f| f.into_error(task))?;
+                    (p, KernelSource::Default(DefaultReason::BuildFailed(e.to_string())))
+                }
+                Err(e) => return Err(e.into_error(task)),
+            };
+            let kernel = TaskKernel {
+                task: task.clone(),
+                n_nodes,
+                source,
+                space_version: space.version(),
+                build_time_s: start.elapsed().as_secs_f64(),
+            };
+            Ok((kernel, program))
+        };
+    if parallel {
+        chosen.into_par_iter().map(compile).collect()
+    } else {
+        chosen.into_iter().map(compile).collect()
+    }
+}

@@ -1,0 +1,178 @@
+//! Normalizations and softmax: BatchNormalization (inference), InstanceNormalization, LRN,
+//! Softmax / LogSoftmax. Statistics and sums are accumulated in f64.
+
+use super::{Operand, OutBuf, Par};
+
+/// `[outer, channels, inner]` of an NC… tensor.
+fn nc_rest(shape: &[usize]) -> (usize, usize, usize) {
+    let n = shape.first().copied().unwrap_or(1);
+    let c = shape.get(1).copied().unwrap_or(1);
+    (n, c, shape.iter().skip(2).product())
+}
+
+pub fn batch_norm(epsilon: f32, inputs: &[Operand], out: &mut OutBuf, par: &Par) -> Result<(), String> {
+    let [x, gamma, beta, mean, var] = inputs else {
+        return Err(format!("needs 5 inputs (x, scale, bias, mean, var), got {}", inputs.len()));
+    };
+    let (_, c, inner) = nc_rest(x.shape);
+    if [gamma, beta, mean, var].iter().any(|t| t.data.len() != c) {
+        return Err(format!("scale, bias, mean and var must hold {c} values"));
+    }
+    // y = x · scale + shift, scale and shift computed once per channel in f64.
+    let scale: Vec<f32> = (0..c)
+        .map(|i| (f64::from(gamma.data[i]) / (f64::from(var.data[i]) + f64::from(epsilon)).sqrt()) as f32)
+        .collect();
+    let shift: Vec<f32> = (0..c)
+        .map(|i| (f64::from(beta.data[i]) - f64::from(mean.data[i]) * f64::from(scale[i])) as f32)
+        .collect();
+    par.rows(out.data, inner, |row, dst| {
+        let ch = row % c;
+        let src = &x.data[row * inner..row * inner + dst.len()];
+        let (s, t) = (scale[ch], shift[ch]);
+        for (d, &v) in dst.iter_mut().zip(src) {
+            *d = v * s + t;
+        }
+    });
+    Ok(())
+}
+
+pub fn instance_norm(epsilon: f32, inputs: &[Operand], out: &mut OutBuf) -> Result<(), String> {
+    let [x, scale, bias] = inputs else {
+        return Err(format!("needs 3 inputs (x, scale, bias), got {}", inputs.len()));
+    };
+    let (_, c, inner) = nc_rest(x.shape);
+    if scale.data.len() != c || bias.data.len() != c {
+        return Err(format!("scale and bias must hold {c} values"));
+    }
+    for (row, dst) in out.data.chunks_mut(inner.max(1)).enumerate() {
+        let ch = row % c;
+        let src = &x.data[row * inner..row * inner + dst.len()];
+        let n = src.len().max(1) as f64;
+        let mean = src.iter().map(|&v| f64::from(v)).sum::<f64>() / n;
+        let var = src.iter().map(|&v| (f64::from(v) - mean).powi(2)).sum::<f64>() / n;
+        let k = f64::from(scale.data[ch]) / (var + f64::from(epsilon)).sqrt();
+        let b = f64::from(bias.data[ch]);
+        for (d, &v) in dst.iter_mut().zip(src) {
+            *d = ((f64::from(v) - mean) * k + b) as f32;
+        }
+    }
+    Ok(())
+}
+
+/// Local response normalization across channels (ONNX LRN), one output plane at a time: the
+/// window's sum of squares plane by plane (vectorizes), then `x · (bias + alpha/size · sum)^-beta`
+/// in f32 (the common beta = 0.75 as square roots).
+pub fn lrn(size: usize, alpha: f32, beta: f32, bias: f32, x: Operand, out: &mut OutBuf, par: &Par) {
+    let (_, c, inner) = nc_rest(x.shape);
+    let before = (size - 1) / 2;
+    let after = size - 1 - before;
+    let scale = alpha / size as f32;
+    par.rows(out.data, inner, |row, dst| {
+        let (n, ch) = (row / c, row % c);
+        let plane = |k: usize| &x.data[(n * c + k) * inner..(n * c + k + 1) * inner];
+        dst.fill(0.0);
+        for k in ch.saturating_sub(before)..=(ch + after).min(c - 1) {
+            for (d, &v) in dst.iter_mut().zip(plane(k)) {
+                *d += v * v;
+            }
+        }
+        let center = plane(ch);
+        if beta == 0.75 {
+            for (d, &v) in dst.iter_mut().zip(center) {
+                let base = bias + scale * *d;
+                let root = base.sqrt();
+                *d = v / (root * root.sqrt());
+            }
+        } else {
+            for (d, &v) in dst.iter_mut().zip(center) {
+                *d = v * (bias + scale * *d).powf(-beta);
+            }
+        }
+    });
+}
+
+/// Softmax (or log-softmax) along `axis`; with `coerce_2d` over the flattened dimensions
+/// `axis..` (ONNX opset < 13).
+pub fn softmax(axis: usize, log: bool, coerce_2d: bool, x: Operand, out: &mut OutBuf) {
+    let shape = x.shape;
+    let outer: usize = shape[..axis].iter().product();
+    let (dim, inner) = if coerce_2d {
+        (shape[axis..].iter().product(), 1)
+    } else {
+        (shape.get(axis).copied().unwrap_or(1), shape.get(axis + 1..).map_or(1, |s| s.iter().product()))
+    };
+    let mut row = vec![0f64; dim];
+    for o in 0..outer {
+        for i in 0..inner {
+            let at = |k: usize| (o * dim + k) * inner + i;
+            for (k, r) in row.iter_mut().enumerate() {
+                *r = f64::from(x.data[at(k)]);
+            }
+            let max = row.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            let sum: f64 = row.iter().map(|&v| (v - max).exp()).sum();
+            for (k, &v) in row.iter().enumerate() {
+                out.data[at(k)] =
+                    if log { (v - max - sum.ln()) as f32 } else { ((v - max).exp() / sum) as f32 };
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use autotune_graph::ElemType;
+
+    fn op<'a>(data: &'a [f32], shape: &'a [usize]) -> Operand<'a> {
+        Operand { data, shape }
+    }
+
+    #[test]
+    fn softmax_along_an_inner_axis_and_coerced() {
+        // [2, 2]: along axis 0 (columns) vs. coerced from axis 0 (all four together).
+        let x = [0.0, 1.0, 2.0, 3.0];
+        let mut data = vec![0.0; 4];
+        let mut out = OutBuf { data: &mut data, shape: &[2, 2], dtype: ElemType::F32 };
+        softmax(0, false, false, op(&x, &[2, 2]), &mut out);
+        let e2 = (1.0 / (1.0 + 2f64.exp())) as f32;
+        assert_eq!(data[0], e2);
+        assert_eq!(data[1], e2);
+        let mut out = OutBuf { data: &mut data, shape: &[2, 2], dtype: ElemType::F32 };
+        softmax(0, true, true, op(&x, &[2, 2]), &mut out);
+        let lse = (0..4).map(|v| (v as f64).exp()).sum::<f64>().ln();
+        assert_eq!(data, (0..4).map(|v| (v as f64 - lse) as f32).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn lrn_window_is_clipped_at_the_channel_edges() {
+        // 3 channels of one pixel, size 3: channel 0 sees channels 0..=1.
+        let x = [1.0, 2.0, 3.0];
+        let mut data = vec![0.0; 3];
+        let mut out = OutBuf { data: &mut data, shape: &[1, 3, 1, 1], dtype: ElemType::F32 };
+        lrn(3, 3.0, 1.0, 1.0, op(&x, &[1, 3, 1, 1]), &mut out, &Par::serial());
+        let expected = [1.0f32 / 6.0, 2.0 / 15.0, 3.0 / 14.0];
+        data.iter().zip(expected).for_each(|(a, b)| assert!((a - b).abs() <= 1e-6 * b, "{a} vs {b}"));
+        // beta 0.75 takes the square-root path.
+        let mut out = OutBuf { data: &mut data, shape: &[1, 3, 1, 1], dtype: ElemType::F32 };
+        lrn(3, 3.0, 0.75, 1.0, op(&x, &[1, 3, 1, 1]), &mut out, &Par::serial());
+        let expected = [1.0f64 / 6f64.powf(0.75), 2.0 / 15f64.powf(0.75), 3.0 / 14f64.powf(0.75)];
+        data.iter()
+            .zip(expected)
+            .for_each(|(&a, b)| assert!((f64::from(a) - b).abs() <= 1e-6 * b, "{a} vs {b}"));
+    }
+
+    #[test]
+    fn batch_and_instance_norm() {
+        let x = [1.0, 3.0, 10.0, 20.0];
+        let (g, b, m, v) = ([2.0, 1.0], [0.5, 0.0], [2.0, 0.0], [4.0, 1.0]);
+        let mut data = vec![0.0; 4];
+        let mut out = OutBuf { data: &mut data, shape: &[1, 2, 2], dtype: ElemType::F32 };
+        let inputs = [op(&x, &[1, 2, 2]), op(&g, &[2]), op(&b, &[2]), op(&m, &[2]), op(&v, &[2])];
+        assert!(batch_norm(0.0, &inputs, &mut out, &Par::serial()).is_ok());
+        assert_eq!(data, vec![-0.5, 1.5, 10.0, 20.0]);
+        let mut out = OutBuf { data: &mut data, shape: &[1, 2, 2], dtype: ElemType::F32 };
+        let inputs = [op(&x, &[1, 2, 2]), op(&[1.0, 2.0], &[2]), op(&[0.0, 1.0], &[2])];
+        assert!(instance_norm(0.0, &inputs, &mut out).is_ok());
+        assert_eq!(data, vec![-1.0, 1.0, -1.0, 3.0]);
+    }
+}

@@ -1,0 +1,764 @@
+//! [`Plan`]: a loaded model with its kernels compiled, its weights packed and its buffers
+//! allocated, ready to run many times.
+
+use crate::kernels::{self, TaskKernel};
+use crate::memory::{self, Lifetime, MemoryStats};
+use crate::plain::{self, Operand, OutBuf, Par};
+use crate::RuntimeError;
+use autotune_codegen::{CpuProgram, HostRuntime};
+use autotune_db::Database;
+use autotune_graph::{ElemType, Graph, NodeKind, PlainOp, Tensor, TensorData, TensorId, TensorInfo};
+use autotune_ir::{Target, TaskKey};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// How a [`Plan`] is made. The thread count is the target's ([`Target::threads`]): a kernel is
+/// tuned for a thread count, so the target says it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlanConfig {
+    /// Reuse a buffer once the last reader of its value has run (memory planning). `false`
+    /// gives every value a buffer of its own: more memory, same results; for debugging.
+    pub reuse_buffers: bool,
+    /// Compile the distinct tasks in parallel (rayon's global pool).
+    pub parallel_build: bool,
+}
+
+impl Default for PlanConfig {
+    fn default() -> PlanConfig {
+        PlanConfig { reuse_buffers: true, parallel_build: true }
+    }
+}
+
+/// Name, shape and element type of a model input or output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValueInfo {
+    pub name: String,
+    pub shape: Vec<usize>,
+    /// Values cross the API as f32 whatever this says (integers are exact up to 2^24).
+    pub dtype: ElemType,
+}
+
+/// The outputs of a run: every model output's name and values, in the model's order.
+pub type Outputs = Vec<(String, Vec<f32>)>;
+
+/// The wall time of one node in [`Plan::run_profiled`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeTime {
+    /// The node's name in the graph.
+    pub node: String,
+    /// The task's op name for a kernel (`conv2d`, …), the plain op's name otherwise.
+    pub op: &'static str,
+    /// For a kernel, its task's index in [`Plan::tasks`].
+    pub task: Option<usize>,
+    pub seconds: f64,
+}
+
+/// Where the values of a tensor live while the plan runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Storage {
+    /// A buffer of the pool (model inputs, node outputs; a reshape shares its input's).
+    Buffer(usize),
+    /// A constant read by a plain op or named as a model output.
+    Constant(usize),
+    /// Nothing reads it at run time (kernel weights live in their packed form instead).
+    None,
+}
+
+#[derive(Debug, Clone)]
+struct TensorMeta {
+    name: String,
+    shape: Vec<usize>,
+    dtype: ElemType,
+    len: usize,
+    constant: bool,
+    storage: Storage,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum KernelArg {
+    /// A run-time value.
+    Value(TensorId),
+    /// A prepared constant (`Plan::weights` index).
+    Weight(usize),
+}
+
+#[derive(Debug)]
+enum StepKind {
+    Kernel {
+        program: usize,
+        args: Vec<KernelArg>,
+    },
+    Plain(PlainOp),
+    /// A reshape whose output shares its input's buffer: nothing to do.
+    Alias,
+}
+
+#[derive(Debug)]
+struct Step {
+    node: String,
+    kind: StepKind,
+    inputs: Vec<TensorId>,
+    outputs: Vec<TensorId>,
+}
+
+/// A model ready to run: each kernel node's kernel compiled once (the tuning log's winner for
+/// this target, or the default schedule), constant inputs packed once, and one pool of buffers,
+/// reused by liveness, for every run-time value.
+///
+/// Not `Sync`: runs take `&mut self` (they write the plan's buffers). Build one plan per thread
+/// that runs the model concurrently.
+#[derive(Debug)]
+pub struct Plan {
+    target: Target,
+    runtime: HostRuntime,
+    /// Runs the plain ops' rows when the target has more than one thread.
+    pool: Option<rayon::ThreadPool>,
+    tensors: Vec<TensorMeta>,
+    inputs: Vec<TensorId>,
+    outputs: Vec<(String, TensorId)>,
+    steps: Vec<Step>,
+    kernels: Vec<TaskKernel>,
+    programs: Vec<CpuProgram>,
+    /// Prepared (packed) constant inputs of kernels.
+    weights: Vec<Vec<f32>>,
+    /// Constants read by plain ops or named as outputs.
+    constants: Vec<Vec<f32>>,
+    buffers: Vec<Vec<f32>>,
+    memory: MemoryStats,
+    build_time_s: f64,
+}
+
+impl Plan {
+    /// Plans `graph` for `target`: picks each task's kernel (the fastest replayable `ok` trial of
+    /// `log` for this target, else the default schedule), compiles every distinct task once,
+    /// packs the weights, and allocates the buffers. The plan keeps no reference to `graph`.
+    pub fn new(
+        graph: &Graph,
+        log: Option<&Database>,
+        target: &Target,
+        config: PlanConfig,
+    ) -> Result<Plan, RuntimeError> {
+        let mut plan = Plan::compile(graph, log, target, config)?;
+        plan.prepare_constants(graph.tensors.clone())?;
+        Ok(plan)
+    }
+
+    /// [`Plan::new`] for a graph the caller no longer needs: each constant is freed as soon as it
+    /// is packed, so the model's weights are not held twice (lower peak memory).
+    pub fn from_graph(
+        graph: Graph,
+        log: Option<&Database>,
+        target: &Target,
+        config: PlanConfig,
+    ) -> Result<Plan, RuntimeError> {
+        let mut plan = Plan::compile(&graph, log, target, config)?;
+        plan.prepare_constants(graph.tensors)?;
+        Ok(plan)
+    }
+
+    /// Everything but the constants: kernels compiled, steps and buffers laid out.
+    fn compile(
+        graph: &Graph,
+        log: Option<&Database>,
+        target: &Target,
+        config: PlanConfig,
+    ) -> Result<Plan, RuntimeError> {
+        let threads = (target.threads() as usize).max(1);
+        let thread_error =
+            |e: rayon::ThreadPoolBuildError| RuntimeError::Threads { threads, reason: e.to_string() };
+        let runtime = HostRuntime::new(threads).map_err(thread_error)?;
+        let pool = if threads > 1 {
+            Some(rayon::ThreadPoolBuilder::new().num_threads(threads).build().map_err(thread_error)?)
+        } else {
+            None
+        };
+
+        // Run-time values are held as f32 (integers exactly up to 2^24); float64 would silently
+        // lose precision, so it is refused.
+        if let Some(t) = graph.tensors.iter().find(|t| !t.is_constant() && t.dtype == ElemType::F64) {
+            return Err(RuntimeError::Unsupported {
+                tensor: t.name.clone(),
+                reason: "float64 values at run time are not supported (the runtime computes in float32)"
+                    .into(),
+            });
+        }
+
+        // Distinct tasks, in order of first use.
+        let mut task_index: HashMap<TaskKey, usize> = HashMap::new();
+        let mut tasks = Vec::new();
+        let mut program_of_node = vec![usize::MAX; graph.nodes.len()];
+        for (i, _, task) in graph.kernels() {
+            let next = tasks.len();
+            let k = *task_index.entry(task.key()).or_insert(next);
+            if k == next {
+                tasks.push((task.clone(), 0));
+            }
+            tasks[k].1 += 1;
+            program_of_node[i] = k;
+        }
+        let mut tensors: Vec<TensorMeta> = graph
+            .tensors
+            .iter()
+            .map(|t| TensorMeta {
+                name: t.name.clone(),
+                shape: t.shape.clone(),
+                dtype: t.dtype,
+                len: t.len(),
+                constant: t.is_constant(),
+                storage: Storage::None,
+            })
+            .collect();
+
+        // Which tensors are run-time values, and which share a value (a reshape of a value).
+        let mut root: Vec<usize> = (0..tensors.len()).collect();
+        let mut steps = Vec::with_capacity(graph.nodes.len());
+        for (i, node) in graph.nodes.iter().enumerate() {
+            let invalid = |reason: String| RuntimeError::InvalidGraph { node: node.name.clone(), reason };
+            let kind = match &node.kind {
+                NodeKind::Kernel(task) => {
+                    let specs = task.inputs();
+                    if specs.len() != node.inputs.len() || node.outputs.len() != 1 {
+                        return Err(invalid(format!(
+                            "a {} kernel takes {} inputs and one output, the node has {} and {}",
+                            task.op_name(),
+                            specs.len(),
+                            node.inputs.len(),
+                            node.outputs.len()
+                        )));
+                    }
+                    for (spec, t) in
+                        specs.iter().chain(&task.outputs()).zip(node.inputs.iter().chain(&node.outputs))
+                    {
+                        if spec.len() != tensors[t.0].len {
+                            return Err(invalid(format!(
+                                "{} of {} has {} elements, `{}` has {}",
+                                spec.name,
+                                task.description(),
+                                spec.len(),
+                                tensors[t.0].name,
+                                tensors[t.0].len
+                            )));
+                        }
+                    }
+                    for &c in &task.constant_inputs() {
+                        if !tensors[node.inputs[c].0].constant {
+                            return Err(invalid(format!(
+                                "input `{}` must be a constant ({} of {})",
+                                tensors[node.inputs[c].0].name,
+                                specs[c].name,
+                                task.description()
+                            )));
+                        }
+                    }
+                    // Weights are filled in by `prepare_constants`.
+                    let args = node.inputs.iter().map(|&t| KernelArg::Value(t)).collect();
+                    StepKind::Kernel { program: program_of_node[i], args }
+                }
+                NodeKind::Plain(PlainOp::Reshape)
+                    if node.inputs.len() == 1
+                        && node.outputs.len() == 1
+                        && !tensors[node.inputs[0].0].constant =>
+                {
+                    root[node.outputs[0].0] = root[node.inputs[0].0];
+                    StepKind::Alias
+                }
+                NodeKind::Plain(op) => StepKind::Plain(op.clone()),
+            };
+            steps.push(Step {
+                node: node.name.clone(),
+                kind,
+                inputs: node.inputs.clone(),
+                outputs: node.outputs.clone(),
+            });
+        }
+
+        // The graph is sound: compile (the expensive part).
+        let start = Instant::now();
+        let (kernels, programs): (Vec<_>, Vec<_>) =
+            kernels::build(&tasks, log, target, config.parallel_build)?.into_iter().unzip();
+        let build_time_s = start.elapsed().as_secs_f64();
+
+        // Lifetimes of the run-time values (by root tensor): written at 0 (inputs) or i + 1
+        // (node i), read last at the last reader's position, or after the end (outputs).
+        let end = graph.nodes.len() + 1;
+        let mut first: HashMap<usize, usize> = HashMap::new();
+        let mut last: HashMap<usize, usize> = HashMap::new();
+        for &t in &graph.inputs {
+            first.insert(root[t.0], 0);
+        }
+        for (i, step) in steps.iter().enumerate() {
+            if !matches!(step.kind, StepKind::Alias) {
+                for t in &step.outputs {
+                    first.insert(root[t.0], i + 1);
+                }
+            }
+            for t in &step.inputs {
+                if !tensors[t.0].constant {
+                    let l = last.entry(root[t.0]).or_insert(0);
+                    *l = (*l).max(i + 1);
+                }
+            }
+        }
+        for o in &graph.outputs {
+            if !tensors[o.tensor.0].constant {
+                last.insert(root[o.tensor.0], end);
+            }
+        }
+        // Values nobody reads need no buffer unless a node writes them.
+        let mut values: Vec<usize> =
+            first.keys().copied().filter(|r| last.contains_key(r) || first[r] > 0).collect();
+        values.sort_unstable();
+        let lifetimes: Vec<Lifetime> = values
+            .iter()
+            .map(|r| {
+                let f = first[r];
+                Lifetime { len: tensors[*r].len, first: f, last: last.get(r).copied().unwrap_or(f).max(f) }
+            })
+            .collect();
+        let assignment = memory::assign(&lifetimes, config.reuse_buffers);
+        let buffer_of_root: HashMap<usize, usize> =
+            values.iter().zip(&assignment.buffer_of).map(|(&r, &b)| (r, b)).collect();
+        for (t, meta) in tensors.iter_mut().enumerate() {
+            if let Some(&b) = buffer_of_root.get(&root[t]) {
+                meta.storage = Storage::Buffer(b);
+            }
+        }
+        let buffers: Vec<Vec<f32>> = assignment.buffer_len.iter().map(|&n| vec![0.0; n]).collect();
+        let memory = MemoryStats {
+            n_buffers: buffers.len(),
+            activation_bytes: assignment.buffer_len.iter().sum::<usize>() * 4,
+            activation_bytes_without_reuse: lifetimes.iter().map(|l| l.len).sum::<usize>() * 4,
+            peak_live_bytes: memory::peak_live(&lifetimes) * 4,
+            constant_bytes: 0,
+        };
+
+        Ok(Plan {
+            target: target.clone(),
+            runtime,
+            pool,
+            tensors,
+            inputs: graph.inputs.clone(),
+            outputs: graph.outputs.iter().map(|o| (o.name.clone(), o.tensor)).collect(),
+            steps,
+            kernels,
+            programs,
+            weights: Vec::new(),
+            constants: Vec::new(),
+            buffers,
+            memory,
+            build_time_s,
+        })
+    }
+
+    /// Takes the constants (weights, biases, plain ops' constant inputs) from `graph` and packs
+    /// them, keeping the compiled kernels: for a model with the same structure and other weights
+    /// (fine-tuned, randomized), without compiling anything again.
+    pub fn load_constants(&mut self, graph: &Graph) -> Result<(), RuntimeError> {
+        let mismatch = |reason: String| RuntimeError::StructureMismatch { reason };
+        if graph.tensors.len() != self.tensors.len() || graph.nodes.len() != self.steps.len() {
+            return Err(mismatch(format!(
+                "{} tensors and {} nodes, the plan has {} and {}",
+                graph.tensors.len(),
+                graph.nodes.len(),
+                self.tensors.len(),
+                self.steps.len()
+            )));
+        }
+        let outputs: Vec<(String, TensorId)> =
+            graph.outputs.iter().map(|o| (o.name.clone(), o.tensor)).collect();
+        if outputs != self.outputs || graph.inputs != self.inputs {
+            return Err(mismatch("the model inputs or outputs differ".into()));
+        }
+        for (t, meta) in graph.tensors.iter().zip(&self.tensors) {
+            if t.shape != meta.shape || t.dtype != meta.dtype || t.is_constant() != meta.constant {
+                return Err(mismatch(format!("tensor `{}` differs in shape, type or constness", t.name)));
+            }
+        }
+        for (node, step) in graph.nodes.iter().zip(&self.steps) {
+            let same_kind = match (&node.kind, &step.kind) {
+                (NodeKind::Kernel(task), StepKind::Kernel { program, .. }) => {
+                    self.kernels[*program].task.key() == task.key()
+                }
+                (NodeKind::Plain(op), StepKind::Plain(mine)) => op == mine,
+                (NodeKind::Plain(PlainOp::Reshape), StepKind::Alias) => true,
+                _ => false,
+            };
+            if !same_kind || node.inputs != step.inputs || node.outputs != step.outputs {
+                return Err(mismatch(format!("node `{}` differs", node.name)));
+            }
+        }
+        self.prepare_constants(graph.tensors.clone())
+    }
+
+    /// Packs every kernel's constant inputs (once per distinct program and set of constants) and
+    /// copies the constants plain ops read, from `tensors` (the graph's). Each constant is
+    /// released from `tensors` after its last use, and taken without a copy when nothing else
+    /// holds it (so [`Plan::from_graph`] never holds a model's weights twice).
+    fn prepare_constants(&mut self, mut tensors: Vec<TensorInfo>) -> Result<(), RuntimeError> {
+        let is_constant = |t: TensorId| self.tensors[t.0].constant;
+        let mut last_use: HashMap<TensorId, usize> = HashMap::new();
+        for (i, step) in self.steps.iter().enumerate() {
+            for &t in step.inputs.iter().filter(|t| is_constant(**t)) {
+                last_use.insert(t, i);
+            }
+        }
+        for (_, t) in &self.outputs {
+            last_use.insert(*t, usize::MAX);
+        }
+        // The values of constant `t`, taken out of `tensors` when this is its last read.
+        let values = |tensors: &mut [TensorInfo], t: TensorId, last_read: bool| -> Vec<f32> {
+            let value = if last_read { tensors[t.0].value.take() } else { tensors[t.0].value.clone() };
+            match value.map(Arc::try_unwrap) {
+                Some(Ok(Tensor { data: TensorData::F32(v), .. })) => v,
+                Some(Ok(other)) => other.to_f32(),
+                Some(Err(shared)) => shared.to_f32(),
+                None => Vec::new(),
+            }
+        };
+        let mut weights: Vec<Vec<f32>> = Vec::new();
+        let mut constants: Vec<Vec<f32>> = Vec::new();
+        let mut prepared: HashMap<(usize, Vec<TensorId>), Vec<usize>> = HashMap::new();
+        let mut constant_of: HashMap<TensorId, usize> = HashMap::new();
+        for (i, step) in self.steps.iter_mut().enumerate() {
+            match &mut step.kind {
+                StepKind::Kernel { program, args } => {
+                    let constant_ids: Vec<TensorId> =
+                        step.inputs.iter().copied().filter(|t| self.tensors[t.0].constant).collect();
+                    let key = (*program, constant_ids);
+                    let indices = match prepared.get(&key) {
+                        Some(indices) => indices.clone(),
+                        None => {
+                            let mut raw: Vec<Vec<f32>> = Vec::with_capacity(step.inputs.len());
+                            for (k, &t) in step.inputs.iter().enumerate() {
+                                raw.push(if self.tensors[t.0].constant {
+                                    let last =
+                                        last_use.get(&t) == Some(&i) && !step.inputs[k + 1..].contains(&t);
+                                    values(&mut tensors, t, last)
+                                } else {
+                                    Vec::new()
+                                });
+                            }
+                            let packed = self.programs[*program]
+                                .prepare_inputs(&self.runtime, &raw)
+                                .map_err(|source| RuntimeError::Kernel { node: step.node.clone(), source })?;
+                            drop(raw);
+                            let mut indices = Vec::new();
+                            for (buffer, t) in packed.into_iter().zip(&step.inputs) {
+                                if self.tensors[t.0].constant {
+                                    indices.push(weights.len());
+                                    weights.push(buffer);
+                                }
+                            }
+                            prepared.insert(key, indices.clone());
+                            indices
+                        }
+                    };
+                    let mut next = indices.into_iter();
+                    for (arg, &t) in args.iter_mut().zip(&step.inputs) {
+                        *arg = if self.tensors[t.0].constant {
+                            next.next().map_or(KernelArg::Value(t), KernelArg::Weight)
+                        } else {
+                            KernelArg::Value(t)
+                        };
+                    }
+                }
+                StepKind::Plain(_) | StepKind::Alias => {
+                    for &t in &step.inputs {
+                        if self.tensors[t.0].constant && !constant_of.contains_key(&t) {
+                            constant_of.insert(t, constants.len());
+                            constants.push(values(&mut tensors, t, last_use.get(&t) == Some(&i)));
+                        }
+                    }
+                }
+            }
+            // Constants whose last reader is this step are not needed any more.
+            for &t in &step.inputs {
+                if last_use.get(&t) == Some(&i) {
+                    tensors[t.0].value = None;
+                }
+            }
+        }
+        for (_, t) in &self.outputs {
+            if self.tensors[t.0].constant && !constant_of.contains_key(t) {
+                constant_of.insert(*t, constants.len());
+                constants.push(values(&mut tensors, *t, false));
+            }
+        }
+        for (t, &c) in &constant_of {
+            self.tensors[t.0].storage = Storage::Constant(c);
+        }
+        self.memory.constant_bytes =
+            (weights.iter().map(Vec::len).sum::<usize>() + constants.iter().map(Vec::len).sum::<usize>()) * 4;
+        self.weights = weights;
+        self.constants = constants;
+        Ok(())
+    }
+
+    /// Runs the model on `inputs` (by model input name; an input nothing reads may be left out)
+    /// and returns every model output, by name, in the model's order.
+    pub fn run(&mut self, inputs: &[(&str, &[f32])]) -> Result<Outputs, RuntimeError> {
+        self.set_inputs(inputs)?;
+        for i in 0..self.steps.len() {
+            self.run_step(i)?;
+        }
+        Ok(self.outputs.iter().map(|(name, t)| (name.clone(), self.value(*t).to_vec())).collect())
+    }
+
+    /// [`Plan::run`], timing every node: the outputs, and each node's wall time in order.
+    pub fn run_profiled(
+        &mut self,
+        inputs: &[(&str, &[f32])],
+    ) -> Result<(Outputs, Vec<NodeTime>), RuntimeError> {
+        self.set_inputs(inputs)?;
+        let mut times = Vec::with_capacity(self.steps.len());
+        for i in 0..self.steps.len() {
+            let start = Instant::now();
+            self.run_step(i)?;
+            let step = &self.steps[i];
+            let (op, task) = match &step.kind {
+                StepKind::Kernel { program, .. } => (self.kernels[*program].task.op_name(), Some(*program)),
+                StepKind::Plain(op) => (op.name(), None),
+                StepKind::Alias => ("reshape (shared buffer)", None),
+            };
+            times.push(NodeTime {
+                node: step.node.clone(),
+                op,
+                task,
+                seconds: start.elapsed().as_secs_f64(),
+            });
+        }
+        let outputs = self.outputs.iter().map(|(name, t)| (name.clone(), self.value(*t).to_vec())).collect();
+        Ok((outputs, times))
+    }
+
+    fn input_names(&self) -> String {
+        self.inputs.iter().map(|t| format!("`{}`", self.tensors[t.0].name)).collect::<Vec<_>>().join(", ")
+    }
+
+    fn set_inputs(&mut self, inputs: &[(&str, &[f32])]) -> Result<(), RuntimeError> {
+        let mut given = vec![false; self.inputs.len()];
+        for (name, data) in inputs {
+            let slot = self
+                .inputs
+                .iter()
+                .position(|t| self.tensors[t.0].name == *name)
+                .filter(|&i| !given[i])
+                .ok_or_else(|| RuntimeError::UnknownInput {
+                    name: name.to_string(),
+                    expected: self.input_names(),
+                })?;
+            given[slot] = true;
+            let meta = &self.tensors[self.inputs[slot].0];
+            if data.len() != meta.len {
+                return Err(RuntimeError::InputLength {
+                    name: name.to_string(),
+                    shape: meta.shape.clone(),
+                    expected: meta.len,
+                    got: data.len(),
+                });
+            }
+            if let Storage::Buffer(b) = meta.storage {
+                self.buffers[b][..meta.len].copy_from_slice(data);
+            }
+        }
+        for (i, t) in self.inputs.iter().enumerate() {
+            let meta = &self.tensors[t.0];
+            if !given[i] && meta.storage != Storage::None {
+                return Err(RuntimeError::MissingInput {
+                    name: meta.name.clone(),
+                    expected: self.input_names(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The current values of a tensor that has a buffer or is a kept constant.
+    fn value(&self, t: TensorId) -> &[f32] {
+        let meta = &self.tensors[t.0];
+        match meta.storage {
+            Storage::Buffer(b) => &self.buffers[b][..meta.len],
+            Storage::Constant(c) => &self.constants[c],
+            Storage::None => &[],
+        }
+    }
+
+    fn run_step(&mut self, i: usize) -> Result<(), RuntimeError> {
+        let step = &self.steps[i];
+        match &step.kind {
+            StepKind::Alias => Ok(()),
+            StepKind::Kernel { program, args } => {
+                let (program, args) = (*program, args.clone());
+                self.run_kernel(i, program, &args)
+            }
+            StepKind::Plain(_) => self.run_plain(i),
+        }
+    }
+
+    fn run_kernel(&mut self, i: usize, program: usize, args: &[KernelArg]) -> Result<(), RuntimeError> {
+        enum Home {
+            Buffer(usize),
+            Weight(usize),
+            /// A copy: the same buffer is passed twice (x·x, a residual of the input itself).
+            Scratch,
+        }
+        let out = self.steps[i].outputs[0];
+        let mut held: Vec<(Home, Vec<f32>, usize)> = Vec::with_capacity(args.len() + 1);
+        let mut failure = None;
+        for arg in args.iter().chain(std::iter::once(&KernelArg::Value(out))) {
+            match *arg {
+                KernelArg::Weight(w) => {
+                    let len = self.weights[w].len();
+                    held.push((Home::Weight(w), std::mem::take(&mut self.weights[w]), len));
+                }
+                KernelArg::Value(t) => {
+                    let meta = &self.tensors[t.0];
+                    let Storage::Buffer(b) = meta.storage else {
+                        failure = Some(format!("`{}` has no buffer", meta.name));
+                        break;
+                    };
+                    let len = meta.len;
+                    let taken = held.iter().find(|(home, _, _)| matches!(home, Home::Buffer(x) if *x == b));
+                    match taken {
+                        Some((_, data, _)) if t != out => {
+                            let copy = data[..len].to_vec();
+                            held.push((Home::Scratch, copy, len));
+                        }
+                        Some(_) => {
+                            failure = Some(format!("output `{}` shares a buffer with an input", meta.name));
+                            break;
+                        }
+                        None => held.push((Home::Buffer(b), std::mem::take(&mut self.buffers[b]), len)),
+                    }
+                }
+            }
+        }
+        let result = match failure {
+            Some(reason) => Err(RuntimeError::InvalidGraph { node: self.steps[i].node.clone(), reason }),
+            None => {
+                let mut slices: Vec<&mut [f32]> =
+                    held.iter_mut().map(|(_, data, len)| &mut data[..*len]).collect();
+                self.programs[program]
+                    .kernel
+                    .run(&self.runtime, &mut slices)
+                    .map_err(|source| RuntimeError::Kernel { node: self.steps[i].node.clone(), source })
+            }
+        };
+        // Put every buffer back, whatever happened.
+        for (home, data, _) in held {
+            match home {
+                Home::Buffer(b) => self.buffers[b] = data,
+                Home::Weight(w) => self.weights[w] = data,
+                Home::Scratch => {}
+            }
+        }
+        result
+    }
+
+    fn run_plain(&mut self, i: usize) -> Result<(), RuntimeError> {
+        let step = &self.steps[i];
+        let StepKind::Plain(op) = &step.kind else { return Ok(()) };
+        let mut outs: Vec<(usize, Vec<f32>)> = Vec::with_capacity(step.outputs.len());
+        for t in &step.outputs {
+            match self.tensors[t.0].storage {
+                Storage::Buffer(b) => outs.push((b, std::mem::take(&mut self.buffers[b]))),
+                _ => {
+                    return Err(RuntimeError::InvalidGraph {
+                        node: step.node.clone(),
+                        reason: format!("output `{}` has no buffer", self.tensors[t.0].name),
+                    })
+                }
+            }
+        }
+        let result = {
+            let inputs: Vec<Operand> = step
+                .inputs
+                .iter()
+                .map(|t| {
+                    let meta = &self.tensors[t.0];
+                    Operand { data: self.value(*t), shape: &meta.shape }
+                })
+                .collect();
+            let mut outputs: Vec<OutBuf> = outs
+                .iter_mut()
+                .zip(&step.outputs)
+                .map(|((_, data), t)| {
+                    let meta = &self.tensors[t.0];
+                    OutBuf { data: &mut data[..meta.len], shape: &meta.shape, dtype: meta.dtype }
+                })
+                .collect();
+            if inputs.iter().any(|x| x.data.len() != x.shape.iter().product::<usize>()) {
+                Err("an input has no value".to_string())
+            } else {
+                plain::run(op, &inputs, &mut outputs, &Par::new(self.pool.as_ref()))
+            }
+        };
+        let node = step.node.clone();
+        let op_name = op.name();
+        for (b, data) in outs {
+            self.buffers[b] = data;
+        }
+        result.map_err(|reason| RuntimeError::Op { node, op: op_name, reason })
+    }
+
+    /// The target the kernels were compiled for (CPU, features, threads).
+    pub fn target(&self) -> &Target {
+        &self.target
+    }
+
+    /// Threads the kernels' parallel loops and the plain ops run on.
+    pub fn threads(&self) -> usize {
+        self.runtime.threads()
+    }
+
+    /// The model inputs, in the model's order.
+    pub fn inputs(&self) -> Vec<ValueInfo> {
+        self.inputs.iter().map(|t| self.info(&self.tensors[t.0].name, *t)).collect()
+    }
+
+    /// The model outputs, in the model's order.
+    pub fn outputs(&self) -> Vec<ValueInfo> {
+        self.outputs.iter().map(|(name, t)| self.info(name, *t)).collect()
+    }
+
+    fn info(&self, name: &str, t: TensorId) -> ValueInfo {
+        let meta = &self.tensors[t.0];
+        ValueInfo { name: name.to_string(), shape: meta.shape.clone(), dtype: meta.dtype }
+    }
+
+    /// The distinct tasks of the model, in order of first use, with the kernel each runs.
+    pub fn tasks(&self) -> &[TaskKernel] {
+        &self.kernels
+    }
+
+    /// The distinct tasks that run their default schedule (no replayable tuned trial).
+    pub fn untuned_tasks(&self) -> impl Iterator<Item = &TaskKernel> {
+        self.kernels.iter().filter(|k| !k.is_tuned())
+    }
+
+    /// Kernel nodes of the model (kernel calls per run).
+    pub fn n_kernels(&self) -> usize {
+        self.kernels.iter().map(|k| k.n_nodes).sum()
+    }
+
+    /// Kernel nodes that run a tuned kernel.
+    pub fn n_tuned(&self) -> usize {
+        self.kernels.iter().filter(|k| k.is_tuned()).map(|k| k.n_nodes).sum()
+    }
+
+    /// Kernel nodes that run their task's default schedule.
+    pub fn n_default(&self) -> usize {
+        self.n_kernels() - self.n_tuned()
+    }
+
+    /// Memory held by the plan.
+    pub fn memory(&self) -> MemoryStats {
+        self.memory
+    }
+
+    /// Wall time spent choosing and compiling the kernels in [`Plan::new`].
+    pub fn build_time_s(&self) -> f64 {
+        self.build_time_s
+    }
+}

@@ -1,0 +1,49 @@
+//! Seeded inputs for running a model without data (`autotune run` with no `--input`).
+
+use crate::ValueInfo;
+
+/// One value per input: floats uniform in [-1, 1) from a SplitMix64 stream (stable across
+/// versions and machines, so a seed means the same data everywhere), integers and bools zero
+/// (a valid index or mask for any shape).
+pub fn random_inputs(inputs: &[ValueInfo], seed: u64) -> Vec<Vec<f32>> {
+    let mut state = seed ^ 0x9E37_79B9_7F4A_7C15;
+    inputs
+        .iter()
+        .map(|info| {
+            let len: usize = info.shape.iter().product();
+            if !info.dtype.is_float() {
+                return vec![0.0; len];
+            }
+            (0..len)
+                .map(|_| {
+                    state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+                    let mut z = state;
+                    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+                    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+                    z ^= z >> 31;
+                    ((z >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+                })
+                .collect()
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use autotune_graph::ElemType;
+
+    #[test]
+    fn seeded_uniform_floats_and_zero_integers() {
+        let infos = [
+            ValueInfo { name: "x".into(), shape: vec![2, 500], dtype: ElemType::F32 },
+            ValueInfo { name: "i".into(), shape: vec![3], dtype: ElemType::I64 },
+        ];
+        let a = random_inputs(&infos, 7);
+        assert_eq!(a, random_inputs(&infos, 7));
+        assert_ne!(a, random_inputs(&infos, 8));
+        assert!(a[0].iter().all(|v| (-1.0..1.0).contains(v)));
+        assert!(a[0].iter().any(|&v| v < -0.5) && a[0].iter().any(|&v| v > 0.5));
+        assert_eq!(a[1], vec![0.0; 3]);
+    }
+}

@@ -1,0 +1,201 @@
+#!/usr/bin/env python3
+"""Test data for tests/e2e_models.rs, made with the onnx package (and onnxruntime).
+
+    python3 tests/onnx_model_data.py dummy-input MODEL.onnx OUT_DIR
+        The inputs the ONNX backend test runner feeds a light model:
+        `Runner.generate_dummy_data(x, seed=0, random=False)` for every graph input that is not an
+        initializer, written as OUT_DIR/input_<i>.pb (named after the input).
+
+    python3 tests/onnx_model_data.py onnxruntime MODEL.onnx DIR
+        onnxruntime's outputs for the inputs DIR/input_<i>.pb (in the model's input order), as
+        DIR/output_<i>.pb.
+
+    python3 tests/onnx_model_data.py randomize MODEL.onnx OUT_DIR [--seed S]
+        The model with its constant weights (ConstantOfShape outputs, float initializers) replaced
+        by seeded random ones of a sensible scale, as OUT_DIR/model.onnx; random inputs
+        (`generate_dummy_data(x, seed=S, random=True)`, uniform in [0, 1)) as input_<i>.pb; and
+        onnxruntime's outputs for them as output_<i>.pb. The input of a Softmax that is a model
+        output (the logits) becomes one more output. Prints one JSON line describing what was
+        randomized.
+
+Weights by role (the first node that reads the tensor): Conv / Gemm / MatMul weights are He
+initialized (normal, std sqrt(2 / fan_in)); biases and BatchNormalization means are normal with
+std 0.1; BatchNormalization scales and variances, and per-channel Mul factors, uniform in
+[0.5, 1.5); Add / Sub constants normal with std 0.1. Anything else keeps its value.
+"""
+
+import argparse
+import collections
+import json
+import math
+import os
+import sys
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+from onnx.backend.test.runner import Runner
+
+
+def graph_inputs(model):
+    inits = {t.name for t in model.graph.initializer}
+    return [x for x in model.graph.input if x.name not in inits]
+
+
+def write_tensor(path, array, name):
+    with open(path, "wb") as f:
+        f.write(numpy_helper.from_array(array, name).SerializeToString())
+
+
+def dummy_input(args):
+    model = onnx.load(args.model)
+    os.makedirs(args.out_dir, exist_ok=True)
+    for i, x in enumerate(graph_inputs(model)):
+        value = Runner.generate_dummy_data(x, seed=0, name=os.path.basename(args.model), random=False)
+        write_tensor(os.path.join(args.out_dir, f"input_{i}.pb"), value, x.name)
+
+
+def run_onnxruntime(model_path, feeds, out_dir, threads):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.log_severity_level = 3  # no warnings about the unused shape initializers
+    session = ort.InferenceSession(model_path, options, providers=["CPUExecutionProvider"])
+    outputs = session.run(None, feeds)
+    for i, (info, value) in enumerate(zip(session.get_outputs(), outputs)):
+        write_tensor(os.path.join(out_dir, f"output_{i}.pb"), value, info.name)
+    return ort.__version__
+
+
+def onnxruntime_outputs(args):
+    model = onnx.load(args.model)
+    feeds = {}
+    for i, x in enumerate(graph_inputs(model)):
+        with open(os.path.join(args.dir, f"input_{i}.pb"), "rb") as f:
+            t = onnx.TensorProto()
+            t.ParseFromString(f.read())
+        feeds[x.name] = numpy_helper.to_array(t)
+    run_onnxruntime(args.model, feeds, args.dir, args.threads)
+
+
+def random_weight(rng, role, shape, node):
+    """A random array for a constant read as input `role` of `node`, or None to keep it."""
+    op = node.op_type
+    size = int(np.prod(shape)) if len(shape) else 1
+
+    def normal(std):
+        value = rng.standard_normal(shape, dtype=np.float32)
+        value *= np.float32(std)
+        return value
+
+    def he(fan_in):
+        return normal(math.sqrt(2.0 / max(fan_in, 1)))
+
+    def uniform():
+        return rng.random(shape, dtype=np.float32) + np.float32(0.5)
+
+    if op == "Conv":
+        return he(size // shape[0]) if role == 1 else normal(0.1) if role == 2 else None
+    if op == "Gemm":
+        trans_b = any(a.name == "transB" and a.i for a in node.attribute)
+        if role == 1:
+            return he(shape[1] if trans_b else shape[0])
+        return normal(0.1) if role == 2 else None
+    if op == "MatMul" and role == 1 and len(shape) >= 2:
+        return he(shape[-2])
+    if op == "BatchNormalization":
+        return {1: uniform, 2: lambda: normal(0.1), 3: lambda: normal(0.1), 4: uniform}.get(role, lambda: None)()
+    if op == "Mul":
+        return uniform()
+    if op in ("Add", "Sub"):
+        return normal(0.1)
+    return None
+
+
+def randomize(args):
+    model = onnx.load(args.model)
+    g = model.graph
+    rng = np.random.default_rng(args.seed)
+    readers = collections.defaultdict(list)
+    for node in g.node:
+        for i, name in enumerate(node.input):
+            readers[name].append((node, i))
+    known = {t.name: numpy_helper.to_array(t) for t in g.initializer}
+    for node in g.node:
+        if node.op_type == "Constant":
+            for a in node.attribute:
+                if a.name == "value":
+                    known[node.output[0]] = numpy_helper.to_array(a.t)
+
+    counts = collections.Counter()
+
+    def new_value(name, shape):
+        if not readers[name]:
+            return None
+        node, role = readers[name][0]
+        value = random_weight(rng, role, tuple(int(d) for d in shape), node)
+        if value is not None:
+            counts[f"{node.op_type}[{role}]"] += 1
+        return value
+
+    nodes = []
+    for node in g.node:
+        if node.op_type == "ConstantOfShape" and node.input[0] in known:
+            fill = [a.t for a in node.attribute if a.name == "value"]
+            is_float = not fill or fill[0].data_type == onnx.TensorProto.FLOAT
+            value = new_value(node.output[0], known[node.input[0]]) if is_float else None
+            if value is not None:
+                tensor = numpy_helper.from_array(value, node.output[0])
+                nodes.append(helper.make_node("Constant", [], [node.output[0]], value=tensor, name=node.name))
+                continue
+        nodes.append(node)
+    del g.node[:]
+    g.node.extend(nodes)
+    for i, init in enumerate(g.initializer):
+        if init.data_type == onnx.TensorProto.FLOAT:
+            value = new_value(init.name, init.dims)
+            if value is not None:
+                g.initializer[i].CopyFrom(numpy_helper.from_array(value, init.name))
+
+    # A softmax output is nearly one-hot (or nearly uniform) for random weights, which says
+    # little about the layers before it: expose the softmax's input (the logits) as well.
+    outputs = {o.name for o in g.output}
+    for node in g.node:
+        if node.op_type == "Softmax" and node.output[0] in outputs and node.input[0] not in outputs:
+            g.output.append(helper.make_tensor_value_info(node.input[0], onnx.TensorProto.FLOAT, None))
+            counts["exposed logits"] += 1
+
+    os.makedirs(args.out_dir, exist_ok=True)
+    path = os.path.join(args.out_dir, "model.onnx")
+    onnx.save(model, path)
+    feeds = {}
+    for i, x in enumerate(graph_inputs(model)):
+        value = Runner.generate_dummy_data(x, seed=args.seed, name="randomized", random=True)
+        feeds[x.name] = value
+        write_tensor(os.path.join(args.out_dir, f"input_{i}.pb"), value, x.name)
+    version = run_onnxruntime(path, feeds, args.out_dir, args.threads)
+    print(json.dumps({"randomized": dict(counts), "onnxruntime": version}))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    d = sub.add_parser("dummy-input")
+    d.add_argument("model")
+    d.add_argument("out_dir")
+    o = sub.add_parser("onnxruntime")
+    o.add_argument("model")
+    o.add_argument("dir")
+    o.add_argument("--threads", type=int, default=1)
+    r = sub.add_parser("randomize")
+    r.add_argument("model")
+    r.add_argument("out_dir")
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    {"dummy-input": dummy_input, "onnxruntime": onnxruntime_outputs, "randomize": randomize}[args.command](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
