@@ -13,8 +13,9 @@
 //!   are reported as skipped with the manifest's reason.
 //! - A small model built in code (no Python) runs through `autotune run`: with no tuning log
 //!   (default schedules, listed on stderr), with `MODEL.tuning.db` beside it or `--db`, with
-//!   `--input` / `--output` files, and bad input gives one line and exit code 1; tuned and
-//!   untuned outputs agree, and agree with onnxruntime.
+//!   `--input` / `--output` files, and with a log written by `autotune op` itself; bad input
+//!   gives one line and exit code 1; tuned and untuned outputs agree, and agree with
+//!   onnxruntime.
 //!
 //! Every test prints `SKIPPED: why` and passes when Python, the onnx package or onnxruntime is
 //! missing. Kernels use the default schedules (VGG-19 is 39 GFLOP: one run); each model's

@@ -23,6 +23,8 @@ const KC: &[i64] = &[8, 16, 32, 64, 128, 192, 256, 384, 512];
 const MC_TILES: &[i64] = &[1, 2, 4, 8, 16, 32, 64];
 const NC_TILES: &[i64] = &[1, 2, 4, 8, 16, 32, 64];
 const UNROLL_K: &[i64] = &[1, 2, 4, 8];
+/// Largest kernel-tap count (kh·kw) that may be fully unrolled.
+const MAX_UNROLLED_TAPS: i64 = 25;
 
 pub(crate) const NAMES: [&str; 15] = [
     "mr",
@@ -162,13 +164,13 @@ impl GemmSpace {
                 (true, true) => vec![0, 1, 2],
             },
             "unroll_k" => clamp(UNROLL_K, k),
-            "unroll_taps" => {
-                if taps > 1 {
-                    vec![0, 1]
-                } else {
-                    vec![1]
-                }
-            }
+            // Fully unrolled taps multiply the micro-kernel's code: past 5×5 compile time explodes
+            // (an 11×11 conv took 31 s) for no speed gain.
+            "unroll_taps" => match taps {
+                1 => vec![1],
+                2..=MAX_UNROLLED_TAPS => vec![0, 1],
+                _ => vec![0],
+            },
             "epilogue_in_tile" => {
                 if self.task.epilogue.is_empty() {
                     vec![1]
@@ -311,7 +313,7 @@ impl GemmSpace {
             inner_order: 0,
             parallel_loop: 1,
             unroll_k: if taps > 1 { 1 } else { 4 },
-            unroll_taps: true,
+            unroll_taps: taps <= 9,
             epilogue_in_tile: true,
             out_via_grid: true,
         };
