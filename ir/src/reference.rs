@@ -192,23 +192,31 @@ pub fn fold_batch_norm(
 /// Seeded inputs uniform in [-1, 1), one flat buffer per [`Task::inputs`] entry. SplitMix64: tiny,
 /// portable and stable across crate versions, so a seed means the same data everywhere.
 pub fn random_inputs(task: &Task, seed: u64) -> Vec<Vec<f32>> {
-    let mut state = seed ^ 0x9E37_79B9_7F4A_7C15;
-    task.inputs()
-        .iter()
-        .map(|spec| {
-            (0..spec.len())
-                .map(|_| {
-                    state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-                    let mut z = state;
-                    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-                    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-                    z ^= z >> 31;
-                    // 24 random bits → [0,1) exactly representable in f32, then → [-1,1).
-                    ((z >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-                })
-                .collect()
-        })
-        .collect()
+    let mut stream = SeededUniform::new(seed);
+    task.inputs().iter().map(|spec| (0..spec.len()).map(|_| stream.next_f32()).collect()).collect()
+}
+
+/// Floats uniform in [-1, 1) from a SplitMix64 stream: tiny, portable and stable across crate
+/// versions, so a seed means the same data everywhere (tests, measurement, `autotune run`).
+#[derive(Debug, Clone)]
+pub struct SeededUniform {
+    state: u64,
+}
+
+impl SeededUniform {
+    pub fn new(seed: u64) -> SeededUniform {
+        SeededUniform { state: seed ^ 0x9E37_79B9_7F4A_7C15 }
+    }
+
+    pub fn next_f32(&mut self) -> f32 {
+        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        // 24 random bits → [0,1) exactly representable in f32, then → [-1,1).
+        ((z >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+    }
 }
 
 #[cfg(test)]

@@ -2,11 +2,10 @@
 
 use crate::ValueInfo;
 
-/// One value per input: floats uniform in [-1, 1) from a SplitMix64 stream (stable across
-/// versions and machines, so a seed means the same data everywhere), integers and bools zero
-/// (a valid index or mask for any shape).
+/// One value per input: floats uniform in [-1, 1) from `ir`'s seeded stream (the same data for a
+/// seed everywhere), integers and bools zero (a valid index or mask for any shape).
 pub fn random_inputs(inputs: &[ValueInfo], seed: u64) -> Vec<Vec<f32>> {
-    let mut state = seed ^ 0x9E37_79B9_7F4A_7C15;
+    let mut stream = autotune_ir::reference::SeededUniform::new(seed);
     inputs
         .iter()
         .map(|info| {
@@ -14,16 +13,7 @@ pub fn random_inputs(inputs: &[ValueInfo], seed: u64) -> Vec<Vec<f32>> {
             if !info.dtype.is_float() {
                 return vec![0.0; len];
             }
-            (0..len)
-                .map(|_| {
-                    state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-                    let mut z = state;
-                    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-                    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-                    z ^= z >> 31;
-                    ((z >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-                })
-                .collect()
+            (0..len).map(|_| stream.next_f32()).collect()
         })
         .collect()
 }
