@@ -58,7 +58,6 @@ enum Val<'ctx> {
 
 struct Types<'ctx> {
     i64: IntType<'ctx>,
-    i1: IntType<'ctx>,
     f32: FloatType<'ctx>,
     ptr: PointerType<'ctx>,
 }
@@ -93,12 +92,7 @@ impl<'a, 'ctx> ModuleLowering<'a, 'ctx> {
         nest: &'a LoopNest,
         attrs: CpuAttributes,
     ) -> Self {
-        let t = Types {
-            i64: cx.i64_type(),
-            i1: cx.bool_type(),
-            f32: cx.f32_type(),
-            ptr: cx.ptr_type(AddressSpace::default()),
-        };
+        let t = Types { i64: cx.i64_type(), f32: cx.f32_type(), ptr: cx.ptr_type(AddressSpace::default()) };
         ModuleLowering { cx, module, nest, attrs, t, n_outlined: 0 }
     }
 
@@ -139,7 +133,7 @@ impl<'a, 'ctx> ModuleLowering<'a, 'ctx> {
             in_parallel: false,
         };
         for (i, &buf) in self.nest.params.iter().enumerate() {
-            // SAFETY-free: a GEP on the args array; the caller passes exactly params.len() pointers.
+            // The caller passes exactly params.len() pointers in the args array.
             let slot = self.gep(&st, self.t.ptr.into(), args, self.t.i64.const_int(i as u64, false))?;
             let p =
                 st.builder.build_load(self.t.ptr, slot, &format!("arg_{}", self.nest.buffer(buf).name))?;
@@ -755,7 +749,6 @@ impl<'a, 'ctx> ModuleLowering<'a, 'ctx> {
                 acc
             }
         };
-        let _ = self.t.i1;
         Ok(Val::Vector(v))
     }
 }

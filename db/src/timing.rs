@@ -4,6 +4,7 @@
 //! status gets none, and a time that is not a finite positive number is refused.
 
 use crate::records::NewTrial;
+use autotune_ir::stats::median;
 
 /// The stored timing columns of one trial.
 #[derive(Copy, Clone, Debug, PartialEq)]
@@ -27,19 +28,6 @@ pub(crate) fn summarize(trial: &NewTrial) -> Result<TimeSummary, String> {
         .ok_or_else(|| "status ok needs at least one repeat time".to_string())?;
     let min_s = trial.repeat_times_s.iter().copied().reduce(f64::min);
     Ok(TimeSummary { median_s: Some(median_s), min_s })
-}
-
-/// The median of `times`: the middle value, or the mean of the two middle values for an even
-/// count. `None` when empty.
-pub(crate) fn median(times: &[f64]) -> Option<f64> {
-    let mut sorted = times.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    let middle = sorted.len() / 2;
-    match sorted.len() {
-        0 => None,
-        len if len % 2 == 1 => Some(sorted[middle]),
-        _ => Some((sorted[middle - 1] + sorted[middle]) / 2.0),
-    }
 }
 
 #[cfg(test)]

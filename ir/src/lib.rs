@@ -12,6 +12,7 @@ pub mod loop_nest;
 pub mod ops;
 pub mod printer;
 pub mod reference;
+pub mod stats;
 pub mod status;
 pub mod target;
 pub mod task;

@@ -21,13 +21,10 @@ impl MeasureOutcome {
 
     /// Median of the repeat times (mean of the middle two for an even count); `None` unless ok.
     pub fn median_s(&self) -> Option<f64> {
-        if !self.status.is_ok() || self.repeat_times_s.is_empty() {
+        if !self.status.is_ok() {
             return None;
         }
-        let mut sorted = self.repeat_times_s.clone();
-        sorted.sort_by(f64::total_cmp);
-        let mid = sorted.len() / 2;
-        Some(if sorted.len() % 2 == 1 { sorted[mid] } else { 0.5 * (sorted[mid - 1] + sorted[mid]) })
+        autotune_ir::stats::median(&self.repeat_times_s)
     }
 
     pub fn min_s(&self) -> Option<f64> {

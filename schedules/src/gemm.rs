@@ -167,7 +167,7 @@ impl<'a> Lowering<'a> {
         for (i, (name, len)) in p.params.iter().enumerate() {
             let b_param = matches!(p.b_source, BSource::Param(bp) if bp == i);
             let len = if b_param && s.pack_b == PackB::Prepacked {
-                (ceil_div(p.n, nc) * ceil_div(p.k, s.kc) * nc * s.kc * taps) as usize
+                prepacked_b_len(p, s)
             } else if i == p.a_param && s.pack_a == PackA::Prepacked {
                 prepacked_a_len(p, s)
             } else {
@@ -312,52 +312,53 @@ impl<'a> Lowering<'a> {
         ((slot * n_ic + ic) * n_pc + pc) * (self.mc * self.s.kc * self.taps)
     }
 
+    /// Builds a separate nest (a prepack) with this lowering's helpers: the kernel's builder,
+    /// parameters, batch variables, B source and block variables are set aside while `body`
+    /// runs against a fresh builder, and restored afterwards.
+    fn in_separate_nest(&mut self, name: &str, body: impl FnOnce(&mut Self) -> Vec<Stmt>) -> LoopNest {
+        let saved_builder = std::mem::replace(&mut self.b, NestBuilder::new());
+        let saved_params = self.params.clone();
+        let saved_batch = self.batch_vars.clone();
+        let saved = (self.b_buf, self.jc, self.pc, self.ic);
+        let stmts = body(self);
+        let builder = std::mem::replace(&mut self.b, saved_builder);
+        self.params = saved_params;
+        self.batch_vars = saved_batch;
+        (self.b_buf, self.jc, self.pc, self.ic) = saved;
+        builder.finish(&format!("{}_{name}", self.p.name), stmts)
+    }
+
+    /// One serial loop per (var, extent), outermost first, around `body`.
+    fn serial_loops(loops: &[(VarId, i64)], body: Vec<Stmt>) -> Vec<Stmt> {
+        loops.iter().rev().fold(body, |body, &(v, extent)| {
+            vec![Stmt::for_loop(v, Expr::int(0), Expr::int(extent), LoopKind::Serial, body)]
+        })
+    }
+
     /// The prepack nest of A: every (batch slot, ic, pc) block packed once into panels.
     fn prepack_a(&mut self) -> Prepack {
         let input = self.p.a_param;
-        let saved_b = std::mem::replace(&mut self.b, NestBuilder::new());
-        let saved_params = self.params.clone();
-        let (saved_ic, saved_pc) = (self.ic, self.pc);
-        let (name, len) = self.p.params[input];
-        let original = self.b.param(name, len);
-        let packed = self.b.param("A_prepacked", prepacked_a_len(self.p, self.s));
-        self.params[input] = original;
-        // A depends only on the batch loops it is constant over; the others are 0 here.
-        let over = self.p.a_constant_over.clone().unwrap_or_default();
-        let mut batch_vars = vec![Expr::int(0); self.p.batch.len()];
-        let mut loops = Vec::new();
-        for &d in &over {
-            let v = self.b.var(self.p.batch[d].0);
-            batch_vars[d] = Expr::var(v);
-            loops.push((v, self.p.batch[d].1));
-        }
-        let saved_batch = std::mem::replace(&mut self.batch_vars, batch_vars);
-        self.ic = self.b.var("ic");
-        self.pc = self.b.var("pc");
-        let base = self.prepacked_a_base(&self.batch_vars.clone(), Expr::var(self.ic), Expr::var(self.pc));
-        let pack = self.pack_a_block(packed, base);
-        let mut body = vec![Stmt::for_loop(
-            self.ic,
-            Expr::int(0),
-            Expr::int(ceil_div(self.p.m, self.mc)),
-            LoopKind::Serial,
-            vec![Stmt::for_loop(
-                self.pc,
-                Expr::int(0),
-                Expr::int(ceil_div(self.p.k, self.s.kc)),
-                LoopKind::Serial,
-                pack,
-            )],
-        )];
-        for (v, extent) in loops.into_iter().rev() {
-            body = vec![Stmt::for_loop(v, Expr::int(0), Expr::int(extent), LoopKind::Serial, body)];
-        }
-        let builder = std::mem::replace(&mut self.b, saved_b);
-        let nest = builder.finish(&format!("{}_prepack_a", self.p.name), body);
-        self.params = saved_params;
-        self.batch_vars = saved_batch;
-        self.ic = saved_ic;
-        self.pc = saved_pc;
+        let nest = self.in_separate_nest("prepack_a", |this| {
+            let (name, len) = this.p.params[input];
+            this.params[input] = this.b.param(name, len);
+            let packed = this.b.param("A_prepacked", prepacked_a_len(this.p, this.s));
+            // A depends only on the batch loops it is constant over; the others are 0 here.
+            this.batch_vars = vec![Expr::int(0); this.p.batch.len()];
+            let mut loops = Vec::new();
+            for &d in this.p.a_constant_over.as_deref().unwrap_or(&[]) {
+                let v = this.b.var(this.p.batch[d].0);
+                this.batch_vars[d] = Expr::var(v);
+                loops.push((v, this.p.batch[d].1));
+            }
+            this.ic = this.b.var("ic");
+            this.pc = this.b.var("pc");
+            let base =
+                this.prepacked_a_base(&this.batch_vars.clone(), Expr::var(this.ic), Expr::var(this.pc));
+            let pack = this.pack_a_block(packed, base);
+            loops.push((this.ic, ceil_div(this.p.m, this.mc)));
+            loops.push((this.pc, ceil_div(this.p.k, this.s.kc)));
+            Self::serial_loops(&loops, pack)
+        });
         Prepack { input, nest }
     }
 
@@ -435,45 +436,20 @@ impl<'a> Lowering<'a> {
     /// The prepack nest: every (jc, pc) block of B packed once, in the kernel's read order.
     fn prepack_b(&mut self) -> Prepack {
         let BSource::Param(input) = self.p.b_source else { unreachable!("only a parameter B is prepacked") };
-        // A separate nest with its own params: [original B, packed B].
-        let saved_params = self.params.clone();
-        let saved_b = std::mem::replace(&mut self.b, NestBuilder::new());
-        let saved_b_buf = self.b_buf;
-        let (saved_jc, saved_pc) = (self.jc, self.pc);
-        // Prepacking is only offered for a B shared by every batch: batch indices are 0 here
-        // (the kernel's batch variables do not exist in this nest).
-        let saved_batch = std::mem::replace(&mut self.batch_vars, vec![Expr::int(0); self.p.batch.len()]);
-        let (name, len) = self.p.params[input];
-        let original = self.b.param(name, len);
-        let packed_len =
-            (ceil_div(self.p.n, self.nc) * ceil_div(self.p.k, self.s.kc) * self.nc * self.s.kc * self.taps)
-                as usize;
-        let packed = self.b.param("B_prepacked", packed_len);
-        self.b_buf = original;
-        self.jc = self.b.var("jc");
-        self.pc = self.b.var("pc");
-        let base = self.prepacked_block_base(Expr::var(self.jc), Expr::var(self.pc));
-        let pack = self.pack_b_block(packed, base);
-        let body = vec![Stmt::for_loop(
-            self.jc,
-            Expr::int(0),
-            Expr::int(ceil_div(self.p.n, self.nc)),
-            LoopKind::Serial,
-            vec![Stmt::for_loop(
-                self.pc,
-                Expr::int(0),
-                Expr::int(ceil_div(self.p.k, self.s.kc)),
-                LoopKind::Serial,
-                pack,
-            )],
-        )];
-        let builder = std::mem::replace(&mut self.b, saved_b);
-        let nest: LoopNest = builder.finish(&format!("{}_prepack_b", self.p.name), body);
-        self.params = saved_params;
-        self.batch_vars = saved_batch;
-        self.b_buf = saved_b_buf;
-        self.jc = saved_jc;
-        self.pc = saved_pc;
+        let nest = self.in_separate_nest("prepack_b", |this| {
+            let (name, len) = this.p.params[input];
+            this.b_buf = this.b.param(name, len);
+            let packed = this.b.param("B_prepacked", prepacked_b_len(this.p, this.s));
+            // Prepacking is only offered for a B shared by every batch: batch indices are 0 here
+            // (the kernel's batch variables do not exist in this nest).
+            this.batch_vars = vec![Expr::int(0); this.p.batch.len()];
+            this.jc = this.b.var("jc");
+            this.pc = this.b.var("pc");
+            let base = this.prepacked_block_base(Expr::var(this.jc), Expr::var(this.pc));
+            let pack = this.pack_b_block(packed, base);
+            let loops = [(this.jc, ceil_div(this.p.n, this.nc)), (this.pc, ceil_div(this.p.k, this.s.kc))];
+            Self::serial_loops(&loops, pack)
+        });
         Prepack { input, nest }
     }
 
@@ -984,6 +960,11 @@ impl<'a> Lowering<'a> {
             vec![Stmt::for_loop(row, Expr::int(0), Expr::int(rows), LoopKind::Serial, vec![vector, rest])],
         )]
     }
+}
+
+fn prepacked_b_len(p: &GemmProblem, s: &GemmSchedule) -> usize {
+    let nc = s.nr_vecs * p.lanes * s.nc_tiles;
+    (ceil_div(p.n, nc) * ceil_div(p.k, s.kc) * nc * s.kc * p.kh * p.kw) as usize
 }
 
 fn prepacked_a_len(p: &GemmProblem, s: &GemmSchedule) -> usize {
