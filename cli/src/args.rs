@@ -9,15 +9,27 @@ use std::path::PathBuf;
 #[command(
     name = "autotune",
     version,
-    about = "Autotuning kernel search: find the fastest loop schedule for each kernel"
+    about = "Autotuning kernel search: find the fastest loop schedule for each kernel",
+    long_about = "Autotuning kernel search: find the fastest loop schedule for each kernel.\n\n\
+                  `autotune MODEL.onnx --device cpu` tunes every kernel of a model into \
+                  MODEL.tuning.db beside it (the default command, same as `autotune tune`); \
+                  `autotune run MODEL.onnx` then runs the model with the winners.",
+    args_conflicts_with_subcommands = true,
+    arg_required_else_help = true
 )]
 pub struct Cli {
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
+    /// Tuning a model is the default command: `autotune MODEL.onnx [OPTIONS]`.
+    #[command(flatten)]
+    pub tune_model: crate::tune_model_cmd::ModelTuneArgs,
 }
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Tune every kernel of an ONNX model (the default command: `autotune MODEL.onnx` does the
+    /// same).
+    Tune(crate::tune_model_cmd::ModelTuneArgs),
     /// Tune one operator instance.
     #[command(subcommand)]
     Op(OpCommand),
@@ -387,7 +399,7 @@ mod tests {
             let mut argv = vec!["autotune", "op", "matmul", "--shape", "8x8x8", "--db", "x.db"];
             argv.extend_from_slice(extra);
             match Cli::try_parse_from(argv).expect("parses").command {
-                Command::Op(OpCommand::Matmul(args)) => args.tune,
+                Some(Command::Op(OpCommand::Matmul(args))) => args.tune,
                 other => panic!("not op matmul: {other:?}"),
             }
         };
@@ -424,6 +436,23 @@ mod tests {
             "x.db",
         ]);
         assert!(parsed.is_ok(), "{parsed:?}");
+    }
+
+    #[test]
+    fn a_model_path_without_a_command_means_tune_the_model() {
+        let parsed = Cli::try_parse_from(["autotune", "m.onnx", "--budget", "1h30m", "--threads", "2"])
+            .expect("parses");
+        assert!(parsed.command.is_none());
+        let args = parsed.tune_model;
+        assert_eq!(args.model, Some(PathBuf::from("m.onnx")));
+        assert_eq!(args.budget, Some(std::time::Duration::from_secs(5400)));
+        assert_eq!((args.threads, args.trials_per_task), (2, None));
+        // A command keeps its own options; model options before it are refused, not ignored.
+        assert!(matches!(
+            Cli::try_parse_from(["autotune", "tune", "m.onnx", "--trials-per-task", "8"]).expect("parses").command,
+            Some(Command::Tune(ref t)) if t.trials_per_task == Some(8)
+        ));
+        assert!(Cli::try_parse_from(["autotune", "--budget", "1h", "run", "m.onnx"]).is_err());
     }
 
     #[test]

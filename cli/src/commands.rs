@@ -9,7 +9,7 @@ use crate::error::BadInput;
 use anyhow::{anyhow, Context, Result};
 use autotune_codegen::{host_cpu_target, CODEGEN_VERSION};
 use autotune_cost_model::MachineModel;
-use autotune_db::{Database, MachineMeasurementKind, NewMachineMeasurement};
+use autotune_db::{Database, MachineMeasurementKind, NewMachineMeasurement, TargetSpec};
 use autotune_ir::{BatchMatmulSpec, Conv2dSpec, Op, Pool2dSpec, PoolKind, Target, Task, Trace, TrialStatus};
 use autotune_measure::{
     probe_bandwidth_gbs, probe_peak_gflops, MachineProbeConfig, MeasureConfig, Runner, WorkerConfig,
@@ -30,7 +30,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
-    match cli.command {
+    let Some(command) = cli.command else {
+        return crate::tune_model_cmd::tune_model_cmd(cli.tune_model);
+    };
+    match command {
+        Command::Tune(args) => crate::tune_model_cmd::tune_model_cmd(args),
         Command::Op(op) => {
             let (task, tune_args) = op_task(op)?;
             tune_task(task, tune_args)
@@ -42,7 +46,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     }
 }
 
-fn cpu_target(device: &Device, threads: u32) -> Result<Target> {
+pub(crate) fn cpu_target(device: &Device, threads: u32) -> Result<Target> {
     match device {
         Device::Cpu => Ok(host_cpu_target(threads).context("cannot describe this machine's CPU")?),
         Device::Cuda(_) => Err(anyhow!(BadInput(
@@ -51,11 +55,11 @@ fn cpu_target(device: &Device, threads: u32) -> Result<Target> {
     }
 }
 
-fn open_db(path: &std::path::Path) -> Result<Database> {
+pub(crate) fn open_db(path: &std::path::Path) -> Result<Database> {
     Database::open(path).map_err(|e| anyhow!(BadInput(format!("{e}"))))
 }
 
-fn worker_runner(target: &Target, measure: MeasureConfig) -> Result<WorkerRunner> {
+pub(crate) fn worker_runner(target: &Target, measure: MeasureConfig) -> Result<WorkerRunner> {
     let program = std::env::current_exe().context("cannot find the autotune executable to start workers")?;
     let config =
         WorkerConfig { program, args: vec![crate::WORKER_ARG.to_string()], measure, build_timeout_s: 300.0 };
@@ -229,7 +233,7 @@ fn tune_task(task: Task, args: TuneArgs) -> Result<ExitCode> {
     })
 }
 
-fn strategy_kind(arg: StrategyArg) -> StrategyKind {
+pub(crate) fn strategy_kind(arg: StrategyArg) -> StrategyKind {
     match arg {
         StrategyArg::Auto => StrategyKind::Auto,
         StrategyArg::Bo => StrategyKind::Bo,
@@ -240,7 +244,7 @@ fn strategy_kind(arg: StrategyArg) -> StrategyKind {
 
 /// What the search starts from besides this task's own trials: other shapes of the operator in
 /// the log being tuned, and this operator's trials (any shape) in each `--warm-start` log.
-fn load_warm_start(
+pub(crate) fn load_warm_start(
     task: &Task,
     target: &Target,
     space: &dyn SpaceGenerator,
@@ -268,8 +272,9 @@ fn load_warm_start(
 /// Measures this machine's fp32 peak and memory bandwidth for `target` unless the log holds them
 /// already. A probe that cannot run here (no FMA unit) is skipped with a note; a report then says
 /// "not measured".
-fn record_machine_ceilings(db: &mut Database, target: &Target, quiet: bool) -> Result<()> {
+pub(crate) fn record_machine_ceilings(db: &mut Database, target: &Target, quiet: bool) -> Result<()> {
     let target_key = target.key();
+    db.upsert_target(&TargetSpec::of(target)).context("recording the target")?;
     let stored = db.machine_measurements(&target_key).context("reading the machine measurements")?;
     let config = MachineProbeConfig::new(target.threads() as usize);
     for kind in MachineMeasurementKind::ALL {

@@ -9,6 +9,7 @@ mod commands;
 mod error;
 mod run_cmd;
 mod tasks_cmd;
+mod tune_model_cmd;
 
 use clap::Parser;
 use error::BadInput;
@@ -33,6 +34,11 @@ fn main() -> ExitCode {
             // --help / --version
             let _ = e.print();
             return ExitCode::SUCCESS;
+        }
+        Err(e) if e.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            // Bare `autotune`: the usage, and a failing exit status (nothing was done).
+            let _ = e.print();
+            return ExitCode::from(1);
         }
         Err(e) => {
             let text = e.to_string();

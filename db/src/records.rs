@@ -56,6 +56,20 @@ pub struct TargetSpec {
     pub target_json: String,
 }
 
+impl TargetSpec {
+    /// The row that identifies `target` in a log.
+    pub fn of(target: &autotune_ir::Target) -> TargetSpec {
+        TargetSpec {
+            target_key: target.key(),
+            kind: target.kind().to_string(),
+            name: target.name().to_string(),
+            features: target.feature_summary(),
+            threads: target.threads(),
+            target_json: target.canonical_json(),
+        }
+    }
+}
+
 /// One invocation of a tuning command, as it starts.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct SessionSpec {

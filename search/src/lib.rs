@@ -12,7 +12,8 @@
 //! mean and spread); **auto** shares each batch between random, evolutionary and BO with an
 //! area-under-curve bandit ([`AucBandit`]) crediting the technique whose candidates improved the
 //! best. [`WarmStart`] transfers samples and traces from other shapes and other logs.
-//! [`TaskScheduler`] decides which task of a model gets the next batch.
+//! [`TaskScheduler`] decides which task of a model gets the next batch, and [`tune_model`] runs a
+//! whole model's tasks against one log under a trial cap and/or a wall-clock deadline.
 //!
 //! [`tune`] is the whole tuning loop on one screen: open a session in the tuning log, skip every
 //! trace an earlier session already measured (so a killed run resumes instead of starting over),
@@ -32,6 +33,7 @@ mod error;
 mod evolution;
 mod featurize;
 mod learned;
+mod model;
 mod random;
 mod strategies;
 mod strategy;
@@ -49,6 +51,10 @@ pub use error::SearchError;
 pub use evolution::{evolve, EvolutionConfig};
 pub use featurize::{DecisionFeaturizer, Featurizer, LoopNestFeaturizer};
 pub use learned::{Acquisition, LearnedSearch, LearnedSearchConfig, Technique};
+pub use model::{
+    tune_model, ModelEvent, ModelProgress, ModelStopReason, ModelTask, ModelTuneConfig, ModelTuneSummary,
+    TaskProgress,
+};
 pub use random::{RandomSearch, RandomSearchConfig};
 pub use strategies::{make_strategy, StrategyKind};
 pub use strategy::SearchStrategy;
@@ -56,5 +62,6 @@ pub use surrogate::{Surrogate, SurrogateConfig};
 pub use task_scheduler::{TaskScheduler, TaskSchedulerConfig};
 pub use transfer::{warm_start_from_log, WarmStart, WarmStartConfig};
 pub use tune::{
-    tune, BestKernel, Progress, StopReason, TrialReport, TuneConfig, TuneSummary, DEFAULT_BATCH_SIZE,
+    tune, BestKernel, Progress, StopReason, TaskTuner, TrialReport, TuneConfig, TuneSummary,
+    DEFAULT_BATCH_SIZE,
 };

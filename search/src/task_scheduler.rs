@@ -122,23 +122,38 @@ impl TaskScheduler {
 
     /// The task that gets the next batch.
     pub fn next_task(&mut self) -> usize {
-        let n = self.n_tasks();
-        if n <= 1 {
-            return 0;
+        self.next_task_among(&vec![true; self.n_tasks()]).unwrap_or(0)
+    }
+
+    /// The task that gets the next batch among those with `eligible[i]` (tasks that reached their
+    /// trial cap or exhausted their space are not); `None` when none is.
+    pub fn next_task_among(&mut self, eligible: &[bool]) -> Option<usize> {
+        let candidates: Vec<usize> =
+            (0..self.n_tasks()).filter(|&i| eligible.get(i) == Some(&true)).collect();
+        match candidates.as_slice() {
+            [] => return None,
+            [only] => return Some(*only),
+            _ => {}
         }
-        if let Some(behind) = (0..n)
+        if let Some(behind) = candidates
+            .iter()
+            .copied()
             .filter(|&i| self.weights[i] > 0.0 && self.trials[i] < self.config.min_trials_per_task)
             .min_by_key(|&i| (self.trials[i], i))
         {
-            return behind;
+            return Some(behind);
         }
         if self.rng.gen_bool(self.config.exploration.clamp(0.0, 1.0)) {
-            return self.rng.gen_range(0..n);
+            return Some(candidates[self.rng.gen_range(0..candidates.len())]);
         }
-        (0..n)
-            .map(|i| (i, self.expected_gain(i)))
-            .fold((0, f64::NEG_INFINITY), |best, (i, gain)| if gain > best.1 { (i, gain) } else { best })
-            .0
+        candidates
+            .iter()
+            .map(|&i| (i, self.expected_gain(i)))
+            .fold(None, |best: Option<(usize, f64)>, (i, gain)| match best {
+                Some((_, best_gain)) if gain <= best_gain => best,
+                _ => Some((i, gain)),
+            })
+            .map(|(i, _)| i)
     }
 }
 
@@ -204,5 +219,17 @@ mod tests {
         assert_eq!(scheduler.next_task(), 1);
         scheduler.record(1, 8, Some(2.0));
         assert_eq!(scheduler.weighted_latency(), Some(3.0));
+    }
+
+    #[test]
+    fn only_eligible_tasks_are_chosen() {
+        let mut scheduler = TaskScheduler::new(vec![1.0, 5.0, 1.0], TaskSchedulerConfig::default());
+        for _ in 0..20 {
+            let chosen = scheduler.next_task_among(&[true, false, true]).expect("two eligible");
+            assert_ne!(chosen, 1);
+            scheduler.record(chosen, 8, Some(1.0));
+        }
+        assert_eq!(scheduler.next_task_among(&[false, false, false]), None);
+        assert_eq!(scheduler.next_task_among(&[false, true, false]), Some(1));
     }
 }

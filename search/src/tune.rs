@@ -137,63 +137,99 @@ pub fn tune(
     cancel: &AtomicBool,
     on_batch: &mut dyn FnMut(&Progress),
 ) -> Result<TuneSummary, SearchError> {
-    if config.batch_size == 0 {
-        return Err(SearchError::InvalidConfig { reason: "the batch size must be at least 1".to_string() });
-    }
-    let target = runner.target().clone();
-    let workload =
-        db.upsert_workload(&workload_spec(task)).map_err(SearchError::db("record the workload"))?;
-    let target_id = db.upsert_target(&target_spec(&target)).map_err(SearchError::db("record the target"))?;
-    let session_spec = SessionSpec {
-        command: config.command.clone(),
-        seed: config.seed,
-        strategy: strategy.name().to_string(),
-        tool_version: config.tool_version.clone(),
-    };
-    let session = db.begin_session(&session_spec).map_err(SearchError::db("begin the session"))?;
-
-    let mut session_loop = Session {
-        task,
-        target: &target,
-        space_version: space.version(),
-        ids: Ids { workload, target: target_id, session },
-        config,
-        db,
-    };
-    let result = session_loop.run(strategy, runner, cancel, on_batch);
-    let ended = session_loop.db.end_session(session).map_err(SearchError::db("end the session"));
-    let summary = result?;
-    ended?;
-    Ok(summary)
+    let mut tuner = TaskTuner::start(task, space, strategy, runner.target(), db, config)?;
+    let result = (|| {
+        while tuner.session_trials() < config.n_trials {
+            if cancel.load(Ordering::SeqCst) {
+                return Ok(Some(StopReason::Cancelled));
+            }
+            let want = config.batch_size.min(config.n_trials - tuner.session_trials());
+            if tuner.run_batch(want, strategy, runner, db, on_batch)? == 0 {
+                return Ok(Some(StopReason::SpaceExhausted));
+            }
+        }
+        Ok(None)
+    })();
+    tuner.finish(db, result)
 }
 
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug)]
 struct Ids {
     workload: WorkloadId,
     target: TargetId,
     session: SessionId,
 }
 
-/// The state of one session while it runs.
-struct Session<'a> {
-    task: &'a Task,
-    target: &'a Target,
+/// One task's tuning session, advanced a batch at a time: what [`tune`] loops over, and what a
+/// model-level loop interleaves between tasks (one open session per task, one shared log and
+/// runner).
+#[derive(Debug)]
+pub struct TaskTuner {
+    task: Task,
+    target: Target,
     space_version: &'static str,
     ids: Ids,
-    config: &'a TuneConfig,
-    db: &'a mut Database,
+    config: TuneConfig,
+    /// Keys of every trace measured for this task (log and this session).
+    measured: HashSet<String>,
+    /// This session's trials, in measurement order.
+    trials: Vec<TrialReport>,
+    best_gflops: Option<f64>,
+    n_errors: usize,
+    search_time_s: f64,
+    measure_time_s: f64,
 }
 
-impl Session<'_> {
-    fn run(
-        &mut self,
+impl TaskTuner {
+    /// Opens a session for `task` on `target` in `db` and tells `strategy` about the comparable
+    /// trials of earlier sessions. `config.n_trials` is not used here: the caller decides how many
+    /// batches to run.
+    pub fn start(
+        task: &Task,
+        space: &dyn SpaceGenerator,
         strategy: &mut dyn SearchStrategy,
-        runner: &mut dyn Runner,
-        cancel: &AtomicBool,
-        on_batch: &mut dyn FnMut(&Progress),
-    ) -> Result<TuneSummary, SearchError> {
-        let mut measured = self
-            .db
+        target: &Target,
+        db: &mut Database,
+        config: &TuneConfig,
+    ) -> Result<TaskTuner, SearchError> {
+        if config.batch_size == 0 {
+            return Err(SearchError::InvalidConfig {
+                reason: "the batch size must be at least 1".to_string(),
+            });
+        }
+        let workload =
+            db.upsert_workload(&workload_spec(task)).map_err(SearchError::db("record the workload"))?;
+        let target_id =
+            db.upsert_target(&TargetSpec::of(target)).map_err(SearchError::db("record the target"))?;
+        let session_spec = SessionSpec {
+            command: config.command.clone(),
+            seed: config.seed,
+            strategy: strategy.name().to_string(),
+            tool_version: config.tool_version.clone(),
+        };
+        let session = db.begin_session(&session_spec).map_err(SearchError::db("begin the session"))?;
+        let mut tuner = TaskTuner {
+            task: task.clone(),
+            target: target.clone(),
+            space_version: space.version(),
+            ids: Ids { workload, target: target_id, session },
+            config: config.clone(),
+            measured: HashSet::new(),
+            trials: Vec::new(),
+            best_gflops: None,
+            n_errors: 0,
+            search_time_s: 0.0,
+            measure_time_s: 0.0,
+        };
+        if let Err(error) = tuner.load_history(strategy, db) {
+            let _ = db.end_session(session);
+            return Err(error);
+        }
+        Ok(tuner)
+    }
+
+    fn load_history(&mut self, strategy: &mut dyn SearchStrategy, db: &Database) -> Result<(), SearchError> {
+        self.measured = db
             .measured_trace_keys(
                 self.ids.workload,
                 self.ids.target,
@@ -201,100 +237,151 @@ impl Session<'_> {
                 &self.config.codegen_version,
             )
             .map_err(SearchError::db("load the traces measured before"))?;
-        let history = self.earlier_results()?;
-        let mut best_gflops = history
+        let history = self.earlier_results(db)?;
+        self.best_gflops = history
             .iter()
             .filter_map(|(_, outcome)| outcome.median_s())
-            .map(|median_s| gflops(self.task, median_s))
+            .map(|median_s| gflops(&self.task, median_s))
             .reduce(f64::max);
-        let mut search_time_s = 0.0;
-        let mut measure_time_s = 0.0;
         if !history.is_empty() {
             let started = Instant::now();
             strategy.observe(&history);
-            search_time_s += started.elapsed().as_secs_f64();
+            self.search_time_s += started.elapsed().as_secs_f64();
+        }
+        Ok(())
+    }
+
+    pub fn task(&self) -> &Task {
+        &self.task
+    }
+
+    /// Trials measured by this session so far.
+    pub fn session_trials(&self) -> usize {
+        self.trials.len()
+    }
+
+    /// Distinct traces of this task measured in the log, this session included.
+    pub fn measured_in_log(&self) -> usize {
+        self.measured.len()
+    }
+
+    /// Best GFLOP/s over the log and this session; `Ok` trials only.
+    pub fn best_gflops(&self) -> Option<f64> {
+        self.best_gflops
+    }
+
+    /// Best median time over the log and this session; `Ok` trials only.
+    pub fn best_latency_s(&self) -> Option<f64> {
+        self.best_gflops.map(|g| self.task.flops() / (g * 1e9))
+    }
+
+    /// Trials of this session that were not `Ok`.
+    pub fn n_errors(&self) -> usize {
+        self.n_errors
+    }
+
+    /// Wall time this session spent in the runner.
+    pub fn measure_time_s(&self) -> f64 {
+        self.measure_time_s
+    }
+
+    /// Wall time this session spent in the strategy.
+    pub fn search_time_s(&self) -> f64 {
+        self.search_time_s
+    }
+
+    /// Proposes up to `want` new traces, measures them, records them in one transaction and tells
+    /// the strategy. Returns how many were measured: 0 means the strategy has nothing new left.
+    pub fn run_batch(
+        &mut self,
+        want: usize,
+        strategy: &mut dyn SearchStrategy,
+        runner: &mut dyn Runner,
+        db: &mut Database,
+        on_batch: &mut dyn FnMut(&Progress),
+    ) -> Result<usize, SearchError> {
+        let want = want.max(1);
+        let mut batch = Vec::new();
+        for _ in 0..MAX_FRUITLESS_PROPOSALS {
+            let started = Instant::now();
+            let proposed = strategy.propose(want, &self.measured);
+            self.search_time_s += started.elapsed().as_secs_f64();
+            if proposed.is_empty() {
+                return Ok(0);
+            }
+            batch = fresh_traces(proposed, &self.measured, want);
+            if !batch.is_empty() {
+                break;
+            }
+        }
+        if batch.is_empty() {
+            return Ok(0);
         }
 
-        let mut trials: Vec<TrialReport> = Vec::with_capacity(self.config.n_trials);
-        let mut n_errors = 0;
-        let mut fruitless_proposals = 0;
-        let mut stopped_early = None;
-        while trials.len() < self.config.n_trials {
-            if cancel.load(Ordering::SeqCst) {
-                stopped_early = Some(StopReason::Cancelled);
-                break;
-            }
-            let want = self.config.batch_size.min(self.config.n_trials - trials.len());
-            let started = Instant::now();
-            let proposed = strategy.propose(want, &measured);
-            search_time_s += started.elapsed().as_secs_f64();
-            if proposed.is_empty() {
-                stopped_early = Some(StopReason::SpaceExhausted);
-                break;
-            }
-            let batch = fresh_traces(proposed, &measured, want);
-            if batch.is_empty() {
-                fruitless_proposals += 1;
-                if fruitless_proposals >= MAX_FRUITLESS_PROPOSALS {
-                    stopped_early = Some(StopReason::SpaceExhausted);
-                    break;
-                }
-                continue;
-            }
-            fruitless_proposals = 0;
+        let started = Instant::now();
+        let outcomes = runner.measure_batch(&self.task, &batch);
+        self.measure_time_s += started.elapsed().as_secs_f64();
+        if outcomes.len() != batch.len() {
+            return Err(SearchError::RunnerContract { expected: batch.len(), got: outcomes.len() });
+        }
+        let outcomes: Vec<MeasureOutcome> = outcomes.into_iter().map(sanitize).collect();
+        let rows: Vec<NewTrial> = batch
+            .iter()
+            .zip(&outcomes)
+            .map(|(trace, outcome)| self.new_trial(trace, outcome, strategy))
+            .collect();
+        db.record_batch(&rows).map_err(SearchError::db("record a batch of trials"))?;
 
-            let started = Instant::now();
-            let outcomes = runner.measure_batch(self.task, &batch);
-            measure_time_s += started.elapsed().as_secs_f64();
-            if outcomes.len() != batch.len() {
-                return Err(SearchError::RunnerContract { expected: batch.len(), got: outcomes.len() });
+        let first_index = self.trials.len();
+        for (offset, (trace, outcome)) in batch.iter().zip(&outcomes).enumerate() {
+            self.measured.insert(trace.key());
+            let gflops = outcome.median_s().map(|median_s| gflops(&self.task, median_s));
+            if let Some(gflops) = gflops {
+                self.best_gflops = Some(self.best_gflops.map_or(gflops, |best: f64| best.max(gflops)));
             }
-            let outcomes: Vec<MeasureOutcome> = outcomes.into_iter().map(sanitize).collect();
-            let rows: Vec<NewTrial> = batch
-                .iter()
-                .zip(&outcomes)
-                .map(|(trace, outcome)| self.new_trial(trace, outcome, strategy))
-                .collect();
-            self.db.record_batch(&rows).map_err(SearchError::db("record a batch of trials"))?;
-
-            let first_index = trials.len();
-            for (offset, (trace, outcome)) in batch.iter().zip(&outcomes).enumerate() {
-                measured.insert(trace.key());
-                let gflops = outcome.median_s().map(|median_s| gflops(self.task, median_s));
-                if let Some(gflops) = gflops {
-                    best_gflops = Some(best_gflops.map_or(gflops, |best: f64| best.max(gflops)));
-                }
-                if !outcome.status.is_ok() {
-                    n_errors += 1;
-                }
-                trials.push(TrialReport {
-                    index: first_index + offset,
-                    trace: trace.clone(),
-                    outcome: outcome.clone(),
-                    gflops,
-                });
+            if !outcome.status.is_ok() {
+                self.n_errors += 1;
             }
-            let results: Vec<(Trace, MeasureOutcome)> = batch.into_iter().zip(outcomes).collect();
-            let started = Instant::now();
-            strategy.observe(&results);
-            search_time_s += started.elapsed().as_secs_f64();
-            on_batch(&Progress {
-                trials_done: trials.len(),
-                n_trials: self.config.n_trials,
-                best_gflops,
-                n_errors,
-                last_batch: &trials[first_index..],
+            self.trials.push(TrialReport {
+                index: first_index + offset,
+                trace: trace.clone(),
+                outcome: outcome.clone(),
+                gflops,
             });
         }
+        let n = batch.len();
+        let results: Vec<(Trace, MeasureOutcome)> = batch.into_iter().zip(outcomes).collect();
+        let started = Instant::now();
+        strategy.observe(&results);
+        self.search_time_s += started.elapsed().as_secs_f64();
+        on_batch(&Progress {
+            trials_done: self.trials.len(),
+            n_trials: self.config.n_trials,
+            best_gflops: self.best_gflops,
+            n_errors: self.n_errors,
+            last_batch: &self.trials[first_index..],
+        });
+        Ok(n)
+    }
 
+    /// Ends the session in the log (also when `outcome` is an error, which is then returned) and
+    /// sums it up; `outcome` says why the loop stopped early, if it did.
+    pub fn finish(
+        self,
+        db: &mut Database,
+        outcome: Result<Option<StopReason>, SearchError>,
+    ) -> Result<TuneSummary, SearchError> {
+        let ended = db.end_session(self.ids.session).map_err(SearchError::db("end the session"));
+        let stopped_early = outcome?;
+        ended?;
         Ok(TuneSummary {
             session: self.ids.session,
-            trials,
-            best: self.best_in_log()?,
-            n_errors,
+            best: self.best_in_log(db)?,
+            trials: self.trials,
+            n_errors: self.n_errors,
             stopped_early,
-            search_time_s,
-            measure_time_s,
+            search_time_s: self.search_time_s,
+            measure_time_s: self.measure_time_s,
         })
     }
 
@@ -321,10 +408,10 @@ impl Session<'_> {
     }
 
     /// The fastest comparable `Ok` trial in the log, all sessions.
-    fn best_in_log(&self) -> Result<Option<BestKernel>, SearchError> {
+    fn best_in_log(&self, db: &Database) -> Result<Option<BestKernel>, SearchError> {
         let (task_key, target_key) = (self.task.key(), self.target.key());
         let read_best =
-            |k| self.db.best(&task_key.0, &target_key, k).map_err(SearchError::db("read the best trial"));
+            |k| db.best(&task_key.0, &target_key, k).map_err(SearchError::db("read the best trial"));
         // Usually the fastest trial is comparable; only a log with other versions needs the full list.
         let mut records = read_best(1)?;
         if !records.iter().all(|record| self.is_comparable(record)) {
@@ -336,16 +423,14 @@ impl Session<'_> {
         };
         let Some(median_s) = record.median_s else { return Ok(None) };
         let trace = parse_trace(record)?;
-        Ok(Some(BestKernel { trace, median_s, gflops: gflops(self.task, median_s) }))
+        Ok(Some(BestKernel { trace, median_s, gflops: gflops(&self.task, median_s) }))
     }
 
     /// Comparable trials of earlier sessions, as the strategy observes them.
-    fn earlier_results(&self) -> Result<Vec<(Trace, MeasureOutcome)>, SearchError> {
+    fn earlier_results(&self, db: &Database) -> Result<Vec<(Trace, MeasureOutcome)>, SearchError> {
         let task_key = self.task.key();
-        let records = self
-            .db
-            .trials(&task_key.0, &self.target.key())
-            .map_err(SearchError::db("read the earlier trials"))?;
+        let records =
+            db.trials(&task_key.0, &self.target.key()).map_err(SearchError::db("read the earlier trials"))?;
         records
             .iter()
             .filter(|record| self.is_comparable(record))
@@ -415,17 +500,6 @@ fn workload_spec(task: &Task) -> WorkloadSpec {
         description: task.description(),
         task_json: task.canonical_json(),
         flops: task.flops(),
-    }
-}
-
-fn target_spec(target: &Target) -> TargetSpec {
-    TargetSpec {
-        target_key: target.key(),
-        kind: target.kind().to_string(),
-        name: target.name().to_string(),
-        features: target.feature_summary(),
-        threads: target.threads(),
-        target_json: target.canonical_json(),
     }
 }
 

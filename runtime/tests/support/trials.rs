@@ -16,16 +16,7 @@ use rand::SeedableRng;
 /// carry another schedule space version, so they no longer replay.
 pub fn write_trials(db: &mut Database, graph: &Graph, target: &Target, stale: bool) -> Vec<(Task, Trace)> {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
-    let target_id = db
-        .upsert_target(&TargetSpec {
-            target_key: target.key(),
-            kind: target.kind().to_string(),
-            name: target.name().to_string(),
-            features: target.feature_summary(),
-            threads: target.threads(),
-            target_json: target.canonical_json(),
-        })
-        .expect("target");
+    let target_id = db.upsert_target(&TargetSpec::of(target)).expect("target");
     let session = db
         .begin_session(&SessionSpec {
             command: "test".into(),

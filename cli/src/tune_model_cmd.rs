@@ -1,0 +1,478 @@
+//! `autotune MODEL.onnx` (the default command): tunes every task of a model into its tuning log
+//! (`MODEL.tuning.db` beside the model, or `--db`) under a wall-clock budget and/or a trial cap per
+//! task, with one progress bar for the whole run and a line for the task being tuned. Ctrl-C
+//! finishes the batch in flight, commits it and exits 130; the same command resumes. At the end
+//! (Ctrl-C included) it writes the HTML report beside the log.
+
+use crate::args::{parse_device, Device, StrategyArg};
+use crate::commands::{
+    cpu_target, load_warm_start, open_db, record_machine_ceilings, strategy_kind, worker_runner,
+};
+use crate::error::BadInput;
+use crate::run_cmd::default_db_path;
+use anyhow::{anyhow, Context, Result};
+use autotune_codegen::CODEGEN_VERSION;
+use autotune_cost_model::MachineModel;
+use autotune_db::Database;
+use autotune_graph::{extract_tasks, load, LoadConfig};
+use autotune_measure::MeasureConfig;
+use autotune_schedules::{space_for, SpaceGenerator};
+use autotune_search::{
+    make_strategy, tune_model, LoopNestFeaturizer, ModelEvent, ModelProgress, ModelStopReason, ModelTask,
+    ModelTuneConfig, ModelTuneSummary, SearchStrategy, TaskSchedulerConfig, TuneConfig, WarmStart,
+};
+use clap::Args;
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Trials per task when neither `--budget` nor `--trials-per-task` is given.
+const DEFAULT_TRIALS_PER_TASK: u64 = 64;
+
+#[derive(Args, Debug, Clone)]
+pub struct ModelTuneArgs {
+    /// The ONNX model to tune.
+    pub model: Option<PathBuf>,
+    /// cpu (cuda:N is not available yet).
+    #[arg(long, default_value = "cpu", value_parser = parse_device)]
+    pub device: Device,
+    /// The tuning log [default: MODEL.tuning.db beside the model]. An existing log is resumed:
+    /// no schedule is measured twice, and trial caps count what it already holds.
+    #[arg(long)]
+    pub db: Option<PathBuf>,
+    /// Wall-clock budget for the whole run, e.g. 8h, 45m, 90s, 1h30m. The run ends within 2% of
+    /// it (the last batches shrink to fit).
+    #[arg(long, value_parser = parse_budget)]
+    pub budget: Option<Duration>,
+    /// Stop tuning a task once the log holds this many of its measured schedules (the default
+    /// schedule included) [default: 64 when there is no --budget].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub trials_per_task: Option<u64>,
+    /// Threads the kernels run on: a kernel is tuned for a thread count, so use the one you will
+    /// run the model with (`autotune run --threads`).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub threads: u32,
+    /// Seed of the search (and of the choice between tasks).
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Candidates compiled together and committed in one transaction.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=256))]
+    pub batch_size: u64,
+    /// Per-candidate time limit in seconds.
+    #[arg(long, default_value_t = 10.0)]
+    pub timeout_s: f64,
+    /// Search strategy of every task (see `autotune op matmul --help`).
+    #[arg(long, value_enum, default_value_t = StrategyArg::Auto)]
+    pub strategy: StrategyArg,
+    /// Another tuning log to learn from (repeatable); the log being written is always used.
+    #[arg(long = "warm-start", value_name = "PATH")]
+    pub warm_start: Vec<PathBuf>,
+    /// Where to write the HTML report [default: MODEL.report.html beside the model].
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+    /// Print exactly one JSON object on stdout instead of the progress bars and summary.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `8h`, `45m`, `90s`, `1h30m`, `2.5h`, or plain seconds.
+pub fn parse_budget(text: &str) -> Result<Duration, String> {
+    let bad = || format!("`{text}` is not a duration: write e.g. 8h, 45m, 90s or 1h30m");
+    let mut total_s = 0.0;
+    let mut number = String::new();
+    let mut saw_unit = false;
+    for c in text.trim().chars() {
+        match c {
+            '0'..='9' | '.' => number.push(c),
+            'h' | 'm' | 's' => {
+                let value: f64 = number.parse().map_err(|_| bad())?;
+                total_s += value
+                    * match c {
+                        'h' => 3600.0,
+                        'm' => 60.0,
+                        _ => 1.0,
+                    };
+                number.clear();
+                saw_unit = true;
+            }
+            _ => return Err(bad()),
+        }
+    }
+    if !number.is_empty() {
+        if saw_unit {
+            return Err(bad());
+        }
+        total_s = number.parse().map_err(|_| bad())?;
+    }
+    if !(total_s.is_finite() && total_s > 0.0) {
+        return Err(format!("--budget must be positive, got `{text}`"));
+    }
+    Ok(Duration::from_secs_f64(total_s))
+}
+
+/// Time kept back from the budget for writing the report at the end.
+fn report_reserve(budget: Duration) -> Duration {
+    Duration::from_secs_f64((budget.as_secs_f64() * 0.005).clamp(0.2, 10.0))
+}
+
+pub fn tune_model_cmd(args: ModelTuneArgs) -> Result<ExitCode> {
+    let started = Instant::now();
+    let Some(model) = args.model.clone() else {
+        return Err(anyhow!(BadInput(
+            "no model given: run `autotune MODEL.onnx` to tune a model, or see `autotune --help`".into()
+        )));
+    };
+    let target = cpu_target(&args.device, args.threads)?;
+    if !args.timeout_s.is_finite() || args.timeout_s <= 0.0 {
+        return Err(anyhow!(BadInput(format!(
+            "--timeout-s must be a positive number of seconds, got {}",
+            args.timeout_s
+        ))));
+    }
+    let graph = load(&model, &LoadConfig::default()).map_err(|e| anyhow!(BadInput(e.to_string())))?;
+    let extracted = extract_tasks(&graph);
+    if extracted.is_empty() {
+        return Err(anyhow!(BadInput(format!(
+            "{} has no operator autotune tunes (conv, matmul, dense, pooling): nothing to do",
+            model.display()
+        ))));
+    }
+    let db_path = args.db.clone().unwrap_or_else(|| default_db_path(&model));
+    let report_path = args.report.clone().unwrap_or_else(|| model.with_extension("report.html"));
+    let mut db = open_db(&db_path)?;
+
+    let mut spaces: Vec<(autotune_ir::Task, f64, Box<dyn SpaceGenerator>)> = Vec::new();
+    for (task, weight) in extracted {
+        match space_for(&task, &target) {
+            Ok(space) => spaces.push((task, weight as f64, space)),
+            Err(e) if !args.json => eprintln!("autotune: not tuning {}: {e}", task.description()),
+            Err(_) => {}
+        }
+    }
+    let tasks: Vec<ModelTask> = spaces
+        .iter()
+        .map(|(task, weight, space)| ModelTask { task: task.clone(), weight: *weight, space: space.as_ref() })
+        .collect();
+
+    let trials_per_task = match (args.trials_per_task, args.budget) {
+        (Some(n), _) => Some(n as usize),
+        (None, Some(_)) => None,
+        (None, None) => Some(DEFAULT_TRIALS_PER_TASK as usize),
+    };
+    let deadline = args.budget.map(|budget| started + budget.saturating_sub(report_reserve(budget)));
+    let config = ModelTuneConfig {
+        trials_per_task,
+        deadline,
+        tune: TuneConfig {
+            batch_size: args.batch_size as usize,
+            command: std::env::args().collect::<Vec<_>>().join(" "),
+            ..TuneConfig::new(0, args.seed, CODEGEN_VERSION)
+        },
+        scheduler: TaskSchedulerConfig { seed: args.seed, ..TaskSchedulerConfig::default() },
+    };
+
+    let cancel = Arc::new(AtomicBool::new(false));
+    {
+        let cancel = cancel.clone();
+        // A second Ctrl-C while the batch finishes means "now": the log keeps every committed batch.
+        let _ = ctrlc::set_handler(move || {
+            if cancel.swap(true, Ordering::SeqCst) {
+                std::process::exit(130);
+            }
+            eprintln!("\nautotune: stopping after the batch in flight (Ctrl-C again to stop now)");
+        });
+    }
+
+    let measure = MeasureConfig { timeout_s: args.timeout_s, ..MeasureConfig::default() };
+    let mut runner = worker_runner(&target, measure)?;
+    record_machine_ceilings(&mut db, &target, args.json)?;
+
+    let machine = MachineModel::for_target(&target);
+    let mut warm_start_error: Option<anyhow::Error> = None;
+    let mut make = |i: usize, db: &Database| -> Box<dyn SearchStrategy + '_> {
+        let task = &tasks[i];
+        let warm = match load_warm_start(&task.task, &target, task.space, machine, db, &args.warm_start) {
+            Ok(warm) => warm,
+            Err(e) => {
+                warm_start_error.get_or_insert(e);
+                WarmStart::default()
+            }
+        };
+        let featurizer = Box::new(LoopNestFeaturizer::new(task.space, machine));
+        make_strategy(strategy_kind(args.strategy), task.space, featurizer, args.seed ^ i as u64, warm)
+    };
+
+    let ui = ProgressUi::new(&tasks, &args, trials_per_task, started);
+    let summary = tune_model(&tasks, &mut make, &mut runner, &mut db, &config, &cancel, &mut |event| {
+        ui.on_event(event)
+    });
+    ui.finish();
+    if let Some(error) = warm_start_error {
+        return Err(error);
+    }
+    let summary = summary.context("tuning failed")?;
+
+    let report = write_report(&db, &db_path, &report_path);
+    let elapsed = started.elapsed();
+    if args.json {
+        println!(
+            "{}",
+            summary_json(&model, &db_path, &report_path, &tasks, &summary, elapsed, runner.n_restarts())
+        );
+    } else {
+        print_summary(&model, &db_path, &tasks, &summary, elapsed, args.threads, runner.n_restarts());
+    }
+    match report {
+        Ok(()) if !args.json => println!("  report: {}", report_path.display()),
+        Ok(()) => {}
+        Err(e) => eprintln!("autotune: {}", crate::error::one_line(&e)),
+    }
+    Ok(if summary.stopped == ModelStopReason::Cancelled { ExitCode::from(130) } else { ExitCode::SUCCESS })
+}
+
+fn write_report(db: &Database, db_path: &Path, report_path: &Path) -> Result<()> {
+    let source = db_path
+        .file_name()
+        .map_or_else(|| db_path.display().to_string(), |name| name.to_string_lossy().into_owned());
+    let html = autotune_reports::render(db, &source).context("cannot make the report")?;
+    std::fs::write(report_path, html)
+        .map_err(|e| anyhow!("cannot write the report to {}: {e}: check --report", report_path.display()))
+}
+
+/// The whole-run bar and the active task's line.
+struct ProgressUi {
+    _multi: MultiProgress,
+    run: ProgressBar,
+    task: ProgressBar,
+    descriptions: Vec<String>,
+    weights: Vec<f64>,
+    n_tasks: usize,
+    budget: Option<Duration>,
+    started: Instant,
+}
+
+impl ProgressUi {
+    fn new(
+        tasks: &[ModelTask],
+        args: &ModelTuneArgs,
+        trials_per_task: Option<usize>,
+        started: Instant,
+    ) -> Self {
+        let multi = MultiProgress::new();
+        if args.json {
+            multi.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+        }
+        // With a budget the bar is time; otherwise it is trials towards every task's cap.
+        let length = match (args.budget, trials_per_task) {
+            (Some(budget), _) => budget.as_secs().max(1),
+            (None, Some(cap)) => (cap * tasks.len()) as u64,
+            (None, None) => 1,
+        };
+        let run = multi.add(ProgressBar::new(length));
+        let template = if args.budget.is_some() {
+            "[{elapsed_precise}] {bar:30} {percent:>3}% of budget  {msg}"
+        } else {
+            "[{elapsed_precise}] {bar:30} {pos}/{len} trials  {msg}"
+        };
+        run.set_style(
+            ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        let task = multi.add(ProgressBar::new_spinner());
+        task.set_style(
+            ProgressStyle::with_template("  {spinner} {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        );
+        run.set_message("measuring the default schedules");
+        ProgressUi {
+            _multi: multi,
+            run,
+            task,
+            descriptions: tasks.iter().map(|t| t.task.description()).collect(),
+            weights: tasks.iter().map(|t| t.weight).collect(),
+            n_tasks: tasks.len(),
+            budget: args.budget,
+            started,
+        }
+    }
+
+    fn on_event(&self, event: &ModelEvent) {
+        if let Some(budget) = self.budget {
+            self.run.set_position(self.started.elapsed().as_secs().min(budget.as_secs()));
+        }
+        match event {
+            ModelEvent::MeasuringDefault { task_idx, .. } => {
+                self.task.set_message(format!("{}: default schedule", self.task_name(*task_idx)));
+                self.task.tick();
+            }
+            ModelEvent::BatchStarted { task_idx, n, .. } => {
+                self.task.set_message(format!("{}: measuring {n}", self.task_name(*task_idx)));
+                self.task.tick();
+            }
+            ModelEvent::BatchDone(progress) => {
+                if self.budget.is_none() {
+                    let done: usize = progress
+                        .tasks
+                        .iter()
+                        .map(|t| {
+                            t.trials_in_log.min(self.run.length().unwrap_or(0) as usize / self.n_tasks.max(1))
+                        })
+                        .sum();
+                    self.run.set_position(done as u64);
+                }
+                self.run.set_message(latency_line(progress));
+                let t = &progress.tasks[progress.task_idx];
+                let speedup = match (t.best_latency_s, t.default_latency_s) {
+                    (Some(best), Some(default)) => format!(", {:.2}x its default", default / best),
+                    _ => String::new(),
+                };
+                let best =
+                    t.best_latency_s.map_or("no valid kernel yet".to_string(), |l| format!("best {}", ms(l)));
+                self.task.set_message(format!(
+                    "{}: {} trials, {best}{speedup}",
+                    self.task_name(progress.task_idx),
+                    t.trials_in_log
+                ));
+            }
+        }
+    }
+
+    fn task_name(&self, i: usize) -> String {
+        format!("task {}/{} (x{}) {}", i + 1, self.n_tasks, self.weights[i], self.descriptions[i])
+    }
+
+    fn finish(&self) {
+        self.task.finish_and_clear();
+        self.run.finish_and_clear();
+    }
+}
+
+fn ms(seconds: f64) -> String {
+    format!("{:.3} ms", seconds * 1e3)
+}
+
+/// "model ≈ 41.2 ms now vs 77.0 ms untuned (1.87x), 3 errors".
+fn latency_line(progress: &ModelProgress) -> String {
+    let errors = format!("{} trials this run, {} errors", progress.trials_this_run, progress.errors_this_run);
+    match (progress.tuned_latency_s(), progress.untuned_latency_s()) {
+        (Some(now), Some(untuned)) => {
+            format!("kernels {} now vs {} untuned ({:.2}x), {errors}", ms(now), ms(untuned), untuned / now)
+        }
+        (Some(now), None) => format!("kernels {} now, {errors}", ms(now)),
+        _ => errors,
+    }
+}
+
+fn stop_text(reason: ModelStopReason) -> &'static str {
+    match reason {
+        ModelStopReason::TrialsDone => "every task has its trials",
+        ModelStopReason::Deadline => "the budget is spent",
+        ModelStopReason::Cancelled => "interrupted: run the same command again to resume",
+        ModelStopReason::SpacesExhausted => "every schedule of every task has been measured",
+    }
+}
+
+fn print_summary(
+    model: &Path,
+    db_path: &Path,
+    tasks: &[ModelTask],
+    summary: &ModelTuneSummary,
+    elapsed: Duration,
+    threads: u32,
+    n_restarts: usize,
+) {
+    let progress = &summary.progress;
+    let n_tuned = summary.best.iter().filter(|b| b.is_some()).count();
+    println!(
+        "{}: {} tasks, {} with a valid kernel, cpu, {threads} thread(s); {} trials this run ({} errors) in {:.1} s",
+        model.display(),
+        tasks.len(),
+        n_tuned,
+        progress.trials_this_run,
+        progress.errors_this_run,
+        elapsed.as_secs_f64()
+    );
+    println!("  {}", latency_line(progress));
+    println!(
+        "  {:.1} s searching (models and proposals), {:.1} s measuring; {}",
+        summary.search_time_s,
+        summary.measure_time_s,
+        stop_text(summary.stopped)
+    );
+    if n_restarts > 0 {
+        println!("  measurement worker restarted {n_restarts} time(s) after a crash or timeout");
+    }
+    println!("  tuning log: {}", db_path.display());
+    println!("  run it: autotune run {} --db {} --threads {threads}", model.display(), db_path.display());
+}
+
+fn summary_json(
+    model: &Path,
+    db_path: &Path,
+    report_path: &Path,
+    tasks: &[ModelTask],
+    summary: &ModelTuneSummary,
+    elapsed: Duration,
+    n_restarts: usize,
+) -> serde_json::Value {
+    let progress = &summary.progress;
+    let rows: Vec<serde_json::Value> = tasks
+        .iter()
+        .zip(&progress.tasks)
+        .zip(&summary.best)
+        .map(|((task, state), best)| {
+            json!({
+                "key": task.task.key().0,
+                "description": task.task.description(),
+                "weight": task.weight,
+                "trials_in_log": state.trials_in_log,
+                "trials_this_run": state.trials_this_run,
+                "best_latency_s": best.as_ref().map(|b| b.median_s),
+                "best_gflops": best.as_ref().map(|b| b.gflops),
+                "default_latency_s": state.default_latency_s,
+                "space_exhausted": state.exhausted,
+            })
+        })
+        .collect();
+    json!({
+        "model": model.display().to_string(),
+        "db": db_path.display().to_string(),
+        "report": report_path.display().to_string(),
+        "n_tasks": tasks.len(),
+        "trials_this_run": progress.trials_this_run,
+        "errors_this_run": progress.errors_this_run,
+        "stopped": match summary.stopped {
+            ModelStopReason::TrialsDone => "trials_done",
+            ModelStopReason::Deadline => "budget",
+            ModelStopReason::Cancelled => "cancelled",
+            ModelStopReason::SpacesExhausted => "spaces_exhausted",
+        },
+        "elapsed_s": elapsed.as_secs_f64(),
+        "search_time_s": summary.search_time_s,
+        "measure_time_s": summary.measure_time_s,
+        "kernels_latency_tuned_s": progress.tuned_latency_s(),
+        "kernels_latency_untuned_s": progress.untuned_latency_s(),
+        "worker_restarts": n_restarts,
+        "tasks": rows,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn budgets_parse_in_hours_minutes_and_seconds() {
+        assert_eq!(parse_budget("8h"), Ok(Duration::from_secs(8 * 3600)));
+        assert_eq!(parse_budget("45m"), Ok(Duration::from_secs(45 * 60)));
+        assert_eq!(parse_budget("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_budget("2.5h"), Ok(Duration::from_secs(9000)));
+        assert_eq!(parse_budget("90"), Ok(Duration::from_secs(90)));
+        for bad in ["", "0s", "8x", "h", "1h30", "-5m"] {
+            assert!(parse_budget(bad).is_err(), "{bad}");
+        }
+    }
+}

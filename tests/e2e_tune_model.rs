@@ -1,0 +1,244 @@
+//! End-to-end: `autotune MODEL.onnx` (tuning a whole model is the default command) writes
+//! MODEL.tuning.db and MODEL.report.html beside the model, gives every task its trial cap, tops
+//! up instead of starting over when run again, keeps a wall-clock budget, stops cleanly on
+//! Ctrl-C (exit 130, batch committed, report written), and `autotune run` then uses every tuned
+//! kernel. Bad input gets one line and exit 1.
+
+use autotune_graph::proto;
+use prost::Message;
+use serde_json::Value;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// One test at a time: the budget and Ctrl-C tests time a real tuning run, which a concurrent
+/// run on the same two cores would slow down unpredictably.
+fn one_at_a_time() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn autotune(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_autotune")).args(args).output().expect("run autotune")
+}
+
+fn one_json(out: &Output) -> Value {
+    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8(out.stdout.clone()).expect("utf-8");
+    let mut stream = serde_json::Deserializer::from_str(&stdout).into_iter::<Value>();
+    let value = stream.next().expect("one object").expect("valid JSON");
+    assert!(stream.next().is_none(), "more than one JSON value on stdout: {stdout}");
+    value
+}
+
+fn utf8(path: &Path) -> &str {
+    path.to_str().expect("utf-8 path")
+}
+
+/// Conv 3x3 (8 → 16 channels, bias) + Relu on [1, 8, 16, 16], MaxPool 2x2/2, GlobalAveragePool:
+/// three tuning tasks.
+fn write_model(path: &Path) {
+    use proto::attribute_proto::AttributeType;
+    use proto::tensor_shape_proto::{dimension::Value as Dim, Dimension};
+    let ints = |name: &str, v: Vec<i64>| proto::AttributeProto {
+        name: Some(name.into()),
+        r#type: Some(AttributeType::Ints as i32),
+        ints: v,
+        ..Default::default()
+    };
+    let info = |name: &str, shape: &[i64]| proto::ValueInfoProto {
+        name: Some(name.into()),
+        r#type: Some(proto::TypeProto {
+            denotation: None,
+            value: Some(proto::type_proto::Value::TensorType(proto::type_proto::Tensor {
+                elem_type: Some(1),
+                shape: Some(proto::TensorShapeProto {
+                    dim: shape
+                        .iter()
+                        .map(|&d| Dimension { value: Some(Dim::DimValue(d)), denotation: None })
+                        .collect(),
+                }),
+            })),
+        }),
+        ..Default::default()
+    };
+    let tensor = |name: &str, dims: Vec<i64>| {
+        let n: i64 = dims.iter().product();
+        proto::TensorProto {
+            name: Some(name.into()),
+            dims,
+            data_type: Some(1),
+            float_data: (0..n).map(|i| ((i * 37 % 101) as f32 - 50.0) / 500.0).collect(),
+            ..Default::default()
+        }
+    };
+    let node = |op: &str, inputs: &[&str], output: &str, attribute| proto::NodeProto {
+        input: inputs.iter().map(|s| s.to_string()).collect(),
+        output: vec![output.into()],
+        name: Some(format!("{}_{output}", op.to_lowercase())),
+        op_type: Some(op.into()),
+        attribute,
+        ..Default::default()
+    };
+    let model = proto::ModelProto {
+        ir_version: Some(8),
+        opset_import: vec![proto::OperatorSetIdProto { domain: Some(String::new()), version: Some(13) }],
+        graph: Some(proto::GraphProto {
+            name: Some("small_cnn".into()),
+            node: vec![
+                node("Conv", &["x", "w", "b"], "c", vec![ints("pads", vec![1, 1, 1, 1])]),
+                node("Relu", &["c"], "r", vec![]),
+                node(
+                    "MaxPool",
+                    &["r"],
+                    "p",
+                    vec![ints("kernel_shape", vec![2, 2]), ints("strides", vec![2, 2])],
+                ),
+                node("GlobalAveragePool", &["p"], "y", vec![]),
+            ],
+            initializer: vec![tensor("w", vec![16, 8, 3, 3]), tensor("b", vec![16])],
+            input: vec![info("x", &[1, 8, 16, 16])],
+            output: vec![info("y", &[1, 16, 1, 1])],
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    std::fs::write(path, model.encode_to_vec()).expect("write model");
+}
+
+fn trials_in_log(v: &Value) -> Vec<u64> {
+    v["tasks"]
+        .as_array()
+        .expect("tasks")
+        .iter()
+        .map(|t| t["trials_in_log"].as_u64().expect("count"))
+        .collect()
+}
+
+/// Every task holds `cap` trials, or fewer because its whole (small) space is measured.
+fn assert_capped(v: &Value, cap: u64) {
+    let tasks = v["tasks"].as_array().expect("tasks");
+    for task in tasks {
+        let n = task["trials_in_log"].as_u64().expect("count");
+        assert!(n == cap || (n < cap && task["space_exhausted"] == true), "{task}");
+    }
+    // The conv's space is large: it always gets its cap.
+    assert_eq!(tasks[0]["trials_in_log"], cap, "{v}");
+}
+
+#[test]
+fn tuning_a_model_writes_its_log_and_report_beside_it_and_resumes_to_the_cap() {
+    let _serial = one_at_a_time();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let model = dir.path().join("small.onnx");
+    write_model(&model);
+    let tune = |cap: &str| {
+        one_json(&autotune(&[utf8(&model), "--trials-per-task", cap, "--batch-size", "2", "--json"]))
+    };
+
+    let first = tune("4");
+    assert_eq!(first["n_tasks"], 3);
+    assert_eq!(first["stopped"], "trials_done");
+    assert_capped(&first, 4);
+    let first_total: u64 = trials_in_log(&first).iter().sum();
+    assert_eq!(first["trials_this_run"].as_u64(), Some(first_total));
+    assert!(dir.path().join("small.tuning.db").exists());
+    assert!(dir.path().join("small.report.html").exists());
+    for task in first["tasks"].as_array().expect("tasks") {
+        let (best, default) = (task["best_latency_s"].as_f64(), task["default_latency_s"].as_f64());
+        let (best, default) = (best.expect("a valid kernel"), default.expect("the default ran"));
+        assert!(best > 0.0 && best <= default, "{task}");
+    }
+    let untuned = first["kernels_latency_untuned_s"].as_f64().expect("untuned");
+    let tuned = first["kernels_latency_tuned_s"].as_f64().expect("tuned");
+    assert!(tuned <= untuned, "{tuned} > {untuned}");
+
+    // The same command again has nothing left to do; a higher cap tops every task up.
+    let again = tune("4");
+    assert_eq!((again["trials_this_run"].as_u64(), trials_in_log(&again)), (Some(0), trials_in_log(&first)));
+    let more = tune("6");
+    assert_capped(&more, 6);
+    let more_total: u64 = trials_in_log(&more).iter().sum();
+    assert_eq!(more["trials_this_run"].as_u64(), Some(more_total - first_total));
+
+    // `autotune run` finds the log beside the model and runs every task's tuned kernel.
+    let run = one_json(&autotune(&["run", utf8(&model), "--repeat", "2", "--json"]));
+    assert_eq!(run["n_kernels"], 3);
+    assert_eq!(run["n_tuned"], 3);
+    assert_eq!(run["n_default"], 0);
+}
+
+#[test]
+fn a_budget_is_kept_within_two_percent() {
+    let _serial = one_at_a_time();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let model = dir.path().join("small.onnx");
+    write_model(&model);
+    let budget_s = 12.0;
+    let started = Instant::now();
+    let v = one_json(&autotune(&[utf8(&model), "--budget", "12s", "--json"]));
+    let elapsed = started.elapsed().as_secs_f64();
+    assert_eq!(v["stopped"], "budget", "{v}");
+    assert!(elapsed <= budget_s * 1.02, "ran {elapsed:.2} s on a {budget_s} s budget");
+    assert!(elapsed >= budget_s * 0.85, "stopped at {elapsed:.2} s of a {budget_s} s budget");
+    assert!(v["trials_this_run"].as_u64().expect("trials") > 3);
+}
+
+#[test]
+fn ctrl_c_commits_the_batch_in_flight_writes_the_report_and_exits_130() {
+    let _serial = one_at_a_time();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let model = dir.path().join("small.onnx");
+    write_model(&model);
+    let child = Command::new(env!("CARGO_BIN_EXE_autotune"))
+        .args([utf8(&model), "--trials-per-task", "400", "--batch-size", "2", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start autotune");
+    // Let it get past the default schedules into the search.
+    std::thread::sleep(Duration::from_secs(6));
+    let status = Command::new("kill").args(["-INT", &child.id().to_string()]).status().expect("kill");
+    assert!(status.success());
+    let out = child.wait_with_output().expect("wait");
+    assert_eq!(out.status.code(), Some(130), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8(out.stdout).expect("utf-8");
+    let v: Value = serde_json::from_str(stdout.trim()).expect("one JSON object");
+    assert_eq!(v["stopped"], "cancelled");
+    let done: u64 = trials_in_log(&v).iter().sum();
+    assert!(done >= 3, "{v}");
+    assert!(dir.path().join("small.report.html").exists());
+
+    // Everything committed is still there: the next run resumes from it.
+    let resumed = one_json(&autotune(&[utf8(&model), "--trials-per-task", "1", "--json"]));
+    assert_eq!(resumed["trials_this_run"], 0);
+    assert_eq!(trials_in_log(&resumed).iter().sum::<u64>(), done);
+}
+
+#[test]
+fn bad_input_gets_one_line_and_exit_1() {
+    let _serial = one_at_a_time();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let model = dir.path().join("small.onnx");
+    write_model(&model);
+    let notes = dir.path().join("notes.onnx");
+    std::fs::write(&notes, "not a model").expect("write");
+    let missing = dir.path().join("missing.onnx");
+    let unwritable_db = dir.path().join("no/such/dir/x.db");
+    let cases: [(Vec<&str>, &str); 5] = [
+        (vec![utf8(&missing)], "cannot read"),
+        (vec![utf8(&notes)], "not an ONNX model"),
+        (vec![utf8(&model), "--budget", "soon"], "is not a duration"),
+        (vec![utf8(&model), "--device", "cuda:0"], "not supported"),
+        (vec![utf8(&model), "--db", utf8(&unwritable_db)], "x.db"),
+    ];
+    for (args, needle) in cases {
+        let out = autotune(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{args:?}: {stderr}");
+        assert!(stderr.starts_with("autotune: ") && stderr.contains(needle), "{args:?}: {stderr}");
+    }
+    assert!(!dir.path().join("small.tuning.db").exists(), "nothing to tune, nothing written");
+}
