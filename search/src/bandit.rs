@@ -16,11 +16,13 @@ pub struct BanditConfig {
     pub window: usize,
     /// Weight of the exploration bonus.
     pub exploration: f64,
+    /// Pseudo uses `(arm, improved)` the history starts with, oldest first.
+    pub prior: Vec<(usize, bool)>,
 }
 
 impl Default for BanditConfig {
     fn default() -> Self {
-        BanditConfig { window: 96, exploration: 0.15 }
+        BanditConfig { window: 96, exploration: 0.15, prior: Vec::new() }
     }
 }
 
@@ -35,7 +37,12 @@ pub struct AucBandit {
 
 impl AucBandit {
     pub fn new(n_arms: usize, config: BanditConfig) -> Self {
-        AucBandit { config, n_arms: n_arms.max(1), history: VecDeque::new() }
+        let prior = config.prior.clone();
+        let mut bandit = AucBandit { config, n_arms: n_arms.max(1), history: VecDeque::new() };
+        for (arm, improved) in prior {
+            bandit.record(arm, improved);
+        }
+        bandit
     }
 
     /// Records one use of `arm` and whether it produced an improvement.
@@ -133,7 +140,7 @@ mod tests {
 
     #[test]
     fn the_window_forgets() {
-        let mut bandit = AucBandit::new(2, BanditConfig { window: 4, exploration: 0.0 });
+        let mut bandit = AucBandit::new(2, BanditConfig { window: 4, exploration: 0.0, prior: Vec::new() });
         for _ in 0..4 {
             bandit.record(0, true);
         }
@@ -142,5 +149,19 @@ mod tests {
         }
         assert_eq!(bandit.auc(0), 0.0, "arm 0's successes left the window");
         assert_eq!(bandit.uses(0), 0);
+    }
+
+    #[test]
+    fn a_prior_decides_the_first_batch_and_then_fades() {
+        let prior = vec![(0, false), (1, true), (1, true)];
+        let mut bandit = AucBandit::new(2, BanditConfig { window: 16, prior, ..BanditConfig::default() });
+        assert_eq!(bandit.plan(8), vec![1; 8], "the trusted arm takes the first batch");
+        // The trusted arm stops improving, the other one does: the prior leaves the window.
+        for _ in 0..8 {
+            bandit.record(1, false);
+            bandit.record(0, true);
+        }
+        let plan = bandit.plan(8);
+        assert!(plan.iter().filter(|&&arm| arm == 0).count() >= 5, "{plan:?}");
     }
 }
