@@ -43,9 +43,75 @@ pub struct RunArgs {
     /// Seed of the random inputs (floats uniform in [-1, 1)).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Also time every node over --repeat more runs and show where the time goes: per task, its
+    /// calls, median time per run and share, next to the time its kernel measured alone when it
+    /// was tuned (`"profile"` in --json).
+    #[arg(long)]
+    pub profile: bool,
     /// Print exactly one JSON object on stdout.
     #[arg(long)]
     pub json: bool,
+}
+
+/// Time per run spent in one task's kernel calls (or in one kind of plain op).
+#[derive(Debug)]
+struct ProfileRow {
+    what: String,
+    calls: usize,
+    /// Median over the profiled runs of the summed time of its calls.
+    seconds: f64,
+    /// Calls × the kernel's median time when it was measured alone, for tuned kernels.
+    measured_alone_s: Option<f64>,
+}
+
+/// Per task or plain op of one profiled run: calls, seconds, calls × time measured alone.
+type RunProfile = std::collections::BTreeMap<String, (usize, f64, Option<f64>)>;
+
+/// Runs the plan `repeat` times with a timer around every node and sums per task (kernels) or
+/// per op (plain ops), busiest first.
+fn profile(plan: &mut Plan, inputs: &[(&str, &[f32])], repeat: u64) -> Result<Vec<ProfileRow>> {
+    let mut per_run: Vec<RunProfile> = Vec::new();
+    for _ in 0..repeat {
+        let (_, times) = plan.run_profiled(inputs).map_err(runtime_error)?;
+        let mut rows = RunProfile::new();
+        for t in times {
+            let (key, alone) = match t.task {
+                Some(i) => {
+                    let kernel = &plan.tasks()[i];
+                    let alone = match &kernel.source {
+                        KernelSource::Tuned { median_s, .. } => Some(*median_s),
+                        KernelSource::Default(_) => None,
+                    };
+                    (kernel.task.description(), alone)
+                }
+                None => (format!("(plain) {}", t.op), None),
+            };
+            let row = rows.entry(key).or_insert((0, 0.0, Some(0.0)));
+            row.0 += 1;
+            row.1 += t.seconds;
+            row.2 = match (row.2, alone) {
+                (Some(sum), Some(a)) => Some(sum + a),
+                _ => None,
+            };
+        }
+        per_run.push(rows);
+    }
+    let Some(first) = per_run.first() else { return Ok(Vec::new()) };
+    let mut rows: Vec<ProfileRow> = first
+        .iter()
+        .map(|(what, &(calls, _, alone))| {
+            let mut seconds: Vec<f64> = per_run.iter().filter_map(|run| run.get(what).map(|r| r.1)).collect();
+            seconds.sort_by(f64::total_cmp);
+            ProfileRow {
+                what: what.clone(),
+                calls,
+                seconds: seconds[seconds.len() / 2],
+                measured_alone_s: alone,
+            }
+        })
+        .collect();
+    rows.sort_by(|a, b| b.seconds.total_cmp(&a.seconds));
+    Ok(rows)
 }
 
 fn bad(e: impl std::fmt::Display) -> anyhow::Error {
@@ -198,6 +264,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     times_s.sort_by(f64::total_cmp);
     let median = times_s[times_s.len() / 2];
     let min = times_s[0];
+    let profile_rows = if args.profile { Some(profile(&mut plan, &named, args.repeat)?) } else { None };
 
     for ((path, info), (_, values)) in args.outputs.iter().zip(&outputs).zip(&results) {
         let tensor = Tensor::from_f64(info.dtype, info.shape.clone(), values.iter().map(|&v| f64::from(v)));
@@ -223,6 +290,9 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
             "activation_bytes": memory.activation_bytes,
             "constant_bytes": memory.constant_bytes,
             "build_time_s": plan.build_time_s(),
+            "profile": profile_rows.as_ref().map(|rows| rows.iter().map(|r| json!({
+                "what": r.what, "calls": r.calls, "seconds": r.seconds, "measured_alone_s": r.measured_alone_s,
+            })).collect::<Vec<_>>()),
         });
         format!("{v}\n")
     } else {
@@ -253,6 +323,25 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         for (i, info) in outputs.iter().enumerate() {
             let to = args.outputs.get(i).map_or(String::new(), |p| format!(" -> {}", p.display()));
             t.push_str(&format!("  output {} {:?}{to}\n", info.name, info.shape));
+        }
+        if let Some(rows) = &profile_rows {
+            let total: f64 = rows.iter().map(|r| r.seconds).sum();
+            t.push_str(&format!(
+                "  profile (median of {} runs, {:.3} ms in nodes): calls, ms per run, share, ms measured alone when tuned\n",
+                args.repeat,
+                total * 1e3
+            ));
+            for r in rows {
+                let alone = r.measured_alone_s.map_or("-".to_string(), |a| format!("{:.3}", a * 1e3));
+                t.push_str(&format!(
+                    "  {:>4} {:>9.3} {:>5.1}% {:>9}  {}\n",
+                    r.calls,
+                    r.seconds * 1e3,
+                    100.0 * r.seconds / total.max(f64::MIN_POSITIVE),
+                    alone,
+                    r.what
+                ));
+            }
         }
         t
     };

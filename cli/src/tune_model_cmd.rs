@@ -187,7 +187,10 @@ pub fn tune_model_cmd(args: ModelTuneArgs) -> Result<ExitCode> {
         });
     }
 
-    let measure = MeasureConfig { timeout_s: args.timeout_s, ..MeasureConfig::default() };
+    // In the model a layer's weights come from memory (the whole model's do not fit in the
+    // caches): time them that way, so the winners are the winners in the model.
+    let measure =
+        MeasureConfig { timeout_s: args.timeout_s, cold_constants: true, ..MeasureConfig::default() };
     let mut runner = worker_runner(&target, measure)?;
     record_machine_ceilings(&mut db, &target, args.json)?;
 
@@ -323,7 +326,11 @@ impl ProgressUi {
                         .sum();
                     self.run.set_position(done as u64);
                 }
-                self.run.set_message(latency_line(progress));
+                let left = self.budget.map_or(String::new(), |budget| {
+                    let left_s = budget.saturating_sub(self.started.elapsed()).as_secs();
+                    format!("{}h{:02}m{:02}s left, ", left_s / 3600, left_s / 60 % 60, left_s % 60)
+                });
+                self.run.set_message(format!("{left}{}", latency_line(progress)));
                 let t = &progress.tasks[progress.task_idx];
                 let speedup = match (t.best_latency_s, t.default_latency_s) {
                     (Some(best), Some(default)) => format!(", {:.2}x its default", default / best),

@@ -9,6 +9,7 @@
 //! Must not know: search strategies, the tuning log. Invariant: a candidate whose output differs
 //! from the reference is `wrong_result` and carries no time, so it can never become a winner.
 
+mod cache;
 pub mod local;
 pub mod machine;
 pub mod outcome;

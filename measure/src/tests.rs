@@ -293,3 +293,33 @@ fn a_crashing_candidate_is_a_run_error_and_the_rest_still_run() {
     assert!(outcomes[0].error.as_deref().unwrap_or("").contains("died"), "{outcomes:?}");
     assert_eq!(outcomes[1].status, TrialStatus::Ok, "{outcomes:?}");
 }
+
+#[test]
+fn cold_constants_time_every_point_and_keep_the_weights_intact() {
+    // Weights and bias evicted before each timed repeat (prepacked or not): still correct, and the
+    // repeats are all there.
+    let spec = autotune_ir::Conv2dSpec {
+        n: 1,
+        c: 8,
+        h: 9,
+        w: 9,
+        o: 16,
+        kh: 3,
+        kw: 3,
+        stride: [1, 1],
+        pad: [1, 1, 1, 1],
+        dilation: [1, 1],
+        groups: 1,
+    };
+    let task = Task::new(autotune_ir::Op::Conv2d(spec), vec![autotune_ir::EpilogueOp::Bias]);
+    let target = host_cpu_target(1).expect("host target");
+    let space = space_for(&task, &target).expect("space");
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+    let traces: Vec<Trace> = (0..4).map(|_| space.sample(&mut rng)).collect();
+    let config = MeasureConfig { cold_constants: true, min_repeats: 3, max_repeats: 3, ..quick_config() };
+    let mut runner = LocalRunner::new(&target, config).expect("runner");
+    for outcome in runner.measure_batch(&task, &traces) {
+        assert_eq!(outcome.status, TrialStatus::Ok, "{:?}", outcome.error);
+        assert_eq!(outcome.repeat_times_s.len(), 3);
+    }
+}
