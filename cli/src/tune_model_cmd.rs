@@ -190,7 +190,7 @@ pub fn tune_model_cmd(args: ModelTuneArgs) -> Result<ExitCode> {
     // In the model a layer's weights come from memory (the whole model's do not fit in the
     // caches): time them that way, so the winners are the winners in the model.
     let measure =
-        MeasureConfig { timeout_s: args.timeout_s, cold_constants: true, ..MeasureConfig::default() };
+        MeasureConfig { timeout_s: args.timeout_s, cold_operands: true, ..MeasureConfig::default() };
     let mut runner = worker_runner(&target, measure)?;
     record_machine_ceilings(&mut db, &target, args.json)?;
 

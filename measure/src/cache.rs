@@ -1,9 +1,9 @@
 //! Evicting a buffer from every cache level before a timed run.
 //!
-//! In a model, a layer's weights were last touched a whole inference earlier and arrive from
-//! memory; timed on warm weights, a kernel is tuned for conditions it never meets in the model
-//! (TVM's `enable_cpu_cache_flush` exists for the same reason). Only the model's constants are
-//! evicted: a layer's activations were just written by the layer before it and are still cached.
+//! In a model, a layer's weights were last touched a whole inference earlier and its residual
+//! input and output buffer layers earlier; timed warm, a kernel is tuned for conditions it never
+//! meets in the model (TVM's `enable_cpu_cache_flush` exists for the same reason). The main input
+//! is not evicted: the layer before just wrote it.
 
 // `_mm_clflush` is `unsafe` (a raw pointer), which the workspace denies by default.
 #![allow(unsafe_code)]

@@ -21,11 +21,13 @@ pub struct MeasureConfig {
     pub timeout_s: f64,
     /// Seed of the random inputs the check and timing use.
     pub input_seed: u64,
-    /// Evict the task's constant inputs (weights, biases, their prepacked copies) from the caches
-    /// before every timed repeat, as they are in a model run: model tuning sets it; a single
-    /// operator is timed warm, as its baselines are.
+    /// Before every timed repeat, evict from the caches what a layer of a model does not find
+    /// there: its constants (weights, biases, their prepacked copies: last touched an inference
+    /// ago), its residual input and its output buffer (last touched layers ago). Its main input,
+    /// just written by the layer before, stays warm. Model tuning sets it; a single operator is
+    /// timed warm, as its baselines are.
     #[serde(default)]
-    pub cold_constants: bool,
+    pub cold_operands: bool,
 }
 
 impl Default for MeasureConfig {
@@ -38,7 +40,7 @@ impl Default for MeasureConfig {
             max_total_time_s: 1.5,
             timeout_s: 10.0,
             input_seed: 0,
-            cold_constants: false,
+            cold_operands: false,
         }
     }
 }
@@ -64,6 +66,13 @@ impl ReferenceData {
             tolerance: Tolerance::fp32_reduction(task.reduction_len()),
         }
     }
+}
+
+/// The inputs a layer of a model finds cold: constants and the residual.
+fn cold_inputs(task: &Task) -> Vec<usize> {
+    let mut cold = task.constant_inputs();
+    cold.extend(task.inputs().iter().position(|spec| spec.name == "residual"));
+    cold
 }
 
 /// Checks `kernel` against the reference, then times it. Never panics on a bad kernel result;
@@ -117,12 +126,17 @@ pub fn check_and_time(
             return MeasureOutcome::failed(TrialStatus::RunError, e.to_string(), build_time_s);
         }
     }
-    let cold: Vec<usize> = if config.cold_constants { data.task.constant_inputs() } else { Vec::new() };
+    let cold_inputs = if config.cold_operands { cold_inputs(&data.task) } else { Vec::new() };
     let mut repeat_times_s = Vec::new();
     let mut total = 0.0;
     loop {
-        for &i in &cold {
-            if let Some(buffer) = inputs.get(i) {
+        if config.cold_operands {
+            for &i in &cold_inputs {
+                if let Some(buffer) = inputs.get(i) {
+                    crate::cache::evict(buffer);
+                }
+            }
+            for buffer in &outputs {
                 crate::cache::evict(buffer);
             }
         }

@@ -295,7 +295,7 @@ fn a_crashing_candidate_is_a_run_error_and_the_rest_still_run() {
 }
 
 #[test]
-fn cold_constants_time_every_point_and_keep_the_weights_intact() {
+fn cold_operands_time_every_point_and_keep_the_weights_intact() {
     // Weights and bias evicted before each timed repeat (prepacked or not): still correct, and the
     // repeats are all there.
     let spec = autotune_ir::Conv2dSpec {
@@ -316,7 +316,7 @@ fn cold_constants_time_every_point_and_keep_the_weights_intact() {
     let space = space_for(&task, &target).expect("space");
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
     let traces: Vec<Trace> = (0..4).map(|_| space.sample(&mut rng)).collect();
-    let config = MeasureConfig { cold_constants: true, min_repeats: 3, max_repeats: 3, ..quick_config() };
+    let config = MeasureConfig { cold_operands: true, min_repeats: 3, max_repeats: 3, ..quick_config() };
     let mut runner = LocalRunner::new(&target, config).expect("runner");
     for outcome in runner.measure_batch(&task, &traces) {
         assert_eq!(outcome.status, TrialStatus::Ok, "{:?}", outcome.error);
