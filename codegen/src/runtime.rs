@@ -1,9 +1,12 @@
 //! The host side of JIT'd kernels: the thread pool that runs parallel loops and the scratch
 //! allocator. Kernels call back into these functions; the host owns every thread.
 
-use rayon::prelude::*;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
-/// The thread pool parallel loops run on. One per measurement context (`--threads N`).
+/// The threads parallel loops run on. One per measurement context (`--threads N`): the calling
+/// thread and a pool of `N - 1` workers, so that exactly N threads are busy — with N workers plus
+/// a caller waiting for them, the caller's serial code between loops and the workers still
+/// spinning after theirs would be N + 1 runnable threads on N cores.
 #[derive(Debug)]
 pub struct HostRuntime {
     threads: usize,
@@ -18,7 +21,7 @@ impl HostRuntime {
             None
         } else {
             // Packed panels live on the heap, but give workers room for register tiles anyway.
-            Some(rayon::ThreadPoolBuilder::new().num_threads(threads).stack_size(16 << 20).build()?)
+            Some(rayon::ThreadPoolBuilder::new().num_threads(threads - 1).stack_size(16 << 20).build()?)
         };
         Ok(HostRuntime { threads, pool })
     }
@@ -27,11 +30,29 @@ impl HostRuntime {
         self.threads
     }
 
-    fn parallel_for(&self, n: i64, body: &(dyn Fn(i64) + Sync)) {
-        match &self.pool {
-            None => (0..n).for_each(body),
-            Some(pool) => pool.install(|| (0..n).into_par_iter().for_each(body)),
-        }
+    /// Calls `body(i)` for every `i` in `0..n`, on all the runtime's threads (the caller's
+    /// included); iterations are handed out one at a time, so uneven ones balance. Host code
+    /// that runs between kernels (a model's plain ops) should use this rather than a pool of its
+    /// own, for the same reason the runtime has no spare thread.
+    pub fn parallel_for(&self, n: usize, body: &(dyn Fn(usize) + Sync)) {
+        let Some(pool) = self.pool.as_ref().filter(|_| n > 1) else {
+            (0..n).for_each(body);
+            return;
+        };
+        let next = AtomicUsize::new(0);
+        let work = || loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            if i >= n {
+                break;
+            }
+            body(i);
+        };
+        pool.in_place_scope(|scope| {
+            for _ in 1..self.threads.min(n) {
+                scope.spawn(|_| work());
+            }
+            work();
+        });
     }
 }
 
@@ -53,7 +74,7 @@ pub(crate) extern "C" fn autotune_parallel_for(
     // SAFETY: `runtime` is the `&HostRuntime` that `CpuKernel::run` passed to the kernel entry,
     // which stays borrowed for the whole kernel call, so it is valid here.
     let runtime = unsafe { &*runtime };
-    runtime.parallel_for(n, &run);
+    runtime.parallel_for(usize::try_from(n).unwrap_or(0), &|i| run(i as i64));
 }
 
 const SCRATCH_ALIGN: usize = 64;

@@ -111,9 +111,9 @@ struct Step {
 #[derive(Debug)]
 pub struct Plan {
     target: Target,
+    /// Runs the kernels' parallel loops, and the plain ops' rows (one pool: two would fight
+    /// over the same cores between nodes).
     runtime: HostRuntime,
-    /// Runs the plain ops' rows when the target has more than one thread.
-    pool: Option<rayon::ThreadPool>,
     tensors: Vec<TensorMeta>,
     inputs: Vec<TensorId>,
     outputs: Vec<(String, TensorId)>,
@@ -168,11 +168,6 @@ impl Plan {
         let thread_error =
             |e: rayon::ThreadPoolBuildError| RuntimeError::Threads { threads, reason: e.to_string() };
         let runtime = HostRuntime::new(threads).map_err(thread_error)?;
-        let pool = if threads > 1 {
-            Some(rayon::ThreadPoolBuilder::new().num_threads(threads).build().map_err(thread_error)?)
-        } else {
-            None
-        };
 
         // Run-time values are held as f32 (integers exactly up to 2^24); float64 would silently
         // lose precision, so it is refused.
@@ -336,7 +331,6 @@ impl Plan {
         Ok(Plan {
             target: target.clone(),
             runtime,
-            pool,
             tensors,
             inputs: graph.inputs.clone(),
             outputs: graph.outputs.iter().map(|o| (o.name.clone(), o.tensor)).collect(),
@@ -691,7 +685,7 @@ impl Plan {
             if inputs.iter().any(|x| x.data.len() != x.shape.iter().product::<usize>()) {
                 Err("an input has no value".to_string())
             } else {
-                plain::run(op, &inputs, &mut outputs, &Par::new(self.pool.as_ref()))
+                plain::run(op, &inputs, &mut outputs, &Par::new(&self.runtime))
             }
         };
         let node = step.node.clone();

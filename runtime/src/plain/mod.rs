@@ -10,7 +10,6 @@ mod reduce;
 pub(crate) mod strided;
 
 use autotune_graph::{ElemType, PlainOp};
-use rayon::prelude::*;
 
 /// An input of a plain op: its values and shape.
 #[derive(Debug, Clone, Copy)]
@@ -30,35 +29,39 @@ pub(crate) struct OutBuf<'a> {
 /// Where plain ops run their rows: inline, or split across a thread pool.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Par<'a> {
-    pool: Option<&'a rayon::ThreadPool>,
+    runtime: Option<&'a autotune_codegen::HostRuntime>,
 }
 
 /// Below this many elements an op runs on one thread (splitting costs more than it saves).
 const PARALLEL_MIN_ELEMENTS: usize = 1 << 15;
 
 impl<'a> Par<'a> {
-    pub fn new(pool: Option<&'a rayon::ThreadPool>) -> Par<'a> {
-        Par { pool }
+    /// Rows split across the kernels' threads (none when the runtime has one thread).
+    pub fn new(runtime: &'a autotune_codegen::HostRuntime) -> Par<'a> {
+        Par { runtime: (runtime.threads() > 1).then_some(runtime) }
     }
 
     #[cfg(test)]
     pub fn serial() -> Par<'static> {
-        Par { pool: None }
+        Par { runtime: None }
     }
 
     /// Calls `f(row, out_row)` for every `row_len`-element row of `out` (row_len 0 is treated as
     /// 1), on several threads when `out` is large.
     pub fn rows<F: Fn(usize, &mut [f32]) + Sync>(&self, out: &mut [f32], row_len: usize, f: F) {
         let row_len = row_len.max(1);
-        match self.pool {
-            Some(pool) if out.len() >= PARALLEL_MIN_ELEMENTS => {
+        match self.runtime {
+            Some(runtime) if out.len() >= PARALLEL_MIN_ELEMENTS => {
                 let rows_per_chunk = (PARALLEL_MIN_ELEMENTS / 4 / row_len).max(1);
-                pool.install(|| {
-                    out.par_chunks_mut(rows_per_chunk * row_len).enumerate().for_each(|(c, chunk)| {
-                        for (r, row) in chunk.chunks_mut(row_len).enumerate() {
-                            f(c * rows_per_chunk + r, row);
-                        }
-                    })
+                // Each chunk behind its own (never contended) lock: a safe way to hand disjoint
+                // `&mut` chunks to whichever thread takes the iteration.
+                let chunks: Vec<std::sync::Mutex<&mut [f32]>> =
+                    out.chunks_mut(rows_per_chunk * row_len).map(std::sync::Mutex::new).collect();
+                runtime.parallel_for(chunks.len(), &|c| {
+                    let mut chunk = chunks[c].lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                    for (r, row) in chunk.chunks_mut(row_len).enumerate() {
+                        f(c * rows_per_chunk + r, row);
+                    }
                 });
             }
             _ => {
