@@ -33,9 +33,13 @@ use autotune_graph::{
 use autotune_runtime::{host_cpu_target, Database, Plan, PlanConfig};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Instant;
+
+#[path = "support/cli.rs"]
+mod cli;
+use cli::{autotune, fails_with_one_line, one_json};
 
 // ---------------------------------------------------------------------------------------------
 // Python, the onnx package and onnxruntime.
@@ -493,26 +497,6 @@ fn pytorch_operator_cases() {
 
 // ---------------------------------------------------------------------------------------------
 // `autotune run` on a small model.
-
-fn autotune(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_autotune")).args(args).output().expect("run autotune")
-}
-
-fn one_json(out: &Output) -> Value {
-    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
-    let stdout = String::from_utf8(out.stdout.clone()).expect("utf-8");
-    let mut stream = serde_json::Deserializer::from_str(&stdout).into_iter::<Value>();
-    let value = stream.next().expect("one object").expect("valid JSON");
-    assert!(stream.next().is_none(), "more than one JSON value on stdout: {stdout}");
-    value
-}
-
-fn fails_with_one_line(out: &Output, needle: &str) {
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
-    assert!(stderr.starts_with("autotune: ") && stderr.contains(needle), "{stderr}");
-}
 
 #[test]
 fn autotune_run_uses_the_log_beside_the_model_and_writes_outputs() {

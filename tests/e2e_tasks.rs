@@ -6,20 +6,11 @@ use autotune_graph::proto;
 use prost::Message;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
-fn autotune(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_autotune")).args(args).output().expect("run autotune")
-}
-
-fn one_json(out: &Output) -> Value {
-    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
-    let stdout = String::from_utf8(out.stdout.clone()).expect("utf-8");
-    let mut stream = serde_json::Deserializer::from_str(&stdout).into_iter::<Value>();
-    let value = stream.next().expect("one object").expect("valid JSON");
-    assert!(stream.next().is_none(), "more than one JSON value on stdout: {stdout}");
-    value
-}
+#[path = "support/cli.rs"]
+mod cli;
+use cli::{autotune, float_info, ints, one_json};
 
 /// The onnx package's light ResNet-50, or why it is not there.
 fn light_resnet50() -> Result<PathBuf, String> {
@@ -74,30 +65,6 @@ fn resnet50_tasks_as_json() {
 
 /// A two-kernel model: MaxPool 2x2/2 on [1, 8, 8, 8], then GlobalAveragePool.
 fn write_small_model(path: &Path) {
-    use proto::attribute_proto::AttributeType;
-    use proto::tensor_shape_proto::{dimension::Value as Dim, Dimension};
-    let ints = |name: &str, v: Vec<i64>| proto::AttributeProto {
-        name: Some(name.into()),
-        r#type: Some(AttributeType::Ints as i32),
-        ints: v,
-        ..Default::default()
-    };
-    let info = |name: &str, shape: &[i64]| proto::ValueInfoProto {
-        name: Some(name.into()),
-        r#type: Some(proto::TypeProto {
-            denotation: None,
-            value: Some(proto::type_proto::Value::TensorType(proto::type_proto::Tensor {
-                elem_type: Some(1),
-                shape: Some(proto::TensorShapeProto {
-                    dim: shape
-                        .iter()
-                        .map(|&d| Dimension { value: Some(Dim::DimValue(d)), denotation: None })
-                        .collect(),
-                }),
-            })),
-        }),
-        ..Default::default()
-    };
     let node = |op: &str, input: &str, output: &str, attribute| proto::NodeProto {
         input: vec![input.into()],
         output: vec![output.into()],
@@ -120,8 +87,8 @@ fn write_small_model(path: &Path) {
                 ),
                 node("GlobalAveragePool", "p", "y", vec![]),
             ],
-            input: vec![info("x", &[1, 8, 8, 8])],
-            output: vec![info("y", &[1, 8, 1, 1])],
+            input: vec![float_info("x", &[1, 8, 8, 8])],
+            output: vec![float_info("y", &[1, 8, 1, 1])],
             ..Default::default()
         }),
         ..Default::default()

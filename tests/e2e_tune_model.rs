@@ -8,28 +8,19 @@ use autotune_graph::proto;
 use prost::Message;
 use serde_json::Value;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
+
+#[path = "support/cli.rs"]
+mod cli;
+use cli::{autotune, fails_with_one_line, float_info, ints, one_json};
 
 /// One test at a time: the budget and Ctrl-C tests time a real tuning run, which a concurrent
 /// run on the same two cores would slow down unpredictably.
 fn one_at_a_time() -> MutexGuard<'static, ()> {
     static LOCK: Mutex<()> = Mutex::new(());
     LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-fn autotune(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_autotune")).args(args).output().expect("run autotune")
-}
-
-fn one_json(out: &Output) -> Value {
-    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
-    let stdout = String::from_utf8(out.stdout.clone()).expect("utf-8");
-    let mut stream = serde_json::Deserializer::from_str(&stdout).into_iter::<Value>();
-    let value = stream.next().expect("one object").expect("valid JSON");
-    assert!(stream.next().is_none(), "more than one JSON value on stdout: {stdout}");
-    value
 }
 
 fn utf8(path: &Path) -> &str {
@@ -39,30 +30,6 @@ fn utf8(path: &Path) -> &str {
 /// Conv 3x3 (8 → 16 channels, bias) + Relu on [1, 8, 16, 16], MaxPool 2x2/2, GlobalAveragePool:
 /// three tuning tasks.
 fn write_model(path: &Path) {
-    use proto::attribute_proto::AttributeType;
-    use proto::tensor_shape_proto::{dimension::Value as Dim, Dimension};
-    let ints = |name: &str, v: Vec<i64>| proto::AttributeProto {
-        name: Some(name.into()),
-        r#type: Some(AttributeType::Ints as i32),
-        ints: v,
-        ..Default::default()
-    };
-    let info = |name: &str, shape: &[i64]| proto::ValueInfoProto {
-        name: Some(name.into()),
-        r#type: Some(proto::TypeProto {
-            denotation: None,
-            value: Some(proto::type_proto::Value::TensorType(proto::type_proto::Tensor {
-                elem_type: Some(1),
-                shape: Some(proto::TensorShapeProto {
-                    dim: shape
-                        .iter()
-                        .map(|&d| Dimension { value: Some(Dim::DimValue(d)), denotation: None })
-                        .collect(),
-                }),
-            })),
-        }),
-        ..Default::default()
-    };
     let tensor = |name: &str, dims: Vec<i64>| {
         let n: i64 = dims.iter().product();
         proto::TensorProto {
@@ -98,8 +65,8 @@ fn write_model(path: &Path) {
                 node("GlobalAveragePool", &["p"], "y", vec![]),
             ],
             initializer: vec![tensor("w", vec![16, 8, 3, 3]), tensor("b", vec![16])],
-            input: vec![info("x", &[1, 8, 16, 16])],
-            output: vec![info("y", &[1, 16, 1, 1])],
+            input: vec![float_info("x", &[1, 8, 16, 16])],
+            output: vec![float_info("y", &[1, 16, 1, 1])],
             ..Default::default()
         }),
         ..Default::default()
@@ -234,11 +201,7 @@ fn bad_input_gets_one_line_and_exit_1() {
         (vec![utf8(&model), "--db", utf8(&unwritable_db)], "x.db"),
     ];
     for (args, needle) in cases {
-        let out = autotune(&args);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
-        assert_eq!(stderr.trim_end().lines().count(), 1, "{args:?}: {stderr}");
-        assert!(stderr.starts_with("autotune: ") && stderr.contains(needle), "{args:?}: {stderr}");
+        fails_with_one_line(&autotune(&args), needle);
     }
     assert!(!dir.path().join("small.tuning.db").exists(), "nothing to tune, nothing written");
 }
