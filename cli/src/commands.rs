@@ -185,17 +185,7 @@ fn tune_task(task: Task, args: TuneArgs) -> Result<ExitCode> {
         ..TuneConfig::new(args.trials as usize, args.seed, CODEGEN_VERSION)
     };
 
-    let cancel = Arc::new(AtomicBool::new(false));
-    {
-        let cancel = cancel.clone();
-        // A second Ctrl-C while the batch finishes means "now": the db keeps every committed batch.
-        let _ = ctrlc::set_handler(move || {
-            if cancel.swap(true, Ordering::SeqCst) {
-                std::process::exit(130);
-            }
-            eprintln!("\nautotune: stopping after the batch in flight (Ctrl-C again to stop now)");
-        });
-    }
+    let cancel = cancel_on_ctrl_c();
 
     // What a report compares the tuned kernel with: the default schedule (measured once per
     // workload and target, in a session of its own) and the machine's ceilings (once per target).
@@ -231,6 +221,20 @@ fn tune_task(task: Task, args: TuneArgs) -> Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// A flag set by the first Ctrl-C: the run finishes and commits the batch in flight, then stops.
+/// A second Ctrl-C while it finishes means "now": the log keeps every committed batch.
+pub(crate) fn cancel_on_ctrl_c() -> Arc<AtomicBool> {
+    let cancel = Arc::new(AtomicBool::new(false));
+    let flag = cancel.clone();
+    let _ = ctrlc::set_handler(move || {
+        if flag.swap(true, Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+        eprintln!("\nautotune: stopping after the batch in flight (Ctrl-C again to stop now)");
+    });
+    cancel
 }
 
 pub(crate) fn strategy_kind(arg: StrategyArg) -> StrategyKind {

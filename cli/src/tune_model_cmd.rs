@@ -6,7 +6,8 @@
 
 use crate::args::{parse_device, Device, StrategyArg};
 use crate::commands::{
-    cpu_target, load_warm_start, open_db, record_machine_ceilings, strategy_kind, worker_runner,
+    cancel_on_ctrl_c, cpu_target, load_warm_start, open_db, record_machine_ceilings, strategy_kind,
+    worker_runner,
 };
 use crate::error::BadInput;
 use crate::run_cmd::default_db_path;
@@ -26,8 +27,6 @@ use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Trials per task when neither `--budget` nor `--trials-per-task` is given.
@@ -175,17 +174,7 @@ pub fn tune_model_cmd(args: ModelTuneArgs) -> Result<ExitCode> {
         scheduler: TaskSchedulerConfig { seed: args.seed, ..TaskSchedulerConfig::default() },
     };
 
-    let cancel = Arc::new(AtomicBool::new(false));
-    {
-        let cancel = cancel.clone();
-        // A second Ctrl-C while the batch finishes means "now": the log keeps every committed batch.
-        let _ = ctrlc::set_handler(move || {
-            if cancel.swap(true, Ordering::SeqCst) {
-                std::process::exit(130);
-            }
-            eprintln!("\nautotune: stopping after the batch in flight (Ctrl-C again to stop now)");
-        });
-    }
+    let cancel = cancel_on_ctrl_c();
 
     // In the model a layer's weights come from memory (the whole model's do not fit in the
     // caches): time them that way, so the winners are the winners in the model.

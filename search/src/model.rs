@@ -23,7 +23,7 @@ use crate::baseline::measure_default_schedule;
 use crate::error::SearchError;
 use crate::strategy::SearchStrategy;
 use crate::task_scheduler::{TaskScheduler, TaskSchedulerConfig};
-use crate::tune::{BestKernel, StopReason, TaskTuner, TuneConfig};
+use crate::tune::{best_in_log, BestKernel, StopReason, TaskTuner, TuneConfig};
 
 /// Assumed wall time of one trial before any has been measured in this run.
 const FIRST_TRIAL_ESTIMATE_S: f64 = 1.0;
@@ -186,7 +186,13 @@ pub fn tune_model<'a>(
                     }
                 }
             }
-            None => best.push(best_in_log(db, &model_task.task, model_task.space, &target, config)?),
+            None => best.push(best_in_log(
+                db,
+                &model_task.task,
+                &target,
+                model_task.space.version(),
+                &config.tune.codegen_version,
+            )?),
         }
     }
     let (progress, stopped) = result?;
@@ -229,14 +235,8 @@ fn run<'a>(
             progress.errors_this_run += summary.n_errors;
         }
         let state = LogState::read(db, &model_task.task, model_task.space, target, config)?;
-        progress.tasks.push(TaskProgress {
-            weight: model_task.weight,
-            trials_in_log: state.n_measured,
-            trials_this_run: measured.as_ref().map_or(0, |s| s.trials.len()),
-            best_latency_s: state.best_latency_s,
-            default_latency_s: state.default_latency_s,
-            exhausted: false,
-        });
+        let trials_this_run = measured.as_ref().map_or(0, |s| s.trials.len());
+        progress.tasks.push(state.progress(model_task.weight, trials_this_run));
     }
 
     let mut scheduler =
@@ -321,14 +321,7 @@ fn fill_from_log(
 ) -> Result<(), SearchError> {
     for model_task in &tasks[from..] {
         let state = LogState::read(db, &model_task.task, model_task.space, target, config)?;
-        progress.tasks.push(TaskProgress {
-            weight: model_task.weight,
-            trials_in_log: state.n_measured,
-            trials_this_run: 0,
-            best_latency_s: state.best_latency_s,
-            default_latency_s: state.default_latency_s,
-            exhausted: false,
-        });
+        progress.tasks.push(state.progress(model_task.weight, 0));
     }
     Ok(())
 }
@@ -368,28 +361,17 @@ impl LogState {
             .reduce(f64::min);
         Ok(LogState { n_measured, best_latency_s, default_latency_s })
     }
-}
 
-fn best_in_log(
-    db: &Database,
-    task: &Task,
-    space: &dyn SpaceGenerator,
-    target: &Target,
-    config: &ModelTuneConfig,
-) -> Result<Option<BestKernel>, SearchError> {
-    let records =
-        db.best(&task.key().0, &target.key(), 64).map_err(SearchError::db("read the best trial"))?;
-    let Some(record) = records
-        .iter()
-        .find(|r| r.space_version == space.version() && r.codegen_version == config.tune.codegen_version)
-    else {
-        return Ok(None);
-    };
-    let (Ok(trace), Some(median_s)) = (autotune_ir::Trace::from_json(&record.trace_json), record.median_s)
-    else {
-        return Ok(None);
-    };
-    Ok(Some(BestKernel { trace, median_s, gflops: task.flops() / median_s / 1e9 }))
+    fn progress(&self, weight: f64, trials_this_run: usize) -> TaskProgress {
+        TaskProgress {
+            weight,
+            trials_in_log: self.n_measured,
+            trials_this_run,
+            best_latency_s: self.best_latency_s,
+            default_latency_s: self.default_latency_s,
+            exhausted: false,
+        }
+    }
 }
 
 /// Wall time per trial so far in this run (proposing, building, checking, timing, recording):

@@ -409,21 +409,7 @@ impl TaskTuner {
 
     /// The fastest comparable `Ok` trial in the log, all sessions.
     fn best_in_log(&self, db: &Database) -> Result<Option<BestKernel>, SearchError> {
-        let (task_key, target_key) = (self.task.key(), self.target.key());
-        let read_best =
-            |k| db.best(&task_key.0, &target_key, k).map_err(SearchError::db("read the best trial"));
-        // Usually the fastest trial is comparable; only a log with other versions needs the full list.
-        let mut records = read_best(1)?;
-        if !records.iter().all(|record| self.is_comparable(record)) {
-            records = read_best(usize::MAX)?;
-        }
-        let Some(record) = records.iter().find(|record| record.status.is_ok() && self.is_comparable(record))
-        else {
-            return Ok(None);
-        };
-        let Some(median_s) = record.median_s else { return Ok(None) };
-        let trace = parse_trace(record)?;
-        Ok(Some(BestKernel { trace, median_s, gflops: gflops(&self.task, median_s) }))
+        best_in_log(db, &self.task, &self.target, self.space_version, &self.config.codegen_version)
     }
 
     /// Comparable trials of earlier sessions, as the strategy observes them.
@@ -445,6 +431,33 @@ impl TaskTuner {
             })
             .collect()
     }
+}
+
+/// The fastest `Ok` trial of `task` on `target` in the log (all sessions) measured under these
+/// schedule space and codegen versions.
+pub(crate) fn best_in_log(
+    db: &Database,
+    task: &Task,
+    target: &Target,
+    space_version: &str,
+    codegen_version: &str,
+) -> Result<Option<BestKernel>, SearchError> {
+    let comparable = |record: &TrialRecord| {
+        record.space_version == space_version && record.codegen_version == codegen_version
+    };
+    let (task_key, target_key) = (task.key(), target.key());
+    let read_best = |k| db.best(&task_key.0, &target_key, k).map_err(SearchError::db("read the best trial"));
+    // Usually the fastest trial is comparable; only a log with other versions needs the full list.
+    let mut records = read_best(1)?;
+    if !records.iter().all(comparable) {
+        records = read_best(usize::MAX)?;
+    }
+    let Some(record) = records.iter().find(|record| record.status.is_ok() && comparable(record)) else {
+        return Ok(None);
+    };
+    let Some(median_s) = record.median_s else { return Ok(None) };
+    let trace = parse_trace(record)?;
+    Ok(Some(BestKernel { trace, median_s, gflops: gflops(task, median_s) }))
 }
 
 /// The proposed traces that are new: not measured, not repeated within the batch; at most `want`.
