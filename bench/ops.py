@@ -6,7 +6,7 @@
 For every layer (the distinct conv layers of ResNet-50 at batch 1, 224x224, a MobileNet depthwise
 layer, and the 2048->1000 dense layer) and every thread count T it:
   1. tunes the layer with `autotune op ... --trials N` into bench/out/ops/<layer>_t<T>.db
-     (skipped with --reuse when that db exists),
+     (with --reuse, an existing db is kept and topped up to N trials: only the trials it lacks run),
   2. re-measures the db's best kernel now (`autotune best --db ... --json`),
   3. builds a one-node ONNX model of the same layer (Conv with bias, or Gemm with transB=1 and
      bias) and times it in onnxruntime with intra_op_num_threads=T, in a fresh process,
@@ -122,6 +122,12 @@ print(json.dumps({"median_s": statistics.median(times), "min_s": min(times), "n"
 """
 
 
+def searched_trials(db):
+    """Trials a tuning run proposed (the default schedule, measured first, is not one)."""
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+        return conn.execute("SELECT COUNT(*) FROM trial WHERE strategy != 'default'").fetchone()[0]
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--autotune", default=os.path.join(ROOT, "target/release/autotune"))
@@ -132,7 +138,8 @@ def main():
     ap.add_argument("--layers", default="all", help="comma separated names, or all")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--reuse", action="store_true", help="do not re-tune when the layer's db exists")
+    ap.add_argument("--reuse", action="store_true",
+                    help="keep the layer's db when it exists and only run the trials it lacks")
     args = ap.parse_args()
     threads = [int(t) for t in args.threads.split(",")]
     names = list(LAYERS) if args.layers == "all" else args.layers.split(",")
@@ -149,14 +156,19 @@ def main():
         for t in threads:
             db = os.path.join(args.db_dir, f"{name}_t{t}.db")
             tune_s = None
-            if not (args.reuse and os.path.exists(db)):
+            have = 0
+            if args.reuse and os.path.exists(db):
+                have = searched_trials(db)
+            else:
                 for suffix in ("", "-wal", "-shm"):
                     if os.path.exists(db + suffix):
                         os.remove(db + suffix)
-                print(f"tuning {name} t={t} ({args.trials} trials) ...", file=sys.stderr, flush=True)
+            if have < args.trials:
+                todo = args.trials - have
+                print(f"tuning {name} t={t} ({todo} trials, {have} in the log) ...", file=sys.stderr, flush=True)
                 t0 = time.time()
                 run_json([args.autotune] + autotune_args(kind, p) + [
-                    "--threads", str(t), "--trials", str(args.trials), "--db", db, "--seed", str(args.seed), "--json"])
+                    "--threads", str(t), "--trials", str(todo), "--db", db, "--seed", str(args.seed + have), "--json"])
                 tune_s = time.time() - t0
             ours, theirs = [], []
             for _ in range(args.repeats):

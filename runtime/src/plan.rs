@@ -165,8 +165,7 @@ impl Plan {
         config: PlanConfig,
     ) -> Result<Plan, RuntimeError> {
         let threads = (target.threads() as usize).max(1);
-        let thread_error =
-            |e: rayon::ThreadPoolBuildError| RuntimeError::Threads { threads, reason: e.to_string() };
+        let thread_error = |e: std::io::Error| RuntimeError::Threads { threads, reason: e.to_string() };
         let runtime = HostRuntime::new(threads).map_err(thread_error)?;
 
         // Run-time values are held as f32 (integers exactly up to 2^24); float64 would silently
