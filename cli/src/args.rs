@@ -224,15 +224,9 @@ pub struct PoolArgs {
     pub tune: TuneArgs,
 }
 
-/// Options every tuning command shares.
+/// Options of `autotune op …`: one operator, tuned for a number of trials into a log.
 #[derive(Args, Debug)]
 pub struct TuneArgs {
-    /// cpu (cuda:N is not available yet).
-    #[arg(long, default_value = "cpu", value_parser = parse_device)]
-    pub device: Device,
-    /// Threads the kernels run on (a kernel is tuned for a thread count).
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024))]
-    pub threads: u32,
     /// Trials to measure in this session; a db that already holds trials is resumed, never
     /// re-measuring a schedule.
     #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..))]
@@ -240,28 +234,50 @@ pub struct TuneArgs {
     /// The SQLite tuning log to write (created if missing).
     #[arg(long)]
     pub db: PathBuf,
-    /// Seed of the search.
+    #[command(flatten)]
+    pub search: SearchArgs,
+}
+
+/// Options every tuning command shares (`autotune op …` and model tuning).
+#[derive(Args, Debug, Clone)]
+pub struct SearchArgs {
+    /// cpu (cuda:N is not available yet).
+    #[arg(long, default_value = "cpu", value_parser = parse_device)]
+    pub device: Device,
+    /// Threads the kernels run on: a kernel is tuned for a thread count, so use the one it will
+    /// run with (`autotune run --threads`).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub threads: u32,
+    /// Seed of the search (and, for a model, of the choice between tasks).
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
     /// Candidates compiled together and committed in one transaction.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=256))]
     pub batch_size: u64,
     /// Per-candidate time limit in seconds.
-    #[arg(long, default_value_t = 10.0)]
+    #[arg(long, default_value_t = 10.0, value_parser = parse_timeout)]
     pub timeout_s: f64,
-    /// Print exactly one JSON object on stdout instead of the progress bar and summary.
-    #[arg(long)]
-    pub json: bool,
     /// Search strategy: auto (a bandit sharing each batch between random, evolutionary and BO),
     /// bo (Bayesian optimization on a random-forest cost model), evolutionary (on the cost
     /// model), random.
     #[arg(long, value_enum, default_value_t = StrategyArg::Auto)]
     pub strategy: StrategyArg,
-    /// Another tuning log to learn from before the first trial: its trials of this operator on
-    /// this machine train the cost model and its best schedules are tried first (repeatable).
-    /// Other shapes in --db are always used this way.
+    /// Another tuning log to learn from before the first trial: its trials of the same operators
+    /// on this machine train the cost model and its best schedules are tried first (repeatable).
+    /// Other shapes in the log being written are always used this way.
     #[arg(long = "warm-start", value_name = "PATH")]
     pub warm_start: Vec<PathBuf>,
+    /// Print exactly one JSON object on stdout instead of the progress bars and summary.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `--timeout-s`: a positive number of seconds.
+fn parse_timeout(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(s) if s.is_finite() && s > 0.0 => Ok(s),
+        _ => Err(format!("`{text}` is not a positive number of seconds")),
+    }
 }
 
 /// `--strategy` values.
@@ -404,10 +420,10 @@ mod tests {
             }
         };
         let plain = tune_args(&[]);
-        assert_eq!((plain.strategy, plain.warm_start.len()), (StrategyArg::Auto, 0));
+        assert_eq!((plain.search.strategy, plain.search.warm_start.len()), (StrategyArg::Auto, 0));
         let chosen = tune_args(&["--strategy", "bo", "--warm-start", "a.db", "--warm-start", "b.db"]);
-        assert_eq!(chosen.strategy, StrategyArg::Bo);
-        assert_eq!(chosen.warm_start, vec![PathBuf::from("a.db"), PathBuf::from("b.db")]);
+        assert_eq!(chosen.search.strategy, StrategyArg::Bo);
+        assert_eq!(chosen.search.warm_start, vec![PathBuf::from("a.db"), PathBuf::from("b.db")]);
         let parses = |name: &str| {
             let argv = ["autotune", "op", "matmul", "--shape", "8x8x8", "--db", "x", "--strategy", name];
             Cli::try_parse_from(argv).is_ok()
@@ -446,7 +462,7 @@ mod tests {
         let args = parsed.tune_model;
         assert_eq!(args.model, Some(PathBuf::from("m.onnx")));
         assert_eq!(args.budget, Some(std::time::Duration::from_secs(5400)));
-        assert_eq!((args.threads, args.trials_per_task), (2, None));
+        assert_eq!((args.search.threads, args.trials_per_task), (2, None));
         // A command keeps its own options; model options before it are refused, not ignored.
         assert!(matches!(
             Cli::try_parse_from(["autotune", "tune", "m.onnx", "--trials-per-task", "8"]).expect("parses").command,

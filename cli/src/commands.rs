@@ -163,26 +163,25 @@ fn op_task(op: OpCommand) -> Result<(Task, TuneArgs)> {
 }
 
 fn tune_task(task: Task, args: TuneArgs) -> Result<ExitCode> {
-    let target = cpu_target(&args.device, args.threads)?;
-    if !args.timeout_s.is_finite() || args.timeout_s <= 0.0 {
-        return Err(anyhow!(BadInput(format!(
-            "--timeout-s must be a positive number of seconds, got {}",
-            args.timeout_s
-        ))));
-    }
+    let target = cpu_target(&args.search.device, args.search.threads)?;
     let mut db = open_db(&args.db)?;
     let space = space_for(&task, &target).context("no schedule space")?;
-    let measure = MeasureConfig { timeout_s: args.timeout_s, ..MeasureConfig::default() };
+    let measure = MeasureConfig { timeout_s: args.search.timeout_s, ..MeasureConfig::default() };
     let mut runner = worker_runner(&target, measure)?;
     let machine = MachineModel::for_target(&target);
-    let warm_start = load_warm_start(&task, &target, space.as_ref(), machine, &db, &args.warm_start)?;
+    let warm_start = load_warm_start(&task, &target, space.as_ref(), machine, &db, &args.search.warm_start)?;
     let featurizer = Box::new(LoopNestFeaturizer::new(space.as_ref(), machine));
-    let mut strategy =
-        make_strategy(strategy_kind(args.strategy), space.as_ref(), featurizer, args.seed, warm_start);
+    let mut strategy = make_strategy(
+        strategy_kind(args.search.strategy),
+        space.as_ref(),
+        featurizer,
+        args.search.seed,
+        warm_start,
+    );
     let config = TuneConfig {
-        batch_size: args.batch_size as usize,
+        batch_size: args.search.batch_size as usize,
         command: std::env::args().collect::<Vec<_>>().join(" "),
-        ..TuneConfig::new(args.trials as usize, args.seed, CODEGEN_VERSION)
+        ..TuneConfig::new(args.trials as usize, args.search.seed, CODEGEN_VERSION)
     };
 
     let cancel = cancel_on_ctrl_c();
@@ -192,10 +191,10 @@ fn tune_task(task: Task, args: TuneArgs) -> Result<ExitCode> {
     measure_default_schedule(&task, space.as_ref(), &mut runner, &mut db, &config, &cancel)
         .context("measuring the default schedule failed")?;
     if !cancel.load(Ordering::SeqCst) {
-        record_machine_ceilings(&mut db, &target, args.json)?;
+        record_machine_ceilings(&mut db, &target, args.search.json)?;
     }
 
-    let bar = if args.json { ProgressBar::hidden() } else { ProgressBar::new(args.trials) };
+    let bar = if args.search.json { ProgressBar::hidden() } else { ProgressBar::new(args.trials) };
     bar.set_style(
         ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} trials  {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
@@ -211,7 +210,7 @@ fn tune_task(task: Task, args: TuneArgs) -> Result<ExitCode> {
             .context("tuning failed")?;
     bar.finish_and_clear();
 
-    if args.json {
+    if args.search.json {
         println!("{}", tune_json(&task, &args, &summary));
     } else {
         print_summary(&task, &args, &summary, runner.n_restarts());
@@ -311,14 +310,14 @@ fn tune_json(task: &Task, args: &TuneArgs, summary: &TuneSummary) -> serde_json:
     json!({
         "task": task.description(),
         "device": "cpu",
-        "threads": args.threads,
+        "threads": args.search.threads,
         "best_gflops": summary.best.as_ref().map(|b| b.gflops),
         "best_latency_s": summary.best.as_ref().map(|b| b.median_s),
         "best_trace": summary.best.as_ref().map(|b| &b.trace),
         "n_trials": summary.trials.len(),
         "n_errors": summary.n_errors,
         "trials": trials,
-        "strategy": strategy_kind(args.strategy).name(),
+        "strategy": strategy_kind(args.search.strategy).name(),
         "search_time_s": summary.search_time_s,
         "measure_time_s": summary.measure_time_s,
     })
@@ -330,11 +329,11 @@ fn print_summary(task: &Task, args: &TuneArgs, summary: &TuneSummary, n_restarts
         *by_status.entry(t.outcome.status).or_default() += 1;
     }
     let counts: Vec<String> = by_status.iter().map(|(s, n)| format!("{n} {s}")).collect();
-    println!("{} on cpu, {} thread(s)", task.description(), args.threads);
+    println!("{} on cpu, {} thread(s)", task.description(), args.search.threads);
     println!("  this session: {} trials ({})", summary.trials.len(), counts.join(", "));
     println!(
         "  strategy {}: {:.1} s searching (model and proposals), {:.1} s measuring",
-        strategy_kind(args.strategy).name(),
+        strategy_kind(args.search.strategy).name(),
         summary.search_time_s,
         summary.measure_time_s
     );

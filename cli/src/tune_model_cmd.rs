@@ -4,7 +4,7 @@
 //! finishes the batch in flight, commits it and exits 130; the same command resumes. At the end
 //! (Ctrl-C included) it writes the HTML report beside the log.
 
-use crate::args::{parse_device, Device, StrategyArg};
+use crate::args::SearchArgs;
 use crate::commands::{
     cancel_on_ctrl_c, cpu_target, load_warm_start, open_db, record_machine_ceilings, strategy_kind,
     worker_runner,
@@ -36,9 +36,6 @@ const DEFAULT_TRIALS_PER_TASK: u64 = 64;
 pub struct ModelTuneArgs {
     /// The ONNX model to tune.
     pub model: Option<PathBuf>,
-    /// cpu (cuda:N is not available yet).
-    #[arg(long, default_value = "cpu", value_parser = parse_device)]
-    pub device: Device,
     /// The tuning log [default: MODEL.tuning.db beside the model]. An existing log is resumed:
     /// no schedule is measured twice, and trial caps count what it already holds.
     #[arg(long)]
@@ -51,31 +48,11 @@ pub struct ModelTuneArgs {
     /// schedule included) [default: 64 when there is no --budget].
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     pub trials_per_task: Option<u64>,
-    /// Threads the kernels run on: a kernel is tuned for a thread count, so use the one you will
-    /// run the model with (`autotune run --threads`).
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024))]
-    pub threads: u32,
-    /// Seed of the search (and of the choice between tasks).
-    #[arg(long, default_value_t = 1)]
-    pub seed: u64,
-    /// Candidates compiled together and committed in one transaction.
-    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=256))]
-    pub batch_size: u64,
-    /// Per-candidate time limit in seconds.
-    #[arg(long, default_value_t = 10.0)]
-    pub timeout_s: f64,
-    /// Search strategy of every task (see `autotune op matmul --help`).
-    #[arg(long, value_enum, default_value_t = StrategyArg::Auto)]
-    pub strategy: StrategyArg,
-    /// Another tuning log to learn from (repeatable); the log being written is always used.
-    #[arg(long = "warm-start", value_name = "PATH")]
-    pub warm_start: Vec<PathBuf>,
     /// Where to write the HTML report [default: MODEL.report.html beside the model].
     #[arg(long)]
     pub report: Option<PathBuf>,
-    /// Print exactly one JSON object on stdout instead of the progress bars and summary.
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub search: SearchArgs,
 }
 
 /// `8h`, `45m`, `90s`, `1h30m`, `2.5h`, or plain seconds.
@@ -125,13 +102,7 @@ pub fn tune_model_cmd(args: ModelTuneArgs) -> Result<ExitCode> {
             "no model given: run `autotune MODEL.onnx` to tune a model, or see `autotune --help`".into()
         )));
     };
-    let target = cpu_target(&args.device, args.threads)?;
-    if !args.timeout_s.is_finite() || args.timeout_s <= 0.0 {
-        return Err(anyhow!(BadInput(format!(
-            "--timeout-s must be a positive number of seconds, got {}",
-            args.timeout_s
-        ))));
-    }
+    let target = cpu_target(&args.search.device, args.search.threads)?;
     let graph = load(&model, &LoadConfig::default()).map_err(|e| anyhow!(BadInput(e.to_string())))?;
     let extracted = extract_tasks(&graph);
     if extracted.is_empty() {
@@ -148,7 +119,7 @@ pub fn tune_model_cmd(args: ModelTuneArgs) -> Result<ExitCode> {
     for (task, weight) in extracted {
         match space_for(&task, &target) {
             Ok(space) => spaces.push((task, weight as f64, space)),
-            Err(e) if !args.json => eprintln!("autotune: not tuning {}: {e}", task.description()),
+            Err(e) if !args.search.json => eprintln!("autotune: not tuning {}: {e}", task.description()),
             Err(_) => {}
         }
     }
@@ -167,11 +138,11 @@ pub fn tune_model_cmd(args: ModelTuneArgs) -> Result<ExitCode> {
         trials_per_task,
         deadline,
         tune: TuneConfig {
-            batch_size: args.batch_size as usize,
+            batch_size: args.search.batch_size as usize,
             command: std::env::args().collect::<Vec<_>>().join(" "),
-            ..TuneConfig::new(0, args.seed, CODEGEN_VERSION)
+            ..TuneConfig::new(0, args.search.seed, CODEGEN_VERSION)
         },
-        scheduler: TaskSchedulerConfig { seed: args.seed, ..TaskSchedulerConfig::default() },
+        scheduler: TaskSchedulerConfig { seed: args.search.seed, ..TaskSchedulerConfig::default() },
     };
 
     let cancel = cancel_on_ctrl_c();
@@ -179,23 +150,30 @@ pub fn tune_model_cmd(args: ModelTuneArgs) -> Result<ExitCode> {
     // In the model a layer's weights come from memory (the whole model's do not fit in the
     // caches): time them that way, so the winners are the winners in the model.
     let measure =
-        MeasureConfig { timeout_s: args.timeout_s, cold_operands: true, ..MeasureConfig::default() };
+        MeasureConfig { timeout_s: args.search.timeout_s, cold_operands: true, ..MeasureConfig::default() };
     let mut runner = worker_runner(&target, measure)?;
-    record_machine_ceilings(&mut db, &target, args.json)?;
+    record_machine_ceilings(&mut db, &target, args.search.json)?;
 
     let machine = MachineModel::for_target(&target);
     let mut warm_start_error: Option<anyhow::Error> = None;
     let mut make = |i: usize, db: &Database| -> Box<dyn SearchStrategy + '_> {
         let task = &tasks[i];
-        let warm = match load_warm_start(&task.task, &target, task.space, machine, db, &args.warm_start) {
-            Ok(warm) => warm,
-            Err(e) => {
-                warm_start_error.get_or_insert(e);
-                WarmStart::default()
-            }
-        };
+        let warm =
+            match load_warm_start(&task.task, &target, task.space, machine, db, &args.search.warm_start) {
+                Ok(warm) => warm,
+                Err(e) => {
+                    warm_start_error.get_or_insert(e);
+                    WarmStart::default()
+                }
+            };
         let featurizer = Box::new(LoopNestFeaturizer::new(task.space, machine));
-        make_strategy(strategy_kind(args.strategy), task.space, featurizer, args.seed ^ i as u64, warm)
+        make_strategy(
+            strategy_kind(args.search.strategy),
+            task.space,
+            featurizer,
+            args.search.seed ^ i as u64,
+            warm,
+        )
     };
 
     let ui = ProgressUi::new(&tasks, &args, trials_per_task, started);
@@ -210,16 +188,16 @@ pub fn tune_model_cmd(args: ModelTuneArgs) -> Result<ExitCode> {
 
     let report = write_report(&db, &db_path, &report_path);
     let elapsed = started.elapsed();
-    if args.json {
+    if args.search.json {
         println!(
             "{}",
             summary_json(&model, &db_path, &report_path, &tasks, &summary, elapsed, runner.n_restarts())
         );
     } else {
-        print_summary(&model, &db_path, &tasks, &summary, elapsed, args.threads, runner.n_restarts());
+        print_summary(&model, &db_path, &tasks, &summary, elapsed, args.search.threads, runner.n_restarts());
     }
     match report {
-        Ok(()) if !args.json => println!("  report: {}", report_path.display()),
+        Ok(()) if !args.search.json => println!("  report: {}", report_path.display()),
         Ok(()) => {}
         Err(e) => eprintln!("autotune: {}", crate::error::one_line(&e)),
     }
@@ -255,7 +233,7 @@ impl ProgressUi {
         started: Instant,
     ) -> Self {
         let multi = MultiProgress::new();
-        if args.json {
+        if args.search.json {
             multi.set_draw_target(indicatif::ProgressDrawTarget::hidden());
         }
         // With a budget the bar is time; otherwise it is trials towards every task's cap.
