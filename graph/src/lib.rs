@@ -45,6 +45,31 @@ mod tests;
 #[allow(clippy::all, missing_docs)]
 pub mod proto {
     include!(concat!(env!("OUT_DIR"), "/onnx.rs"));
+
+    impl ValueInfoProto {
+        /// A float32 graph input or output, of a static shape or (None) of an unknown one: what a
+        /// model built in code (tests, benches) declares.
+        pub fn float(name: &str, shape: Option<&[i64]>) -> ValueInfoProto {
+            use tensor_shape_proto::{dimension::Value, Dimension};
+            let shape = shape.map(|dims| TensorShapeProto {
+                dim: dims
+                    .iter()
+                    .map(|&d| Dimension { value: Some(Value::DimValue(d)), denotation: None })
+                    .collect(),
+            });
+            ValueInfoProto {
+                name: Some(name.into()),
+                r#type: Some(TypeProto {
+                    denotation: None,
+                    value: Some(type_proto::Value::TensorType(type_proto::Tensor {
+                        elem_type: Some(tensor_proto::DataType::Float as i32),
+                        shape,
+                    })),
+                }),
+                ..Default::default()
+            }
+        }
+    }
 }
 
 pub use autotune_ir::Task;

@@ -26,24 +26,8 @@ enum A {
 }
 
 fn value_info(name: &str, shape: Option<&[usize]>) -> proto::ValueInfoProto {
-    use proto::tensor_shape_proto::{dimension::Value, Dimension};
-    let shape = shape.map(|s| proto::TensorShapeProto {
-        dim: s
-            .iter()
-            .map(|&d| Dimension { value: Some(Value::DimValue(d as i64)), denotation: None })
-            .collect(),
-    });
-    proto::ValueInfoProto {
-        name: Some(name.into()),
-        r#type: Some(proto::TypeProto {
-            denotation: None,
-            value: Some(proto::type_proto::Value::TensorType(proto::type_proto::Tensor {
-                elem_type: Some(1),
-                shape,
-            })),
-        }),
-        ..Default::default()
-    }
+    let dims: Option<Vec<i64>> = shape.map(|s| s.iter().map(|&d| d as i64).collect());
+    proto::ValueInfoProto::float(name, dims.as_deref())
 }
 
 impl M {

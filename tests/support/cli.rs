@@ -41,21 +41,5 @@ pub fn ints(name: &str, values: Vec<i64>) -> proto::AttributeProto {
 
 /// A float32 graph input or output of a static shape.
 pub fn float_info(name: &str, shape: &[i64]) -> proto::ValueInfoProto {
-    use proto::tensor_shape_proto::{dimension::Value as Dim, Dimension};
-    proto::ValueInfoProto {
-        name: Some(name.into()),
-        r#type: Some(proto::TypeProto {
-            denotation: None,
-            value: Some(proto::type_proto::Value::TensorType(proto::type_proto::Tensor {
-                elem_type: Some(1),
-                shape: Some(proto::TensorShapeProto {
-                    dim: shape
-                        .iter()
-                        .map(|&d| Dimension { value: Some(Dim::DimValue(d)), denotation: None })
-                        .collect(),
-                }),
-            })),
-        }),
-        ..Default::default()
-    }
+    proto::ValueInfoProto::float(name, Some(shape))
 }

@@ -57,23 +57,8 @@ fn attr_float(name: &str, v: f32) -> proto::AttributeProto {
 }
 
 fn info(name: &str, shape: &[usize]) -> proto::ValueInfoProto {
-    use proto::tensor_shape_proto::{dimension::Value as Dim, Dimension};
-    proto::ValueInfoProto {
-        name: Some(name.into()),
-        r#type: Some(proto::TypeProto {
-            denotation: None,
-            value: Some(proto::type_proto::Value::TensorType(proto::type_proto::Tensor {
-                elem_type: Some(1),
-                shape: Some(proto::TensorShapeProto {
-                    dim: shape
-                        .iter()
-                        .map(|&d| Dimension { value: Some(Dim::DimValue(d as i64)), denotation: None })
-                        .collect(),
-                }),
-            })),
-        }),
-        ..Default::default()
-    }
+    let dims: Vec<i64> = shape.iter().map(|&d| d as i64).collect();
+    proto::ValueInfoProto::float(name, Some(&dims))
 }
 
 fn tensor(name: &str, shape: &[usize], values: Vec<f32>) -> proto::TensorProto {
