@@ -424,11 +424,14 @@ impl<'a> Lowering<'a> {
             else_body: vec![edge],
         };
         let taps_loop = self.tap_loops(kh, kw, vec![per_row]);
+        // Parallel over panels: when the block is packed outside the parallel block loop (the
+        // threads then share it), the threads pack it together instead of waiting for one; inside
+        // a parallel loop the code generator runs it inline.
         vec![Stmt::for_loop(
             jr,
             Expr::int(0),
             n_tiles,
-            LoopKind::Serial,
+            LoopKind::Parallel,
             vec![Stmt::for_loop(c, Expr::int(0), k_len, LoopKind::Serial, vec![taps_loop])],
         )]
     }
@@ -503,11 +506,12 @@ impl<'a> Lowering<'a> {
             else_body: vec![edge],
         };
         let taps_loop = self.tap_loops(kh, kw, vec![per_tap]);
+        // Parallel over panels, as for B (see `pack_b_block`).
         vec![Stmt::for_loop(
             ir,
             Expr::int(0),
             m_tiles,
-            LoopKind::Serial,
+            LoopKind::Parallel,
             vec![Stmt::for_loop(c, Expr::int(0), k_len, LoopKind::Serial, vec![taps_loop])],
         )]
     }
@@ -952,11 +956,14 @@ impl<'a> Lowering<'a> {
             LoopKind::Serial,
             vec![element(self, Expr::var(x))],
         );
+        // Parallel over rows: with several threads a serial pass over the whole output would be
+        // a fixed share of the kernel that does not shrink (nested in a parallel batch loop, the
+        // code generator runs it inline).
         vec![Stmt::for_loop(
             i,
             Expr::int(0),
             Expr::int(self.p.m),
-            LoopKind::Serial,
+            LoopKind::Parallel,
             vec![Stmt::for_loop(row, Expr::int(0), Expr::int(rows), LoopKind::Serial, vec![vector, rest])],
         )]
     }

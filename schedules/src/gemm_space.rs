@@ -11,7 +11,7 @@
 use crate::gemm::{self, ceil_div, BSource, BiasAxis, GemmProblem, GemmSchedule, PackA, PackB, N_ORDERS};
 use crate::padded::PhaseSplit;
 use crate::space::{ScheduleError, SpaceGenerator};
-use autotune_ir::{BatchMatmulSpec, Conv2dSpec, Expr, Op, Program, Task, Trace};
+use autotune_ir::{BatchMatmulSpec, Conv2dSpec, Expr, LoopKind, Op, Program, Task, Trace};
 use rand::{Rng, RngCore};
 
 pub const SKETCH: &str = "gemm_blocked";
@@ -544,13 +544,21 @@ fn conv_problem(task: &Task, c: &Conv2dSpec, lanes: i64, grid_align: i64) -> Gem
             grid: (hq, wq),
             taps: (kh, kw),
             dilation: (dh, dw),
+            lanes,
         };
         BSource::Scratch {
             len: split.len(),
             depth: 1,
             fill: Box::new(move |b, bvars, params, xp| {
                 let image = bv(bvars, 0);
-                split.fill(b, params[0], &|ch| (image.clone() * cin + ch) * (h * w), xp, 0.0)
+                split.fill(
+                    b,
+                    params[0],
+                    &|ch| (image.clone() * cin + ch) * (h * w),
+                    xp,
+                    0.0,
+                    LoopKind::Parallel,
+                )
             }),
         }
     } else {

@@ -19,6 +19,8 @@ pub(crate) struct PhaseSplit {
     /// stride-2 conv reads one phase of four).
     pub taps: (i64, i64),
     pub dilation: (i64, i64),
+    /// Vector width of the copy.
+    pub lanes: i64,
 }
 
 impl PhaseSplit {
@@ -46,8 +48,11 @@ impl PhaseSplit {
         used
     }
 
-    /// Fills the phase planes taps read: `pad_value`, then every input position landing there.
-    /// `src_plane(ch)` is the flat index of channel `ch`'s first element in `src`.
+    /// Fills the phase planes taps read, every element written once: whole pad rows above and
+    /// below the input, and on each row that meets the input the pad columns left and right of
+    /// the copied run. `src_plane(ch)` is the flat index of channel `ch`'s first element in `src`.
+    /// The channel loop is `channel_loop` (conv: `Parallel`, so the copy is not a serial part of
+    /// a multi-threaded kernel).
     pub fn fill(
         &self,
         b: &mut NestBuilder,
@@ -55,60 +60,87 @@ impl PhaseSplit {
         src_plane: &dyn Fn(Expr) -> Expr,
         dst: BufId,
         pad_value: f32,
+        channel_loop: LoopKind,
     ) -> Vec<Stmt> {
         let ((sh, sw), (pt, pl), (hq, wq)) = (self.stride, self.pad, self.grid);
         let (h, w, plane) = (self.h, self.w, self.plane());
-        let mut stmts = Vec::new();
+        let ch = b.var("fc");
+        let mut per_channel = Vec::new();
         for ph in Self::used_phases(self.taps.0, self.dilation.0, sh) {
             for pw in Self::used_phases(self.taps.1, self.dilation.1, sw) {
-                let (ch, z) = (b.var("fc"), b.var("fz"));
-                let phase_plane = |ch: Expr| (ch * sh + ph) * sw + pw;
-                stmts.push(Stmt::for_loop(
-                    ch,
-                    Expr::int(0),
-                    Expr::int(self.channels),
-                    LoopKind::Serial,
-                    vec![Stmt::for_loop(
-                        z,
-                        Expr::int(0),
-                        Expr::int(plane),
-                        LoopKind::Serial,
-                        vec![Stmt::store(
-                            dst,
-                            phase_plane(Expr::var(ch)) * plane + Expr::var(z),
-                            Expr::Float(pad_value),
-                        )],
-                    )],
-                ));
+                let base = ((Expr::var(ch) * sh + ph) * sw + pw) * plane;
+                // A run of `len` pad values from `start` of this phase plane (none when empty).
+                let pad_run = |b: &mut NestBuilder, start: Expr, len: i64| -> Option<Stmt> {
+                    let z = b.var("fz");
+                    (len > 0).then(|| {
+                        Stmt::for_loop(
+                            z,
+                            Expr::int(0),
+                            Expr::int(len),
+                            LoopKind::Serial,
+                            vec![Stmt::store(
+                                dst,
+                                base.clone() + start + Expr::var(z),
+                                Expr::Float(pad_value),
+                            )],
+                        )
+                    })
+                };
                 let (y_lo, y_hi) = Self::valid_range(ph, sh, pt, h, hq);
                 let (x_lo, x_hi) = Self::valid_range(pw, sw, pl, w, wq);
                 if y_lo >= y_hi || x_lo >= x_hi {
+                    per_channel.extend(pad_run(b, Expr::int(0), plane));
                     continue;
                 }
-                let (ch, y, x) = (b.var("fc"), b.var("fy"), b.var("fx"));
-                let to = phase_plane(Expr::var(ch)) * plane + Expr::var(y) * wq + Expr::var(x);
-                let from = src_plane(Expr::var(ch))
-                    + (Expr::var(y) * sh + (ph - pt)) * w
-                    + Expr::var(x) * sw
-                    + (pw - pl);
-                let row = Stmt::for_loop(
-                    x,
-                    Expr::int(x_lo),
-                    Expr::int(x_hi - x_lo),
+                per_channel.extend(pad_run(b, Expr::int(0), y_lo * wq));
+                let (y, x) = (b.var("fy"), b.var("fx"));
+                let row = Expr::var(y) * wq;
+                let from = |x: Expr| {
+                    src_plane(Expr::var(ch)) + (Expr::var(y) * sh + (ph - pt)) * w + x * sw + (pw - pl)
+                };
+                let to = |x: Expr| base.clone() + row.clone() + x;
+                let mut row_body: Vec<Stmt> = pad_run(b, row.clone(), x_lo).into_iter().collect();
+                // The copied run: whole vectors (unit stride only: a strided source would be read
+                // lane by lane), then single elements.
+                let n_vec = if sw == 1 { (x_hi - x_lo) / self.lanes } else { 0 };
+                if n_vec > 0 {
+                    let (xv, lane) = (b.var("fxv"), b.var("flane"));
+                    let at = Expr::int(x_lo) + Expr::var(xv) * self.lanes + Expr::var(lane);
+                    row_body.push(Stmt::for_loop(
+                        xv,
+                        Expr::int(0),
+                        Expr::int(n_vec),
+                        LoopKind::Serial,
+                        vec![Stmt::for_loop(
+                            lane,
+                            Expr::int(0),
+                            Expr::int(self.lanes),
+                            LoopKind::Vectorized,
+                            vec![Stmt::store(dst, to(at.clone()), Expr::load(src, from(at)))],
+                        )],
+                    ));
+                }
+                let x_rest = x_lo + n_vec * self.lanes;
+                if x_rest < x_hi {
+                    row_body.push(Stmt::for_loop(
+                        x,
+                        Expr::int(x_rest),
+                        Expr::int(x_hi - x_rest),
+                        LoopKind::Serial,
+                        vec![Stmt::store(dst, to(Expr::var(x)), Expr::load(src, from(Expr::var(x))))],
+                    ));
+                }
+                row_body.extend(pad_run(b, row.clone() + x_hi, wq - x_hi));
+                per_channel.push(Stmt::for_loop(
+                    y,
+                    Expr::int(y_lo),
+                    Expr::int(y_hi - y_lo),
                     LoopKind::Serial,
-                    vec![Stmt::store(dst, to, Expr::load(src, from))],
-                );
-                let rows =
-                    Stmt::for_loop(y, Expr::int(y_lo), Expr::int(y_hi - y_lo), LoopKind::Serial, vec![row]);
-                stmts.push(Stmt::for_loop(
-                    ch,
-                    Expr::int(0),
-                    Expr::int(self.channels),
-                    LoopKind::Serial,
-                    vec![rows],
+                    row_body,
                 ));
+                per_channel.extend(pad_run(b, Expr::int(y_hi * wq), (hq - y_hi) * wq));
             }
         }
-        stmts
+        vec![Stmt::for_loop(ch, Expr::int(0), Expr::int(self.channels), channel_loop, per_channel)]
     }
 }

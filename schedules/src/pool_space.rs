@@ -130,8 +130,10 @@ impl PoolSpace {
             grid: (hq, wq),
             taps: (kh, kw),
             dilation: (dh, dw),
+            lanes: self.lanes,
         };
-        let fill = split.fill(&mut b, x, &|_| Expr::var(plane_var) * (h * w), xp, pad_value);
+        let fill =
+            split.fill(&mut b, x, &|_| Expr::var(plane_var) * (h * w), xp, pad_value, LoopKind::Serial);
 
         // Reciprocal window counts (average pooling), separable into rows × columns.
         let count = |o: i64, s: i64, pad_begin: i64, pad_end: i64, k: i64, size: i64| -> i64 {
