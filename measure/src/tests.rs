@@ -101,6 +101,17 @@ proptest! {
         assert_space_points_match_reference(&Task::new(Op::Conv2d(spec), epilogue), threads, seed, 3);
     }
 
+    /// Enough output channels per group (≥ 16) that the channels-as-columns layout is a choice
+    /// too: half the sampled points take it.
+    #[test]
+    fn random_conv_points_with_channels_as_columns_match_the_reference(
+        spec in conv_spec(), og in 16usize..40, epilogue in epilogue_strategy(), threads in 1u32..3, seed in any::<u64>(),
+    ) {
+        let spec = Conv2dSpec { o: spec.groups * og, ..spec };
+        prop_assume!(spec.validate().is_ok());
+        assert_space_points_match_reference(&Task::new(Op::Conv2d(spec), epilogue), threads, seed, 4);
+    }
+
     #[test]
     fn random_batch_matmul_points_match_the_reference(
         batch in 1usize..4, m in 1usize..20, n in 1usize..40, k in 1usize..20,
@@ -179,6 +190,21 @@ fn awkward_conv_and_pool_cases_match_the_reference() {
             if i % 2 == 0 { vec![EpilogueOp::Bias, EpilogueOp::Relu] } else { vec![] },
         );
         assert_space_points_match_reference(&task, 1 + (i as u32 % 2), 100 + i as u64, 4);
+    }
+    // Channels as columns (≥ 16 output channels per group): edge tiles read zero rows below the
+    // image; one output column (ow = 1) needs the most of them; a 1×1 conv reads in place; a
+    // stride-2 1×1 conv reads one phase plane of four; depthwise with a channel multiplier of 16.
+    let wide = Conv2dSpec { o: 33, ..base };
+    let by_channels = [
+        wide,
+        Conv2dSpec { w: 1, pad: [1, 0, 1, 0], kw: 1, ..wide },
+        Conv2dSpec { kh: 1, kw: 1, pad: [0; 4], ..wide },
+        Conv2dSpec { kh: 1, kw: 1, pad: [0; 4], stride: [2, 2], ..wide },
+        Conv2dSpec { groups: 4, o: 64, ..base },
+    ];
+    for (i, spec) in by_channels.into_iter().enumerate() {
+        let task = Task::new(Op::Conv2d(spec), vec![EpilogueOp::Bias, EpilogueOp::Add, EpilogueOp::Relu]);
+        assert_space_points_match_reference(&task, 1 + (i as u32 % 2), 200 + i as u64, 8);
     }
     let global = Pool2dSpec {
         kind: PoolKind::Avg,

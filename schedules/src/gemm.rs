@@ -6,7 +6,10 @@
 //! input channels); `kh, kw` are the kernel taps (1×1 for matmuls), iterated inside the
 //! micro-kernel so B's index stays affine in `col`. The column space may be a *grid* wider than the
 //! output rows (`grid_w ≥ valid_w`): conv computes a few junk columns per output row so that every
-//! B row is a contiguous slice of its padded input; junk columns are never stored.
+//! B row is a contiguous slice of its padded input; junk columns are never stored. Or the columns
+//! may be the output's slow axis (`OutLayout::Columns`): conv with output channels as columns and
+//! output positions as rows, A read from the padded input a broadcast at a time — no junk at all,
+//! at the price of a transposing store.
 //!
 //! The schedule (BLIS/Goto structure): three cache-block loops (`jc` over columns, `pc` over `c`,
 //! `ic` over rows) in a chosen order, packing of A (per `ic,pc` block into `mr`-tall panels) and
@@ -24,20 +27,39 @@ pub(crate) type IndexFn = Box<dyn Fn(&[Expr], &[Expr]) -> Expr>;
 /// Statements that fill a scratch buffer: (builder, batch vars, params, scratch).
 pub(crate) type FillFn = Box<dyn Fn(&mut NestBuilder, &[Expr], &[BufId], BufId) -> Vec<Stmt>>;
 
-/// Where B's elements come from.
-pub(crate) enum BSource {
+/// Where an operand's elements come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Operand {
     /// A kernel parameter.
     Param(usize),
-    /// A scratch buffer of `len` elements filled at batch depth `depth` (after that many batch
-    /// loops) by `fill`: e.g. conv's zero-padded, phase-split copy of one input image.
-    Scratch { len: usize, depth: usize, fill: FillFn },
+    /// The problem's scratch buffer ([`ScratchFill`]).
+    Scratch,
+}
+
+/// A scratch buffer of `len` elements filled at batch depth `depth` (after that many batch loops)
+/// by `fill`: conv's zero-padded, phase-split copy of one input image.
+pub(crate) struct ScratchFill {
+    pub len: usize,
+    pub depth: usize,
+    pub fill: FillFn,
 }
 
 pub(crate) enum BiasAxis {
     /// One bias per row `i` (conv: output channel); the fn maps (batch, [i]) to the bias index.
     Row(IndexFn),
-    /// One bias per output column within a row (dense).
-    Col,
+    /// One bias per column: the fn maps (batch, [column within its output row]) to the bias index
+    /// (dense: the column itself; conv with channels as columns: the channel).
+    Col(IndexFn),
+}
+
+/// Where element (i, col) of C goes in the output.
+pub(crate) enum OutLayout {
+    /// Row `i` is the output run at `row_base(i)`; its columns are rows of a grid `grid_w` wide of
+    /// which the first `valid_w` are stored (matmul: one row of `n`, no junk).
+    Rows { row_base: IndexFn, grid_w: i64, valid_w: i64 },
+    /// Column `col` is the output run at `col_base(col)`, rows contiguous in it (conv with output
+    /// channels as columns: a tile's vector lanes land `m` apart).
+    Columns { col_base: IndexFn },
 }
 
 pub(crate) struct GemmProblem {
@@ -54,20 +76,24 @@ pub(crate) struct GemmProblem {
     pub params: Vec<(&'static str, usize)>,
     /// Outer loops around the GEMM, outermost first: (name, extent).
     pub batch: Vec<(&'static str, i64)>,
-    pub a_param: usize,
+    pub a_source: Operand,
+    /// A may be read up to `mr` rows past `m` (its scratch has room): edge tiles then run the
+    /// full micro-kernel unpacked too, and only their stores are bounded.
+    pub a_rows_slack: bool,
     /// coords: [i, c, kh, kw]
     pub a_index: IndexFn,
     /// A is a model constant (conv weights) that depends only on these batch loops (conv: the
     /// group): it may be prepacked once into the kernel's panel layout.
     pub a_constant_over: Option<Vec<usize>>,
-    pub b_source: BSource,
-    /// coords: [c, kh, kw, col]; affine in col with coefficient 1.
+    pub b_source: Operand,
+    /// coords: [c, kh, kw, col]; affine in col with coefficient 1 unless B is only read packed.
     pub b_index: IndexFn,
+    /// As `a_constant_over`, for B (constant dense weights; conv weights as columns).
+    pub b_constant_over: Option<Vec<usize>>,
+    /// The buffer an operand may come from instead of a parameter.
+    pub scratch: Option<ScratchFill>,
     pub out_param: usize,
-    /// coords: [i] → flat index of output row i's first element.
-    pub out_row_base: IndexFn,
-    pub grid_w: i64,
-    pub valid_w: i64,
+    pub out: OutLayout,
     pub epilogue: Vec<EpilogueOp>,
     pub bias: Option<(usize, BiasAxis)>,
     pub residual: Option<usize>,
@@ -112,6 +138,21 @@ pub(crate) struct GemmSchedule {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Side {
+    A,
+    B,
+}
+
+impl Side {
+    fn letter(self) -> &'static str {
+        match self {
+            Side::A => "a",
+            Side::B => "b",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Block {
     Jc,
     Pc,
@@ -148,8 +189,10 @@ struct Lowering<'a> {
     jc: VarId,
     pc: VarId,
     ic: VarId,
-    /// The buffer B is read from (param, scratch or prepacked param).
+    /// The buffers A and B are read from (param, scratch or prepacked param).
+    a_buf: BufId,
     b_buf: BufId,
+    scratch: Option<BufId>,
     ap: Option<BufId>,
     bp: Option<BufId>,
     /// The grid-shaped accumulation scratch, when `out_via_grid`.
@@ -165,10 +208,9 @@ impl<'a> Lowering<'a> {
         let taps = p.kh * p.kw;
         let mut params = Vec::new();
         for (i, (name, len)) in p.params.iter().enumerate() {
-            let b_param = matches!(p.b_source, BSource::Param(bp) if bp == i);
-            let len = if b_param && s.pack_b == PackB::Prepacked {
+            let len = if p.b_source == Operand::Param(i) && s.pack_b == PackB::Prepacked {
                 prepacked_b_len(p, s)
-            } else if i == p.a_param && s.pack_a == PackA::Prepacked {
+            } else if p.a_source == Operand::Param(i) && s.pack_a == PackA::Prepacked {
                 prepacked_a_len(p, s)
             } else {
                 *len
@@ -177,17 +219,44 @@ impl<'a> Lowering<'a> {
         }
         let batch_vars: Vec<Expr> = p.batch.iter().map(|(name, _)| Expr::var(b.var(name))).collect();
         let (jc, pc, ic) = (b.var("jc"), b.var("pc"), b.var("ic"));
-        let b_buf = match &p.b_source {
-            BSource::Param(i) => params[*i],
-            BSource::Scratch { len, .. } => b.buffer("B_source", *len, BufScope::Heap),
+        let scratch = p.scratch.as_ref().map(|sc| b.buffer("scratch", sc.len, BufScope::Heap));
+        let source = |operand: Operand| match (operand, scratch) {
+            (Operand::Param(i), _) => params[i],
+            (Operand::Scratch, Some(buf)) => buf,
+            (Operand::Scratch, None) => unreachable!("an operand reads a scratch the problem does not fill"),
         };
+        let (a_buf, b_buf) = (source(p.a_source), source(p.b_source));
         let ap = (s.pack_a == PackA::PerCall)
             .then(|| b.buffer("A_packed", (mc * s.kc * taps) as usize, BufScope::Heap));
         let bp = (s.pack_b == PackB::PerCall)
             .then(|| b.buffer("B_packed", (nc * s.kc * taps) as usize, BufScope::Heap));
-        let grid = (s.out_via_grid && p.grid_w != p.valid_w)
-            .then(|| b.buffer("C_grid", (p.m * p.n) as usize, BufScope::Heap));
-        Lowering { b, p, s, nr, mc, nc, taps, params, batch_vars, jc, pc, ic, b_buf, ap, bp, grid }
+        // The grid scratch drops junk columns on the way out (Rows), or transposes (Columns).
+        let needs_grid = match p.out {
+            OutLayout::Rows { grid_w, valid_w, .. } => grid_w != valid_w,
+            OutLayout::Columns { .. } => true,
+        };
+        let grid =
+            (s.out_via_grid && needs_grid).then(|| b.buffer("C_grid", (p.m * p.n) as usize, BufScope::Heap));
+        Lowering {
+            b,
+            p,
+            s,
+            nr,
+            mc,
+            nc,
+            taps,
+            params,
+            batch_vars,
+            jc,
+            pc,
+            ic,
+            a_buf,
+            b_buf,
+            scratch,
+            ap,
+            bp,
+            grid,
+        }
     }
 
     fn build(mut self) -> Program {
@@ -262,10 +331,10 @@ impl<'a> Lowering<'a> {
     }
 
     fn wrap_scratch(&mut self, depth: usize, body: Vec<Stmt>) -> Vec<Stmt> {
-        match &self.p.b_source {
-            BSource::Scratch { depth: d, fill, .. } if *d == depth => {
-                let fill_stmts = fill(&mut self.b, &self.batch_vars, &self.params, self.b_buf);
-                vec![Stmt::Allocate { buf: self.b_buf, body: [fill_stmts, body].concat() }]
+        match (&self.p.scratch, self.scratch) {
+            (Some(sc), Some(buf)) if sc.depth == depth => {
+                let fill_stmts = (sc.fill)(&mut self.b, &self.batch_vars, &self.params, buf);
+                vec![Stmt::Allocate { buf, body: [fill_stmts, body].concat() }]
             }
             _ => body,
         }
@@ -284,7 +353,7 @@ impl<'a> Lowering<'a> {
     }
 
     fn a_at(&self, i: Expr, c: Expr, kh: Expr, kw: Expr) -> Expr {
-        Expr::load(self.params[self.p.a_param], (self.p.a_index)(&self.batch_vars, &[i, c, kh, kw]))
+        Expr::load(self.a_buf, (self.p.a_index)(&self.batch_vars, &[i, c, kh, kw]))
     }
 
     fn b_at(&self, c: Expr, kh: Expr, kw: Expr, col: Expr) -> Expr {
@@ -296,19 +365,27 @@ impl<'a> Lowering<'a> {
         (c * self.taps) + kh * self.p.kw + kw
     }
 
-    /// Offset of the current (jc, pc) block inside the prepacked B parameter.
-    fn prepacked_block_base(&self, jc: Expr, pc: Expr) -> Expr {
-        let n_pc = ceil_div(self.p.k, self.s.kc);
-        (jc * n_pc + pc) * (self.nc * self.s.kc * self.taps)
+    /// Which copy of a prepacked operand the batch variables select: the operand depends only on
+    /// the batch loops `over`.
+    fn prepacked_slot(&self, over: Option<&[usize]>, batch: &[Expr]) -> Expr {
+        let mut slot = Expr::int(0);
+        for &d in over.unwrap_or(&[]) {
+            slot = slot * self.p.batch[d].1 + batch[d].clone();
+        }
+        slot
+    }
+
+    /// Offset of the current (batch, jc, pc) block inside the prepacked B parameter.
+    fn prepacked_b_base(&self, batch: &[Expr], jc: Expr, pc: Expr) -> Expr {
+        let (n_jc, n_pc) = (ceil_div(self.p.n, self.nc), ceil_div(self.p.k, self.s.kc));
+        let slot = self.prepacked_slot(self.p.b_constant_over.as_deref(), batch);
+        ((slot * n_jc + jc) * n_pc + pc) * (self.nc * self.s.kc * self.taps)
     }
 
     /// Offset of the current (batch, ic, pc) block inside the prepacked A parameter.
     fn prepacked_a_base(&self, batch: &[Expr], ic: Expr, pc: Expr) -> Expr {
         let (n_ic, n_pc) = (ceil_div(self.p.m, self.mc), ceil_div(self.p.k, self.s.kc));
-        let mut slot = Expr::int(0);
-        for &d in self.p.a_constant_over.as_deref().unwrap_or(&[]) {
-            slot = slot * self.p.batch[d].1 + batch[d].clone();
-        }
+        let slot = self.prepacked_slot(self.p.a_constant_over.as_deref(), batch);
         ((slot * n_ic + ic) * n_pc + pc) * (self.mc * self.s.kc * self.taps)
     }
 
@@ -319,12 +396,12 @@ impl<'a> Lowering<'a> {
         let saved_builder = std::mem::replace(&mut self.b, NestBuilder::new());
         let saved_params = self.params.clone();
         let saved_batch = self.batch_vars.clone();
-        let saved = (self.b_buf, self.jc, self.pc, self.ic);
+        let saved = (self.a_buf, self.b_buf, self.jc, self.pc, self.ic);
         let stmts = body(self);
         let builder = std::mem::replace(&mut self.b, saved_builder);
         self.params = saved_params;
         self.batch_vars = saved_batch;
-        (self.b_buf, self.jc, self.pc, self.ic) = saved;
+        (self.a_buf, self.b_buf, self.jc, self.pc, self.ic) = saved;
         builder.finish(&format!("{}_{name}", self.p.name), stmts)
     }
 
@@ -337,25 +414,55 @@ impl<'a> Lowering<'a> {
 
     /// The prepack nest of A: every (batch slot, ic, pc) block packed once into panels.
     fn prepack_a(&mut self) -> Prepack {
-        let input = self.p.a_param;
-        let nest = self.in_separate_nest("prepack_a", |this| {
-            let (name, len) = this.p.params[input];
-            this.params[input] = this.b.param(name, len);
-            let packed = this.b.param("A_prepacked", prepacked_a_len(this.p, this.s));
-            // A depends only on the batch loops it is constant over; the others are 0 here.
+        self.prepack(Side::A)
+    }
+
+    /// The prepack nest of B: every (batch slot, jc, pc) block packed once, in the kernel's read
+    /// order.
+    fn prepack_b(&mut self) -> Prepack {
+        self.prepack(Side::B)
+    }
+
+    fn prepack(&mut self, side: Side) -> Prepack {
+        let (source, over, name) = match side {
+            Side::A => (self.p.a_source, self.p.a_constant_over.clone(), "A_prepacked"),
+            Side::B => (self.p.b_source, self.p.b_constant_over.clone(), "B_prepacked"),
+        };
+        let Operand::Param(input) = source else { unreachable!("only a parameter is prepacked") };
+        let nest = self.in_separate_nest(&format!("prepack_{}", side.letter()), |this| {
+            let (param_name, len) = this.p.params[input];
+            let unpacked = this.b.param(param_name, len);
+            let packed_len = match side {
+                Side::A => prepacked_a_len(this.p, this.s),
+                Side::B => prepacked_b_len(this.p, this.s),
+            };
+            let packed = this.b.param(name, packed_len);
+            // The operand depends only on the batch loops it is constant over; the others are 0.
             this.batch_vars = vec![Expr::int(0); this.p.batch.len()];
             let mut loops = Vec::new();
-            for &d in this.p.a_constant_over.as_deref().unwrap_or(&[]) {
+            for &d in over.as_deref().unwrap_or(&[]) {
                 let v = this.b.var(this.p.batch[d].0);
                 this.batch_vars[d] = Expr::var(v);
                 loops.push((v, this.p.batch[d].1));
             }
-            this.ic = this.b.var("ic");
             this.pc = this.b.var("pc");
-            let base =
-                this.prepacked_a_base(&this.batch_vars.clone(), Expr::var(this.ic), Expr::var(this.pc));
-            let pack = this.pack_a_block(packed, base);
-            loops.push((this.ic, ceil_div(this.p.m, this.mc)));
+            let batch = this.batch_vars.clone();
+            let pack = match side {
+                Side::A => {
+                    this.a_buf = unpacked;
+                    this.ic = this.b.var("ic");
+                    loops.push((this.ic, ceil_div(this.p.m, this.mc)));
+                    let base = this.prepacked_a_base(&batch, Expr::var(this.ic), Expr::var(this.pc));
+                    this.pack_a_block(packed, base)
+                }
+                Side::B => {
+                    this.b_buf = unpacked;
+                    this.jc = this.b.var("jc");
+                    loops.push((this.jc, ceil_div(this.p.n, this.nc)));
+                    let base = this.prepacked_b_base(&batch, Expr::var(this.jc), Expr::var(this.pc));
+                    this.pack_b_block(packed, base)
+                }
+            };
             loops.push((this.pc, ceil_div(this.p.k, this.s.kc)));
             Self::serial_loops(&loops, pack)
         });
@@ -434,26 +541,6 @@ impl<'a> Lowering<'a> {
             LoopKind::Parallel,
             vec![Stmt::for_loop(c, Expr::int(0), k_len, LoopKind::Serial, vec![taps_loop])],
         )]
-    }
-
-    /// The prepack nest: every (jc, pc) block of B packed once, in the kernel's read order.
-    fn prepack_b(&mut self) -> Prepack {
-        let BSource::Param(input) = self.p.b_source else { unreachable!("only a parameter B is prepacked") };
-        let nest = self.in_separate_nest("prepack_b", |this| {
-            let (name, len) = this.p.params[input];
-            this.b_buf = this.b.param(name, len);
-            let packed = this.b.param("B_prepacked", prepacked_b_len(this.p, this.s));
-            // Prepacking is only offered for a B shared by every batch: batch indices are 0 here
-            // (the kernel's batch variables do not exist in this nest).
-            this.batch_vars = vec![Expr::int(0); this.p.batch.len()];
-            this.jc = this.b.var("jc");
-            this.pc = this.b.var("pc");
-            let base = this.prepacked_block_base(Expr::var(this.jc), Expr::var(this.pc));
-            let pack = this.pack_b_block(packed, base);
-            let loops = [(this.jc, ceil_div(this.p.n, this.nc)), (this.pc, ceil_div(this.p.k, this.s.kc))];
-            Self::serial_loops(&loops, pack)
-        });
-        Prepack { input, nest }
     }
 
     /// A_packed[((ir·kc + c)·taps + tap)·mr + i] = A(ic0 + ir·mr + i, pc0 + c, tap), zero beyond m.
@@ -535,17 +622,29 @@ impl<'a> Lowering<'a> {
         )]
     }
 
+    /// (grid_w, valid_w) when the columns are a grid with junk columns (Rows layout only).
+    fn junk(&self) -> Option<(i64, i64)> {
+        match self.p.out {
+            OutLayout::Rows { grid_w, valid_w, .. } if grid_w != valid_w => Some((grid_w, valid_w)),
+            _ => None,
+        }
+    }
+
     /// Output index of row `i`, grid column `col` (valid only if `col % grid_w < valid_w`).
     fn out_index(&self, i: Expr, col: Expr) -> Expr {
         if self.grid.is_some() {
             return i * self.p.n + col;
         }
-        let base = (self.p.out_row_base)(&self.batch_vars, &[i]);
-        if self.p.grid_w == self.p.valid_w {
-            return base + col;
+        match &self.p.out {
+            OutLayout::Columns { col_base } => col_base(&self.batch_vars, &[col]) + i,
+            OutLayout::Rows { row_base, grid_w, valid_w } => {
+                let base = row_base(&self.batch_vars, &[i]);
+                if grid_w == valid_w {
+                    return base + col;
+                }
+                base + col.clone().floor_div(Expr::int(*grid_w)) * *valid_w + (col % Expr::int(*grid_w))
+            }
         }
-        let (gw, vw) = (self.p.grid_w, self.p.valid_w);
-        base + col.clone().floor_div(Expr::int(gw)) * vw + (col % Expr::int(gw))
     }
 
     /// Output index for a vector run starting at tile column `col0` plus `off` (same grid row).
@@ -553,21 +652,28 @@ impl<'a> Lowering<'a> {
         if self.grid.is_some() {
             return i * self.p.n + col0 + off;
         }
-        let base = (self.p.out_row_base)(&self.batch_vars, &[i]);
-        if self.p.grid_w == self.p.valid_w {
-            return base + col0 + off;
+        match &self.p.out {
+            // The lanes of a run are output channels: `m` apart, stored lane by lane.
+            OutLayout::Columns { col_base } => col_base(&self.batch_vars, &[col0 + off]) + i,
+            OutLayout::Rows { row_base, grid_w, valid_w } => {
+                let base = row_base(&self.batch_vars, &[i]);
+                if grid_w == valid_w {
+                    return base + col0 + off;
+                }
+                base + col0.clone().floor_div(Expr::int(*grid_w)) * *valid_w
+                    + (col0 % Expr::int(*grid_w))
+                    + off
+            }
         }
-        let (gw, vw) = (self.p.grid_w, self.p.valid_w);
-        base + col0.clone().floor_div(Expr::int(gw)) * vw + (col0 % Expr::int(gw)) + off
     }
 
     fn col_valid(&self, col: Expr) -> Expr {
-        if self.p.grid_w == self.p.valid_w || self.grid.is_some() {
-            return col.cmp(CmpOp::Lt, Expr::int(self.p.n));
+        match self.junk() {
+            Some((gw, vw)) if self.grid.is_none() => (col.clone() % Expr::int(gw))
+                .cmp(CmpOp::Lt, Expr::int(vw))
+                .and(col.cmp(CmpOp::Lt, Expr::int(self.p.n))),
+            _ => col.cmp(CmpOp::Lt, Expr::int(self.p.n)),
         }
-        (col.clone() % Expr::int(self.p.grid_w))
-            .cmp(CmpOp::Lt, Expr::int(self.p.valid_w))
-            .and(col.cmp(CmpOp::Lt, Expr::int(self.p.n)))
     }
 
     /// The epilogue applied to `v` for output row `i`; `out_idx` is the element's output index,
@@ -580,7 +686,7 @@ impl<'a> Lowering<'a> {
                     let Some((param, axis)) = &self.p.bias else { continue };
                     let index = match axis {
                         BiasAxis::Row(f) => f(&self.batch_vars, std::slice::from_ref(&i)),
-                        BiasAxis::Col => col_in_row.clone(),
+                        BiasAxis::Col(f) => f(&self.batch_vars, std::slice::from_ref(&col_in_row)),
                     };
                     bin(BinOp::Add, v, Expr::load(self.params[*param], index))
                 }
@@ -613,10 +719,9 @@ impl<'a> Lowering<'a> {
 
     /// Column of grid column `col` within its output row.
     fn col_in_row(&self, col: Expr) -> Expr {
-        if self.p.grid_w == self.p.valid_w {
-            col
-        } else {
-            col % Expr::int(self.p.grid_w)
+        match self.junk() {
+            Some((gw, _)) => col % Expr::int(gw),
+            None => col,
         }
     }
 
@@ -669,12 +774,11 @@ impl<'a> Lowering<'a> {
         let full_tile = (row0.clone() + mr)
             .cmp(CmpOp::Le, Expr::int(m))
             .and((col0.clone() + nr).cmp(CmpOp::Le, Expr::int(n)));
-        let vector_store_ok = if self.p.grid_w == self.p.valid_w || self.grid.is_some() {
-            full_tile.clone()
-        } else {
-            full_tile.clone().and(
-                ((col0.clone() % Expr::int(self.p.grid_w)) + nr).cmp(CmpOp::Le, Expr::int(self.p.valid_w)),
-            )
+        let vector_store_ok = match self.junk() {
+            Some((gw, vw)) if self.grid.is_none() => {
+                full_tile.clone().and(((col0.clone() % Expr::int(gw)) + nr).cmp(CmpOp::Le, Expr::int(vw)))
+            }
+            _ => full_tile.clone(),
         };
 
         let acc = self.b.buffer("acc", (mr * nr) as usize, BufScope::Register);
@@ -712,9 +816,7 @@ impl<'a> Lowering<'a> {
                 + Expr::var(i);
             match (this.ap, this.s.pack_a) {
                 (Some(ap), _) => Some(Expr::load(ap, at)),
-                (None, PackA::Prepacked) => {
-                    Some(Expr::load(this.params[this.p.a_param], a_prepacked_base.clone() + at))
-                }
+                (None, PackA::Prepacked) => Some(Expr::load(this.a_buf, a_prepacked_base.clone() + at)),
                 _ => None,
             }
         };
@@ -729,7 +831,7 @@ impl<'a> Lowering<'a> {
             ),
             PackB::Prepacked => Expr::load(
                 self.b_buf,
-                self.prepacked_block_base(Expr::var(self.jc), Expr::var(self.pc))
+                self.prepacked_b_base(&self.batch_vars, Expr::var(self.jc), Expr::var(self.pc))
                     + (Expr::var(jr) * (kc * taps) + panel_row.clone()) * nr
                     + b_col.clone(),
             ),
@@ -743,7 +845,8 @@ impl<'a> Lowering<'a> {
                 ),
             ),
         };
-        let packed_both = self.s.pack_a != PackA::None && self.s.pack_b != PackB::None;
+        let packed_both =
+            (self.s.pack_a != PackA::None || self.p.a_rows_slack) && self.s.pack_b != PackB::None;
         let update = tile_loops(vec![Stmt::store(
             acc,
             acc_idx(),
@@ -851,7 +954,7 @@ impl<'a> Lowering<'a> {
                 ),
                 PackB::Prepacked => Expr::load(
                     self.b_buf,
-                    self.prepacked_block_base(Expr::var(self.jc), Expr::var(self.pc))
+                    self.prepacked_b_base(&self.batch_vars, Expr::var(self.jc), Expr::var(self.pc))
                         + (Expr::var(jr) * (kc * taps)
                             + self.panel_row(Expr::var(ce), Expr::var(khe), Expr::var(kwe)))
                             * nr
@@ -915,25 +1018,40 @@ impl<'a> Lowering<'a> {
     fn output_pass(&mut self, grid: Option<BufId>) -> Vec<Stmt> {
         let out = self.params[self.p.out_param];
         let lanes = self.p.lanes;
-        let (i, row, xv, lane, x) = (
-            self.b.var("op_i"),
+        let (r, row, xv, lane, x) = (
+            self.b.var("op_r"),
             self.b.var("op_row"),
             self.b.var("op_xv"),
             self.b.var("op_lane"),
             self.b.var("op_x"),
         );
-        let rows = (self.p.n / self.p.grid_w).max(1);
-        let vw = self.p.valid_w;
+        // Each output run `r` (a row of C, or with channels as columns a column of C) is `rows`
+        // rows of `vw` contiguous output elements.
+        let (runs, rows, vw) = match self.p.out {
+            OutLayout::Rows { grid_w, valid_w, .. } => (self.p.m, (self.p.n / grid_w).max(1), valid_w),
+            OutLayout::Columns { .. } => (self.p.n, 1, self.p.m),
+        };
         let element = |this: &Self, col: Expr| -> Stmt {
-            let base = (this.p.out_row_base)(&this.batch_vars, &[Expr::var(i)]);
-            let dst = base + Expr::var(row) * vw + col.clone();
+            let (dst, grid_at, i, col_in_row) = match &this.p.out {
+                OutLayout::Rows { row_base, grid_w, valid_w } => (
+                    row_base(&this.batch_vars, &[Expr::var(r)]) + Expr::var(row) * *valid_w + col.clone(),
+                    Expr::var(r) * this.p.n + Expr::var(row) * *grid_w + col.clone(),
+                    Expr::var(r),
+                    col,
+                ),
+                // Reading C's column: a gather, lane by lane.
+                OutLayout::Columns { col_base } => (
+                    col_base(&this.batch_vars, &[Expr::var(r)]) + col.clone(),
+                    col.clone() * this.p.n + Expr::var(r),
+                    col,
+                    Expr::var(r),
+                ),
+            };
             let src = match grid {
-                Some(g) => {
-                    Expr::load(g, Expr::var(i) * this.p.n + Expr::var(row) * this.p.grid_w + col.clone())
-                }
+                Some(g) => Expr::load(g, grid_at),
                 None => Expr::load(out, dst.clone()),
             };
-            Stmt::store(out, dst.clone(), this.epilogue(src, Expr::var(i), dst, col))
+            Stmt::store(out, dst.clone(), this.epilogue(src, i, dst, col_in_row))
         };
         let n_vec = vw / lanes;
         let vector = Stmt::for_loop(
@@ -956,27 +1074,33 @@ impl<'a> Lowering<'a> {
             LoopKind::Serial,
             vec![element(self, Expr::var(x))],
         );
-        // Parallel over rows: with several threads a serial pass over the whole output would be
+        // Parallel over runs: with several threads a serial pass over the whole output would be
         // a fixed share of the kernel that does not shrink (nested in a parallel batch loop, the
         // code generator runs it inline).
         vec![Stmt::for_loop(
-            i,
+            r,
             Expr::int(0),
-            Expr::int(self.p.m),
+            Expr::int(runs),
             LoopKind::Parallel,
             vec![Stmt::for_loop(row, Expr::int(0), Expr::int(rows), LoopKind::Serial, vec![vector, rest])],
         )]
     }
 }
 
+/// Copies of a prepacked operand: one per combination of the batch loops it depends on.
+fn prepacked_slots(p: &GemmProblem, over: Option<&[usize]>) -> i64 {
+    over.unwrap_or(&[]).iter().map(|&d| p.batch[d].1).product()
+}
+
 fn prepacked_b_len(p: &GemmProblem, s: &GemmSchedule) -> usize {
     let nc = s.nr_vecs * p.lanes * s.nc_tiles;
-    (ceil_div(p.n, nc) * ceil_div(p.k, s.kc) * nc * s.kc * p.kh * p.kw) as usize
+    let slots = prepacked_slots(p, p.b_constant_over.as_deref());
+    (slots * ceil_div(p.n, nc) * ceil_div(p.k, s.kc) * nc * s.kc * p.kh * p.kw) as usize
 }
 
 fn prepacked_a_len(p: &GemmProblem, s: &GemmSchedule) -> usize {
-    let slots: i64 = p.a_constant_over.as_deref().unwrap_or(&[]).iter().map(|&d| p.batch[d].1).product();
     let mc = s.mr * s.mc_tiles;
+    let slots = prepacked_slots(p, p.a_constant_over.as_deref());
     (slots * ceil_div(p.m, mc) * ceil_div(p.k, s.kc) * mc * s.kc * p.kh * p.kw) as usize
 }
 

@@ -7,15 +7,22 @@
 //! row width `grid_w` leaves room for the taps: every B row is then a contiguous slice of a
 //! zero-padded (and, for strides > 1, phase-split) copy of the input image, so the micro-kernel
 //! reads B with unit stride and no bounds checks, and a few junk columns per row are never stored.
+//! Or (`conv_layout = 1`) the other way round: output positions as rows, read a broadcast at a
+//! time from the same padded copy, output channels as columns against weights prepacked into
+//! panels — no junk columns (a 7×7 output wastes 2 of 9 grid columns the first way), and the
+//! threads split the weights rather than share them.
 
-use crate::gemm::{self, ceil_div, BSource, BiasAxis, GemmProblem, GemmSchedule, PackA, PackB, N_ORDERS};
+use crate::gemm::{
+    self, ceil_div, BiasAxis, GemmProblem, GemmSchedule, Operand, OutLayout, PackA, PackB, ScratchFill,
+    N_ORDERS,
+};
 use crate::padded::PhaseSplit;
 use crate::space::{ScheduleError, SpaceGenerator};
 use autotune_ir::{BatchMatmulSpec, Conv2dSpec, Expr, LoopKind, Op, Program, Task, Trace};
 use rand::{Rng, RngCore};
 
 pub const SKETCH: &str = "gemm_blocked";
-const VERSION: &str = "gemm-cpu-v1";
+const VERSION: &str = "gemm-cpu-v2";
 
 const MR: &[i64] = &[1, 2, 4, 6, 8, 10, 12, 14, 16];
 const NR_VECS: &[i64] = &[1, 2, 3, 4];
@@ -26,7 +33,7 @@ const UNROLL_K: &[i64] = &[1, 2, 4, 8];
 /// Largest kernel-tap count (kh·kw) that may be fully unrolled.
 const MAX_UNROLLED_TAPS: i64 = 25;
 
-pub(crate) const NAMES: [&str; 15] = [
+pub(crate) const NAMES: [&str; 16] = [
     "mr",
     "nr_vecs",
     "kc",
@@ -42,7 +49,12 @@ pub(crate) const NAMES: [&str; 15] = [
     "epilogue_in_tile",
     "grid_align",
     "out_via_grid",
+    "conv_layout",
 ];
+
+/// The decisions that shape the problem itself (and so the other decisions' domains): drawn,
+/// repaired and decoded first.
+const SHAPE_NAMES: [&str; 2] = ["conv_layout", "grid_align"];
 
 fn vector_registers(lanes: i64) -> i64 {
     if lanes >= 16 {
@@ -52,11 +64,20 @@ fn vector_registers(lanes: i64) -> i64 {
     }
 }
 
-/// The GEMM view of a task, independent of the schedule except for the conv grid alignment.
+/// The GEMM view of a task, independent of the schedule except for its [`Shape`].
 #[derive(Clone, Copy, Debug)]
 enum Kind {
     Matmul(BatchMatmulSpec),
     Conv(Conv2dSpec),
+}
+
+/// The decisions that shape a conv's GEMM: the grid alignment of the output-positions-as-columns
+/// layout, and which layout.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Shape {
+    grid_align: i64,
+    /// Output channels as columns (output positions as rows).
+    channels_as_columns: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -95,13 +116,18 @@ impl GemmSpace {
         })
     }
 
-    /// (rows, grid columns, blocked reduction, taps) for a grid alignment.
-    fn dims(&self, grid_align: i64) -> (i64, i64, i64, i64) {
+    /// (rows, grid columns, blocked reduction, taps) for a shape.
+    fn dims(&self, shape: Shape) -> (i64, i64, i64, i64) {
         match self.kind {
             Kind::Matmul(b) => (b.m as i64, b.n as i64, b.k as i64, 1),
             Kind::Conv(c) => {
-                let g = ConvGrid::new(&c, grid_align);
-                (c.o_per_group() as i64, g.oh * g.wq, c.c_per_group() as i64, (c.kh * c.kw) as i64)
+                let (og, cg, taps) = (c.o_per_group() as i64, c.c_per_group() as i64, (c.kh * c.kw) as i64);
+                if shape.channels_as_columns {
+                    ((c.out_h() * c.out_w()) as i64, og, cg, taps)
+                } else {
+                    let g = ConvGrid::new(&c, shape.grid_align);
+                    (og, g.oh * g.wq, cg, taps)
+                }
             }
         }
     }
@@ -117,8 +143,9 @@ impl GemmSpace {
         matches!(self.kind, Kind::Matmul(b) if b.b_constant && (b.b_broadcast || b.batch == 1))
     }
 
-    fn domain(&self, name: &str, s: &GemmSchedule, grid_align: i64) -> Vec<i64> {
-        let (m, n, k, taps) = self.dims(grid_align);
+    fn domain(&self, name: &str, s: &GemmSchedule, shape: Shape) -> Vec<i64> {
+        let (m, n, k, taps) = self.dims(shape);
+        let by_channels = shape.channels_as_columns;
         let clamp = |values: &[i64], limit: i64| {
             let mut v: Vec<i64> = values.iter().map(|&x| x.min(limit.max(1))).collect();
             v.dedup();
@@ -141,14 +168,16 @@ impl GemmSpace {
             "kc" => clamp(KC, k),
             "mc_tiles" => clamp(MC_TILES, ceil_div(m, s.mr)),
             "nc_tiles" => clamp(NC_TILES, ceil_div(n, s.nr_vecs * self.lanes)),
-            "pack_a" => {
-                if matches!(self.kind, Kind::Conv(_)) {
-                    vec![0, 1, 2]
-                } else {
-                    vec![0, 1]
-                }
-            }
+            // With channels as columns A is the input image: packed per call or read in place.
+            "pack_a" => match self.kind {
+                Kind::Conv(_) if !by_channels => vec![0, 1, 2],
+                // Read in place, edge tiles could only take the scalar path: packed panels only.
+                Kind::Conv(c) if !ConvGrid::has_padding(&c) => vec![1],
+                _ => vec![0, 1],
+            },
             "inner_order" => vec![0, 1],
+            // …and B the weights, read only through panels packed once.
+            "pack_b" if by_channels => vec![2],
             "pack_b" => {
                 let trans_b = matches!(self.kind, Kind::Matmul(b) if b.trans_b);
                 let mut v = if trans_b { vec![1] } else { vec![0, 1] };
@@ -179,18 +208,25 @@ impl GemmSpace {
                 }
             }
             "grid_align" => match self.kind {
-                Kind::Conv(c) if ConvGrid::needs_scratch(&c) => vec![1, self.lanes],
+                Kind::Conv(c) if ConvGrid::needs_scratch(&c) && !by_channels => vec![1, self.lanes],
                 _ => vec![1],
             },
             "out_via_grid" => match self.kind {
-                Kind::Conv(c) if ConvGrid::new(&c, grid_align).wq != c.out_w() as i64 => vec![0, 1],
+                // Transposed through a scratch, or stored a lane at a time from the tile.
+                Kind::Conv(_) if by_channels => vec![0, 1],
+                Kind::Conv(c) if ConvGrid::new(&c, shape.grid_align).wq != c.out_w() as i64 => vec![0, 1],
+                _ => vec![0],
+            },
+            // Channels as columns needs a vector's worth of output channels per group.
+            "conv_layout" => match self.kind {
+                Kind::Conv(c) if c.o_per_group() as i64 >= self.lanes => vec![0, 1],
                 _ => vec![0],
             },
             _ => vec![],
         }
     }
 
-    fn get(s: &GemmSchedule, grid_align: i64, name: &str) -> i64 {
+    fn get(s: &GemmSchedule, shape: Shape, name: &str) -> i64 {
         match name {
             "mr" => s.mr,
             "nr_vecs" => s.nr_vecs,
@@ -213,13 +249,14 @@ impl GemmSpace {
             "unroll_k" => s.unroll_k,
             "unroll_taps" => s.unroll_taps as i64,
             "epilogue_in_tile" => s.epilogue_in_tile as i64,
-            "grid_align" => grid_align,
+            "grid_align" => shape.grid_align,
             "out_via_grid" => s.out_via_grid as i64,
+            "conv_layout" => shape.channels_as_columns as i64,
             _ => 0,
         }
     }
 
-    fn set(s: &mut GemmSchedule, grid_align: &mut i64, name: &str, v: i64) {
+    fn set(s: &mut GemmSchedule, shape: &mut Shape, name: &str, v: i64) {
         match name {
             "mr" => s.mr = v,
             "nr_vecs" => s.nr_vecs = v,
@@ -246,34 +283,37 @@ impl GemmSpace {
             "unroll_k" => s.unroll_k = v,
             "unroll_taps" => s.unroll_taps = v != 0,
             "epilogue_in_tile" => s.epilogue_in_tile = v != 0,
-            "grid_align" => *grid_align = v,
+            "grid_align" => shape.grid_align = v,
             "out_via_grid" => s.out_via_grid = v != 0,
+            "conv_layout" => shape.channels_as_columns = v != 0,
             _ => {}
         }
     }
 
-    /// Decisions are drawn in NAMES order, but grid_align shapes the dimensions the tile domains
-    /// are clamped to, so it is fixed first when repairing.
-    fn repair(&self, s: &mut GemmSchedule, grid_align: &mut i64, from: usize) {
-        let ga_domain = self.domain("grid_align", s, *grid_align);
-        if !ga_domain.contains(grid_align) {
-            *grid_align = ga_domain[0];
+    /// Decisions are drawn in NAMES order, but the shape decisions shape the dimensions the tile
+    /// domains are clamped to, so they are fixed first when repairing.
+    fn repair(&self, s: &mut GemmSchedule, shape: &mut Shape, from: usize) {
+        for name in SHAPE_NAMES {
+            let domain = self.domain(name, s, *shape);
+            if !domain.contains(&Self::get(s, *shape, name)) {
+                Self::set(s, shape, name, domain[0]);
+            }
         }
-        for name in NAMES[from..].iter().filter(|n| **n != "grid_align") {
-            let domain = self.domain(name, s, *grid_align);
-            let v = Self::get(s, *grid_align, name);
+        for name in NAMES[from..].iter().filter(|n| !SHAPE_NAMES.contains(n)) {
+            let domain = self.domain(name, s, *shape);
+            let v = Self::get(s, *shape, name);
             if !domain.contains(&v) {
                 let nearest = domain.iter().copied().min_by_key(|d| (d - v).abs()).unwrap_or(v);
-                Self::set(s, grid_align, name, nearest);
+                Self::set(s, shape, name, nearest);
             }
         }
     }
 
-    fn to_trace(s: &GemmSchedule, grid_align: i64) -> Trace {
-        Trace::new(SKETCH, NAMES.iter().map(|&name| (name, Self::get(s, grid_align, name))).collect())
+    fn to_trace(s: &GemmSchedule, shape: Shape) -> Trace {
+        Trace::new(SKETCH, NAMES.iter().map(|&name| (name, Self::get(s, shape, name))).collect())
     }
 
-    fn decode(&self, trace: &Trace) -> Result<(GemmSchedule, i64), ScheduleError> {
+    fn decode(&self, trace: &Trace) -> Result<(GemmSchedule, Shape), ScheduleError> {
         let invalid = |reason: String| ScheduleError::InvalidTrace {
             trace: trace.display(),
             space: VERSION.to_string(),
@@ -282,33 +322,46 @@ impl GemmSpace {
         if trace.sketch != SKETCH {
             return Err(invalid(format!("sketch is `{}`", trace.sketch)));
         }
-        let (mut s, mut ga) = self.default_schedule();
-        let ga_value =
-            trace.get("grid_align").ok_or_else(|| invalid("decision `grid_align` missing".into()))?;
-        if !self.domain("grid_align", &s, ga).contains(&ga_value) {
-            return Err(invalid(format!("grid_align={ga_value} is not a valid choice")));
-        }
-        ga = ga_value;
-        for name in NAMES {
+        let (mut s, mut shape) = self.default_schedule();
+        for name in SHAPE_NAMES.into_iter().chain(NAMES) {
             let v = trace.get(name).ok_or_else(|| invalid(format!("decision `{name}` missing")))?;
-            if !self.domain(name, &s, ga).contains(&v) {
+            if !self.domain(name, &s, shape).contains(&v) {
                 return Err(invalid(format!("{name}={v} is not a valid choice")));
             }
-            Self::set(&mut s, &mut ga, name, v);
+            Self::set(&mut s, &mut shape, name, v);
         }
-        Ok((s, ga))
+        Ok((s, shape))
     }
 
-    fn default_schedule(&self) -> (GemmSchedule, i64) {
-        let (_, _, _, taps) = self.dims(self.lanes);
+    fn default_schedule(&self) -> (GemmSchedule, Shape) {
+        // Output channels as columns where the grid would waste an eighth or more of its columns
+        // on junk (14×14 and smaller outputs of a 3×3 conv).
+        let channels_as_columns = match self.kind {
+            Kind::Conv(c) if (c.o_per_group() as i64) >= self.lanes => {
+                let grid = ConvGrid::new(&c, 1);
+                8 * (grid.wq - grid.ow) >= grid.wq
+            }
+            _ => false,
+        };
+        let mut shape = Shape { grid_align: 1, channels_as_columns };
+        let (_, _, _, taps) = self.dims(shape);
+        let conv = matches!(self.kind, Kind::Conv(_));
         let mut s = GemmSchedule {
             mr: 8,
             nr_vecs: 2,
             kc: (256 / taps).max(8),
             mc_tiles: 8,
             nc_tiles: 32,
-            pack_a: if matches!(self.kind, Kind::Conv(_)) { PackA::Prepacked } else { PackA::PerCall },
-            pack_b: if self.b_prepackable() { PackB::Prepacked } else { PackB::PerCall },
+            pack_a: match (conv, channels_as_columns) {
+                (true, false) => PackA::Prepacked,
+                (true, true) => PackA::None,
+                (false, _) => PackA::PerCall,
+            },
+            pack_b: if self.b_prepackable() || channels_as_columns {
+                PackB::Prepacked
+            } else {
+                PackB::PerCall
+            },
             order: 0,
             inner_order: 0,
             parallel_loop: 1,
@@ -318,15 +371,17 @@ impl GemmSpace {
             out_via_grid: true,
         };
         // A dense grid (little junk) with full-vector tiles via the grid scratch.
-        let mut ga = 1;
-        self.repair(&mut s, &mut ga, 0);
-        (s, ga)
+        self.repair(&mut s, &mut shape, 0);
+        (s, shape)
     }
 
-    fn problem(&self, grid_align: i64) -> GemmProblem {
+    fn problem(&self, shape: Shape) -> GemmProblem {
         match self.kind {
             Kind::Matmul(b) => matmul_problem(&self.task, &b, self.lanes),
-            Kind::Conv(c) => conv_problem(&self.task, &c, self.lanes, grid_align),
+            Kind::Conv(c) if shape.channels_as_columns => {
+                conv_problem_by_channels(&self.task, &c, self.lanes)
+            }
+            Kind::Conv(c) => conv_problem(&self.task, &c, self.lanes, shape.grid_align),
         }
     }
 }
@@ -341,42 +396,42 @@ impl SpaceGenerator for GemmSpace {
     }
 
     fn sample(&self, rng: &mut dyn RngCore) -> Trace {
-        let (mut s, mut ga) = self.default_schedule();
-        let ga_domain = self.domain("grid_align", &s, ga);
-        ga = ga_domain[rng.gen_range(0..ga_domain.len())];
-        for name in NAMES.into_iter().filter(|n| *n != "grid_align") {
-            let domain = self.domain(name, &s, ga);
+        let (mut s, mut shape) = self.default_schedule();
+        let shape_first =
+            SHAPE_NAMES.into_iter().chain(NAMES.into_iter().filter(|n| !SHAPE_NAMES.contains(n)));
+        for name in shape_first {
+            let domain = self.domain(name, &s, shape);
             if !domain.is_empty() {
-                Self::set(&mut s, &mut ga, name, domain[rng.gen_range(0..domain.len())]);
+                Self::set(&mut s, &mut shape, name, domain[rng.gen_range(0..domain.len())]);
             }
         }
-        Self::to_trace(&s, ga)
+        Self::to_trace(&s, shape)
     }
 
     fn mutate(&self, trace: &Trace, rng: &mut dyn RngCore) -> Trace {
-        let Ok((mut s, mut ga)) = self.decode(trace) else {
+        let Ok((mut s, mut shape)) = self.decode(trace) else {
             return self.sample(rng);
         };
         for _ in 0..16 {
             let which = rng.gen_range(0..NAMES.len());
-            let current = Self::get(&s, ga, NAMES[which]);
+            let current = Self::get(&s, shape, NAMES[which]);
             let others: Vec<i64> =
-                self.domain(NAMES[which], &s, ga).into_iter().filter(|&v| v != current).collect();
+                self.domain(NAMES[which], &s, shape).into_iter().filter(|&v| v != current).collect();
             if !others.is_empty() {
-                Self::set(&mut s, &mut ga, NAMES[which], others[rng.gen_range(0..others.len())]);
-                let from = if NAMES[which] == "grid_align" { 0 } else { which + 1 };
-                self.repair(&mut s, &mut ga, from);
+                Self::set(&mut s, &mut shape, NAMES[which], others[rng.gen_range(0..others.len())]);
+                let from = if SHAPE_NAMES.contains(&NAMES[which]) { 0 } else { which + 1 };
+                self.repair(&mut s, &mut shape, from);
                 break;
             }
         }
-        Self::to_trace(&s, ga)
+        Self::to_trace(&s, shape)
     }
 
     fn crossover(&self, a: &Trace, b: &Trace, rng: &mut dyn RngCore) -> Trace {
         // Each decision from either parent (a's when b lacks it), then repaired in NAMES order, so
         // the child is valid even when the parents' dependent domains differ or a parent was
         // tuned for another shape.
-        let (mut s, mut ga) = self.default_schedule();
+        let (mut s, mut shape) = self.default_schedule();
         for name in NAMES {
             let from_b = rng.gen_bool(0.5);
             let value = if from_b {
@@ -385,43 +440,49 @@ impl SpaceGenerator for GemmSpace {
                 a.get(name).or_else(|| b.get(name))
             };
             if let Some(value) = value {
-                Self::set(&mut s, &mut ga, name, value);
+                Self::set(&mut s, &mut shape, name, value);
             }
         }
-        self.repair(&mut s, &mut ga, 0);
-        Self::to_trace(&s, ga)
+        self.repair(&mut s, &mut shape, 0);
+        Self::to_trace(&s, shape)
     }
 
     fn default_trace(&self) -> Trace {
-        let (s, ga) = self.default_schedule();
-        Self::to_trace(&s, ga)
+        let (s, shape) = self.default_schedule();
+        Self::to_trace(&s, shape)
     }
 
     fn lower(&self, trace: &Trace) -> Result<Program, ScheduleError> {
-        let (s, ga) = self.decode(trace)?;
-        Ok(gemm::lower(&self.problem(ga), &s))
+        let (s, shape) = self.decode(trace)?;
+        Ok(gemm::lower(&self.problem(shape), &s))
     }
 
     fn size(&self) -> u64 {
-        fn count(space: &GemmSpace, s: &mut GemmSchedule, ga: i64, i: usize) -> u64 {
+        /// Points with decisions `i..` free, the shape fixed.
+        fn count(space: &GemmSpace, s: &mut GemmSchedule, shape: Shape, i: usize) -> u64 {
             if i == NAMES.len() {
                 return 1;
             }
-            if NAMES[i] == "grid_align" {
-                return count(space, s, ga, i + 1);
+            if SHAPE_NAMES.contains(&NAMES[i]) {
+                return count(space, s, shape, i + 1);
             }
             let mut total = 0u64;
-            for v in space.domain(NAMES[i], s, ga) {
-                GemmSpace::set(s, &mut ga.clone(), NAMES[i], v);
-                total = total.saturating_add(count(space, s, ga, i + 1));
+            for v in space.domain(NAMES[i], s, shape) {
+                GemmSpace::set(s, &mut shape.clone(), NAMES[i], v);
+                total = total.saturating_add(count(space, s, shape, i + 1));
             }
             total
         }
-        let (mut s, ga0) = self.default_schedule();
-        self.domain("grid_align", &s, ga0)
-            .into_iter()
-            .map(|ga| count(self, &mut s, ga, 0))
-            .fold(0u64, u64::saturating_add)
+        let (mut s, default_shape) = self.default_schedule();
+        let mut total = 0u64;
+        for layout in self.domain("conv_layout", &s, default_shape) {
+            let by_layout = Shape { channels_as_columns: layout != 0, ..default_shape };
+            for grid_align in self.domain("grid_align", &s, by_layout) {
+                let shape = Shape { grid_align, ..by_layout };
+                total = total.saturating_add(count(self, &mut s, shape, 0));
+            }
+        }
+        total
     }
 }
 
@@ -458,7 +519,8 @@ fn matmul_problem(task: &Task, b: &BatchMatmulSpec, lanes: i64) -> GemmProblem {
         kw: 1,
         lanes,
         batch,
-        a_param: 0,
+        a_rows_slack: false,
+        a_source: Operand::Param(0),
         a_constant_over: None,
         a_index: Box::new(move |bvars, x| {
             let base = if a_shared { Expr::int(0) } else { bv(bvars, 0) * (m * k) };
@@ -469,7 +531,7 @@ fn matmul_problem(task: &Task, b: &BatchMatmulSpec, lanes: i64) -> GemmProblem {
                 base + i * k + c
             }
         }),
-        b_source: BSource::Param(1),
+        b_source: Operand::Param(1),
         b_index: Box::new(move |bvars, x| {
             let base = if b_shared { Expr::int(0) } else { bv(bvars, 0) * (k * n) };
             let (c, col) = (x[0].clone(), x[3].clone());
@@ -479,12 +541,17 @@ fn matmul_problem(task: &Task, b: &BatchMatmulSpec, lanes: i64) -> GemmProblem {
                 base + c * n + col
             }
         }),
+        // A constant B shared by every batch is packed once.
+        b_constant_over: (b.b_constant && (b.b_broadcast || b.batch == 1)).then(Vec::new),
+        scratch: None,
         out_param: params.len() - 1,
-        out_row_base: Box::new(move |bvars, x| (bv(bvars, 0) * m + x[0].clone()) * n),
-        grid_w: n,
-        valid_w: n,
+        out: OutLayout::Rows {
+            row_base: Box::new(move |bvars, x| (bv(bvars, 0) * m + x[0].clone()) * n),
+            grid_w: n,
+            valid_w: n,
+        },
         epilogue: task.epilogue.clone(),
-        bias: bias.map(|p| (p, BiasAxis::Col)),
+        bias: bias.map(|p| (p, BiasAxis::Col(Box::new(|_, x| x[0].clone())))),
         residual,
         params,
     }
@@ -515,76 +582,92 @@ impl ConvGrid {
         ConvGrid { oh, ow, hq, wq }
     }
 
+    fn has_padding(c: &Conv2dSpec) -> bool {
+        c.pad != [0; 4]
+    }
+
     /// A 1×1-wide, unit-stride, unpadded conv reads its input in place.
     fn needs_scratch(c: &Conv2dSpec) -> bool {
         !(c.kw == 1 && c.stride == [1, 1] && c.pad == [0; 4])
     }
 }
 
-fn conv_problem(task: &Task, c: &Conv2dSpec, lanes: i64, grid_align: i64) -> GemmProblem {
-    let grid = ConvGrid::new(c, grid_align);
+/// The zero-padded, phase-split copy of one input image that both conv layouts read (`None` for
+/// a conv that reads its input in place), and the index of tap `(kh, kw)` of channel `ch` at grid
+/// position (`oy`, `ox`) in whichever buffer it reads.
+struct ConvInput {
+    scratch: Option<ScratchFill>,
+    index: ConvInputIndex,
+}
+
+/// (batch vars, channel, kh, kw, grid row, grid column) → index.
+type ConvInputIndex = Box<dyn Fn(&[Expr], Expr, Expr, Expr, Expr, Expr) -> Expr>;
+
+fn conv_input(c: &Conv2dSpec, grid: ConvGrid, lanes: i64) -> ConvInput {
     let (cin, h, w) = (c.c as i64, c.h as i64, c.w as i64);
-    let (o, cg, og) = (c.o as i64, c.c_per_group() as i64, c.o_per_group() as i64);
-    let (kh, kw) = (c.kh as i64, c.kw as i64);
     let (sh, sw) = (c.stride[0] as i64, c.stride[1] as i64);
     let (dh, dw) = (c.dilation[0] as i64, c.dilation[1] as i64);
     let (pt, pl) = (c.pad[0] as i64, c.pad[1] as i64);
-    let ConvGrid { oh, ow, hq, wq } = grid;
-    let scratch = ConvGrid::needs_scratch(c);
-    let params = params_of(task);
-    let (bias, residual) = epilogue_params(task);
+    let ConvGrid { hq, wq, .. } = grid;
     let plane = hq * wq;
-    let b_source = if scratch {
-        let split = PhaseSplit {
-            channels: cin,
-            h,
-            w,
-            stride: (sh, sw),
-            pad: (pt, pl),
-            grid: (hq, wq),
-            taps: (kh, kw),
-            dilation: (dh, dw),
-            lanes,
-        };
-        BSource::Scratch {
-            len: split.len(),
-            depth: 1,
-            fill: Box::new(move |b, bvars, params, xp| {
-                let image = bv(bvars, 0);
-                split.fill(
-                    b,
-                    params[0],
-                    &|ch| (image.clone() * cin + ch) * (h * w),
-                    xp,
-                    0.0,
-                    LoopKind::Parallel,
-                )
+    if !ConvGrid::needs_scratch(c) {
+        // 1-wide kernel, unit stride, no padding: the input itself is the grid (wq = w).
+        return ConvInput {
+            scratch: None,
+            index: Box::new(move |bvars, ch, kh, _kw, oy, ox| {
+                (bv(bvars, 0) * cin + ch) * (h * w) + (oy + kh * dh) * w + ox
             }),
-        }
-    } else {
-        BSource::Param(0)
+        };
+    }
+    let (kh, kw) = (c.kh as i64, c.kw as i64);
+    let split = PhaseSplit {
+        channels: cin,
+        h,
+        w,
+        stride: (sh, sw),
+        pad: (pt, pl),
+        grid: (hq, wq),
+        taps: (kh, kw),
+        dilation: (dh, dw),
+        lanes,
+    };
+    let scratch = ScratchFill {
+        len: split.len(),
+        depth: 1,
+        fill: Box::new(move |b, bvars, params, xp| {
+            let image = bv(bvars, 0);
+            split.fill(b, params[0], &|ch| (image.clone() * cin + ch) * (h * w), xp, 0.0, LoopKind::Parallel)
+        }),
     };
     // Offsets of tap (kh, kw): phase and whole-step shift along each axis.
-    let split = |tap: Expr, d: i64, s: i64| -> (Expr, Expr) {
+    let phase_shift = |tap: Expr, d: i64, s: i64| -> (Expr, Expr) {
         if s == 1 {
             (Expr::int(0), tap * d)
         } else {
             ((tap.clone() * d) % Expr::int(s), (tap * d).floor_div(Expr::int(s)))
         }
     };
-    let b_index: gemm::IndexFn = if scratch {
-        Box::new(move |bvars, x| {
-            let ch = bv(bvars, 1) * cg + x[0].clone();
-            let (ph, oy) = split(x[1].clone(), dh, sh);
-            let (pw, ox) = split(x[2].clone(), dw, sw);
-            ((ch * sh + ph) * sw + pw) * plane + oy * wq + ox + x[3].clone()
-        })
-    } else {
-        Box::new(move |bvars, x| {
-            let ch = bv(bvars, 1) * cg + x[0].clone();
-            (bv(bvars, 0) * cin + ch) * (h * w) + x[1].clone() * (dh * w) + x[3].clone()
-        })
-    };
+    ConvInput {
+        scratch: Some(scratch),
+        index: Box::new(move |_, ch, kh, kw, oy, ox| {
+            let (ph, dy) = phase_shift(kh, dh, sh);
+            let (pw, dx) = phase_shift(kw, dw, sw);
+            ((ch * sh + ph) * sw + pw) * plane + (oy + dy) * wq + ox + dx
+        }),
+    }
+}
+
+/// Conv as `C[output channel, grid position]`: weights as A (prepackable), the padded input as B,
+/// read along grid rows `wq ≥ ow` wide.
+fn conv_problem(task: &Task, c: &Conv2dSpec, lanes: i64, grid_align: i64) -> GemmProblem {
+    let grid = ConvGrid::new(c, grid_align);
+    let (o, cg, og) = (c.o as i64, c.c_per_group() as i64, c.o_per_group() as i64);
+    let (kh, kw) = (c.kh as i64, c.kw as i64);
+    let ConvGrid { oh, ow, wq, .. } = grid;
+    let params = params_of(task);
+    let (bias, residual) = epilogue_params(task);
+    let input = conv_input(c, grid, lanes);
+    let read = input.index;
     GemmProblem {
         name: format!("conv2d_{}x{}_o{}_k{}x{}", c.h, c.w, c.o, c.kh, c.kw),
         m: og,
@@ -594,22 +677,124 @@ fn conv_problem(task: &Task, c: &Conv2dSpec, lanes: i64, grid_align: i64) -> Gem
         kw,
         lanes,
         batch: vec![("n", c.n as i64), ("g", c.groups as i64)],
-        a_param: 1,
+        a_rows_slack: false,
+        a_source: Operand::Param(1),
         // Weights depend on the group only.
         a_constant_over: Some(vec![1]),
         a_index: Box::new(move |bvars, x| {
             (((bv(bvars, 1) * og + x[0].clone()) * cg + x[1].clone()) * kh + x[2].clone()) * kw + x[3].clone()
         }),
-        b_source,
-        b_index,
-        out_param: params.len() - 1,
-        out_row_base: Box::new(move |bvars, x| {
-            ((bv(bvars, 0) * o + bv(bvars, 1) * og + x[0].clone()) * oh) * ow
+        b_source: if input.scratch.is_some() { Operand::Scratch } else { Operand::Param(0) },
+        // Grid column `col` is position (0, col) of the grid: its rows follow each other.
+        b_index: Box::new(move |bvars, x| {
+            let ch = bv(bvars, 1) * cg + x[0].clone();
+            read(bvars, ch, x[1].clone(), x[2].clone(), Expr::int(0), x[3].clone())
         }),
-        grid_w: wq,
-        valid_w: ow,
+        b_constant_over: None,
+        scratch: input.scratch,
+        out_param: params.len() - 1,
+        out: OutLayout::Rows {
+            row_base: Box::new(move |bvars, x| {
+                ((bv(bvars, 0) * o + bv(bvars, 1) * og + x[0].clone()) * oh) * ow
+            }),
+            grid_w: wq,
+            valid_w: ow,
+        },
         epilogue: task.epilogue.clone(),
         bias: bias.map(|p| (p, BiasAxis::Row(Box::new(move |bvars, x| bv(bvars, 1) * og + x[0].clone())))),
+        residual,
+        params,
+    }
+}
+
+/// Conv as `C[output position, output channel]`: the input as A, one broadcast per output
+/// position (rows are exactly the `oh × ow` outputs: no junk), weights as B, read only from panels
+/// prepacked once per group; C is transposed into the NCHW output on the way out. Broadcasts need
+/// no contiguous runs, so strided taps read a plain zero-padded copy (a row copy, vectorized)
+/// rather than phase planes, and an unpadded conv reads its input in place.
+fn conv_problem_by_channels(task: &Task, c: &Conv2dSpec, lanes: i64) -> GemmProblem {
+    let (cin, h, w) = (c.c as i64, c.h as i64, c.w as i64);
+    let (oh, ow) = (c.out_h() as i64, c.out_w() as i64);
+    let (o, cg, og) = (c.o as i64, c.c_per_group() as i64, c.o_per_group() as i64);
+    let (kh, kw) = (c.kh as i64, c.kw as i64);
+    let (sh, sw) = (c.stride[0] as i64, c.stride[1] as i64);
+    let (dh, dw) = (c.dilation[0] as i64, c.dilation[1] as i64);
+    let params = params_of(task);
+    let (bias, residual) = epilogue_params(task);
+    let scratch = ConvGrid::has_padding(c).then(|| {
+        // An edge tile reads up to MR rows past the last output position: zero rows below the
+        // image keep those reads inside the channel's plane (their results are never stored).
+        let rows_read = (oh + ceil_div(MR[MR.len() - 1], ow) + 1) * sh + (kh - 1) * dh + 1;
+        let (hp, wp) = ((h + (c.pad[0] + c.pad[2]) as i64).max(rows_read), w + (c.pad[1] + c.pad[3]) as i64);
+        let padded = PhaseSplit {
+            channels: cin,
+            h,
+            w,
+            stride: (1, 1),
+            pad: (c.pad[0] as i64, c.pad[1] as i64),
+            grid: (hp, wp),
+            taps: (1, 1),
+            dilation: (1, 1),
+            lanes,
+        };
+        let fill = ScratchFill {
+            len: padded.len(),
+            depth: 1,
+            fill: Box::new(move |b, bvars, params, xp| {
+                let image = bv(bvars, 0);
+                padded.fill(
+                    b,
+                    params[0],
+                    &|ch| (image.clone() * cin + ch) * (h * w),
+                    xp,
+                    0.0,
+                    LoopKind::Parallel,
+                )
+            }),
+        };
+        (fill, hp, wp)
+    });
+    let (a_source, plane, row_len) = match &scratch {
+        Some((_, hp, wp)) => (Operand::Scratch, hp * wp, *wp),
+        None => (Operand::Param(0), h * w, w),
+    };
+    GemmProblem {
+        name: format!("conv2d_{}x{}_o{}_k{}x{}_bych", c.h, c.w, c.o, c.kh, c.kw),
+        m: oh * ow,
+        n: og,
+        k: cg,
+        kh,
+        kw,
+        lanes,
+        batch: vec![("n", c.n as i64), ("g", c.groups as i64)],
+        a_rows_slack: scratch.is_some(),
+        a_source,
+        a_index: Box::new(move |bvars, x| {
+            let ch = bv(bvars, 1) * cg + x[1].clone();
+            // The scratch holds one image; the input in place holds them all.
+            let image_plane = match a_source {
+                Operand::Scratch => ch,
+                Operand::Param(_) => bv(bvars, 0) * cin + ch,
+            };
+            let (oy, ox) = (x[0].clone().floor_div(Expr::int(ow)), x[0].clone() % Expr::int(ow));
+            image_plane * plane + (oy * sh + x[2].clone() * dh) * row_len + ox * sw + x[3].clone() * dw
+        }),
+        a_constant_over: None,
+        b_source: Operand::Param(1),
+        b_index: Box::new(move |bvars, x| {
+            (((bv(bvars, 1) * og + x[3].clone()) * cg + x[0].clone()) * kh + x[1].clone()) * kw + x[2].clone()
+        }),
+        // Weights depend on the group only.
+        b_constant_over: Some(vec![1]),
+        scratch: scratch.map(|(fill, _, _)| fill),
+        out_param: params.len() - 1,
+        out: OutLayout::Columns {
+            col_base: Box::new(move |bvars, x| {
+                (bv(bvars, 0) * o + bv(bvars, 1) * og + x[0].clone()) * (oh * ow)
+            }),
+        },
+        epilogue: task.epilogue.clone(),
+        bias: bias.map(|p| (p, BiasAxis::Col(Box::new(move |bvars, x| bv(bvars, 1) * og + x[0].clone())))),
         residual,
         params,
     }
