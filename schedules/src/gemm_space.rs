@@ -364,7 +364,8 @@ impl GemmSpace {
             },
             order: 0,
             inner_order: 0,
-            parallel_loop: 1,
+            // The outermost block loop (columns), cut below into enough blocks for every thread.
+            parallel_loop: 0,
             unroll_k: if taps > 1 { 1 } else { 4 },
             unroll_taps: taps <= 9,
             epilogue_in_tile: true,
@@ -372,6 +373,18 @@ impl GemmSpace {
         };
         // A dense grid (little junk) with full-vector tiles via the grid scratch.
         self.repair(&mut s, &mut shape, 0);
+        // Column blocks: the widest that still gives each thread two (a thread left without a
+        // block would halve a 2-thread kernel's speed).
+        let (_, n, _, _) = self.dims(shape);
+        let nr = s.nr_vecs * self.lanes;
+        let wanted_blocks = 2 * i64::from(self.threads);
+        if let Some(&tiles) =
+            self.domain("nc_tiles", &s, shape).iter().rev().find(|&&t| ceil_div(n, nr * t) >= wanted_blocks)
+        {
+            s.nc_tiles = tiles;
+        } else if let Some(&smallest) = self.domain("nc_tiles", &s, shape).first() {
+            s.nc_tiles = smallest;
+        }
         (s, shape)
     }
 
