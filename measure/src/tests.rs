@@ -112,6 +112,21 @@ proptest! {
         assert_space_points_match_reference(&Task::new(Op::Conv2d(spec), epilogue), threads, seed, 4);
     }
 
+    /// Depthwise convs (one input channel per group) have their own sliding-window space: output
+    /// widths below, at and past a vector (overlapping last vector), and heights below a row block.
+    #[test]
+    fn random_depthwise_points_match_the_reference(
+        n in 1usize..3, channels in 2usize..6, multiplier in 1usize..3, h in 1usize..12, w in 1usize..40,
+        kh in 1usize..4, kw in 1usize..4, sh in 1usize..3, sw in 1usize..3, dh in 1usize..3, dw in 1usize..3,
+        pad in proptest::array::uniform4(0usize..3), epilogue in epilogue_strategy(), threads in 1u32..3, seed in any::<u64>(),
+    ) {
+        let spec = Conv2dSpec {
+            n, c: channels, h, w, o: channels * multiplier, kh, kw, stride: [sh, sw], pad, dilation: [dh, dw], groups: channels,
+        };
+        prop_assume!(spec.validate().is_ok());
+        assert_space_points_match_reference(&Task::new(Op::Conv2d(spec), epilogue), threads, seed, 4);
+    }
+
     #[test]
     fn random_batch_matmul_points_match_the_reference(
         batch in 1usize..4, m in 1usize..20, n in 1usize..40, k in 1usize..20,

@@ -17,9 +17,10 @@
 //! an `mr × nr` register tile (`i` unrolled, columns vectorized at the native width) and the
 //! epilogue fused into the tile's write-back or run as a separate pass.
 
+use crate::epilogue::{self, bin};
 use autotune_ir::{
     BinOp, BufId, BufScope, CmpOp, EpilogueOp, Expr, LoopKind, LoopNest, NestBuilder, Prepack, Program, Stmt,
-    UnaryOp, VarId,
+    VarId,
 };
 
 /// An index into a buffer, as a function of the batch-loop variables and per-access coordinates.
@@ -678,43 +679,16 @@ impl<'a> Lowering<'a> {
 
     /// The epilogue applied to `v` for output row `i`; `out_idx` is the element's output index,
     /// `col_in_row` its column within the output row (for a per-column bias).
-    fn epilogue(&self, mut v: Expr, i: Expr, out_idx: Expr, col_in_row: Expr) -> Expr {
-        for step in &self.p.epilogue {
-            v = match *step {
-                EpilogueOp::Scale { alpha } => bin(BinOp::Mul, v, Expr::Float(alpha.0)),
-                EpilogueOp::Bias => {
-                    let Some((param, axis)) = &self.p.bias else { continue };
-                    let index = match axis {
-                        BiasAxis::Row(f) => f(&self.batch_vars, std::slice::from_ref(&i)),
-                        BiasAxis::Col(f) => f(&self.batch_vars, std::slice::from_ref(&col_in_row)),
-                    };
-                    bin(BinOp::Add, v, Expr::load(self.params[*param], index))
-                }
-                EpilogueOp::Add => {
-                    let Some(param) = self.p.residual else { continue };
-                    bin(BinOp::Add, v, Expr::load(self.params[param], out_idx.clone()))
-                }
-                EpilogueOp::Relu => bin(BinOp::Max, v, Expr::Float(0.0)),
-                EpilogueOp::Clip { min, max } => {
-                    bin(BinOp::Min, bin(BinOp::Max, v, Expr::Float(min.0)), Expr::Float(max.0))
-                }
-                EpilogueOp::LeakyRelu { alpha } => Expr::select(
-                    v.clone().cmp(CmpOp::Lt, Expr::Float(0.0)),
-                    bin(BinOp::Mul, v.clone(), Expr::Float(alpha.0)),
-                    v,
-                ),
-                EpilogueOp::Sigmoid => bin(
-                    BinOp::Div,
-                    Expr::Float(1.0),
-                    bin(
-                        BinOp::Add,
-                        Expr::Float(1.0),
-                        Expr::unary(UnaryOp::Exp, Expr::unary(UnaryOp::Neg, v)),
-                    ),
-                ),
+    fn epilogue(&self, v: Expr, i: Expr, out_idx: Expr, col_in_row: Expr) -> Expr {
+        let bias = self.p.bias.as_ref().map(|(param, axis)| {
+            let index = match axis {
+                BiasAxis::Row(f) => f(&self.batch_vars, std::slice::from_ref(&i)),
+                BiasAxis::Col(f) => f(&self.batch_vars, std::slice::from_ref(&col_in_row)),
             };
-        }
-        v
+            Expr::load(self.params[*param], index)
+        });
+        let residual = self.p.residual.map(|param| Expr::load(self.params[param], out_idx));
+        epilogue::apply(&self.p.epilogue, v, bias, residual)
     }
 
     /// Column of grid column `col` within its output row.
@@ -1102,8 +1076,4 @@ fn prepacked_a_len(p: &GemmProblem, s: &GemmSchedule) -> usize {
     let mc = s.mr * s.mc_tiles;
     let slots = prepacked_slots(p, p.a_constant_over.as_deref());
     (slots * ceil_div(p.m, mc) * ceil_div(p.k, s.kc) * mc * s.kc * p.kh * p.kw) as usize
-}
-
-fn bin(op: BinOp, a: Expr, b: Expr) -> Expr {
-    Expr::Bin(op, Box::new(a), Box::new(b))
 }

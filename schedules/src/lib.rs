@@ -4,12 +4,15 @@
 //! Owns: what a decision means and which values it may take. Must not know how code is
 //! generated, timed, or searched.
 
+pub mod depthwise_space;
+mod epilogue;
 mod gemm;
 pub mod gemm_space;
 mod padded;
 pub mod pool_space;
 pub mod space;
 
+pub use depthwise_space::DepthwiseSpace;
 pub use gemm_space::GemmSpace;
 pub use pool_space::PoolSpace;
 pub use space::{ScheduleError, SpaceGenerator};
@@ -19,6 +22,9 @@ use autotune_ir::{Op, Target, Task};
 /// The space for `task` on `target`.
 pub fn space_for(task: &Task, target: &Target) -> Result<Box<dyn SpaceGenerator>, ScheduleError> {
     match (&task.op, target) {
+        (Op::Conv2d(c), Target::Cpu(cpu)) if DepthwiseSpace::applies_to(c) => {
+            Ok(Box::new(DepthwiseSpace::new(task, cpu.vector_lanes)?))
+        }
         (Op::Matmul(_) | Op::BatchMatmul(_) | Op::Conv2d(_), Target::Cpu(cpu)) => {
             Ok(Box::new(GemmSpace::new(task, cpu.vector_lanes, cpu.threads)?))
         }
