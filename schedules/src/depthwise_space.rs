@@ -12,10 +12,11 @@
 //! vectors. Planes run in parallel.
 
 use crate::epilogue;
-use crate::padded::PhaseSplit;
+use crate::flat::FlatSketch;
+use crate::padded::{tap_offset, PhaseSplit};
 use crate::space::{ScheduleError, SpaceGenerator};
 use autotune_ir::{BufScope, Conv2dSpec, Expr, LoopKind, NestBuilder, Op, Program, Stmt, Task, Trace};
-use rand::{Rng, RngCore};
+use rand::RngCore;
 
 pub const SKETCH: &str = "depthwise_rows";
 const VERSION: &str = "depthwise-cpu-v1";
@@ -71,27 +72,18 @@ impl DepthwiseSpace {
         }
     }
 
-    fn decode(&self, trace: &Trace) -> Result<DepthwiseSchedule, ScheduleError> {
-        let invalid = |reason: String| ScheduleError::InvalidTrace {
-            trace: trace.display(),
-            space: VERSION.to_string(),
-            reason,
-        };
-        if trace.sketch != SKETCH {
-            return Err(invalid(format!("sketch is `{}`", trace.sketch)));
+    fn flat(&self) -> FlatSketch<impl Fn(&str) -> Vec<i64> + '_> {
+        FlatSketch {
+            sketch: SKETCH,
+            version: VERSION,
+            names: &NAMES,
+            domain: move |name: &str| self.domain(name),
         }
-        let mut values = [0i64; 3];
-        for (slot, name) in values.iter_mut().zip(NAMES) {
-            *slot = trace.get(name).ok_or_else(|| invalid(format!("decision `{name}` missing")))?;
-            if !self.domain(name).contains(slot) {
-                return Err(invalid(format!("{name}={slot} is not a valid choice")));
-            }
-        }
-        Ok(DepthwiseSchedule { rows: values[0], unroll_taps: values[1] != 0, columns_outer: values[2] != 0 })
     }
 
-    fn trace(values: [i64; 3]) -> Trace {
-        Trace::new(SKETCH, NAMES.into_iter().zip(values).collect())
+    fn decode(&self, trace: &Trace) -> Result<DepthwiseSchedule, ScheduleError> {
+        let v = self.flat().decode(trace)?;
+        Ok(DepthwiseSchedule { rows: v[0], unroll_taps: v[1] != 0, columns_outer: v[2] != 0 })
     }
 
     fn lower_schedule(&self, s: DepthwiseSchedule) -> Program {
@@ -140,15 +132,8 @@ impl DepthwiseSpace {
         let oy0 = (Expr::var(rb) * rows).min(Expr::int(oh - rows));
         let ox0 = (Expr::var(v) * lanes).min(Expr::int(ow - lanes));
         let o = group * og + Expr::var(j);
-        let tap_phase = |tap: Expr, d: i64, stride: i64| -> (Expr, Expr) {
-            if stride == 1 {
-                (Expr::int(0), tap * d)
-            } else {
-                ((tap.clone() * d) % Expr::int(stride), (tap * d).floor_div(Expr::int(stride)))
-            }
-        };
-        let (phy, dy) = tap_phase(Expr::var(ky), dh, sh);
-        let (phx, dx) = tap_phase(Expr::var(kx), dw, sw);
+        let (phy, dy) = tap_offset(Expr::var(ky), dh, sh);
+        let (phx, dx) = tap_offset(Expr::var(kx), dw, sw);
         let input_at = (phy * sw + phx) * plane
             + (oy0.clone() + Expr::var(r) + dy) * wq
             + ox0.clone()
@@ -223,35 +208,22 @@ impl SpaceGenerator for DepthwiseSpace {
         &self.task
     }
     fn sample(&self, rng: &mut dyn RngCore) -> Trace {
-        let mut values = [0i64; 3];
-        for (slot, name) in values.iter_mut().zip(NAMES) {
-            let d = self.domain(name);
-            *slot = d[rng.gen_range(0..d.len())];
-        }
-        Self::trace(values)
+        self.flat().sample(rng)
     }
     fn mutate(&self, trace: &Trace, rng: &mut dyn RngCore) -> Trace {
-        let Ok(s) = self.decode(trace) else { return self.sample(rng) };
-        let mut values = [s.rows, s.unroll_taps as i64, s.columns_outer as i64];
-        let which = rng.gen_range(0..NAMES.len());
-        let others: Vec<i64> =
-            self.domain(NAMES[which]).into_iter().filter(|v| *v != values[which]).collect();
-        if !others.is_empty() {
-            values[which] = others[rng.gen_range(0..others.len())];
-        }
-        Self::trace(values)
+        self.flat().mutate(trace, rng)
     }
     fn default_trace(&self) -> Trace {
         // Four rows a block (three taps' rows shared between them), taps unrolled where allowed.
         let rows = *self.domain("rows").iter().find(|&&r| r >= 4).unwrap_or(&1);
         let unroll = *self.domain("unroll_taps").last().unwrap_or(&0);
-        Self::trace([rows.min(self.spec.out_h() as i64), unroll, 0])
+        self.flat().trace(&[rows.min(self.spec.out_h() as i64), unroll, 0])
     }
     fn lower(&self, trace: &Trace) -> Result<Program, ScheduleError> {
         Ok(self.lower_schedule(self.decode(trace)?))
     }
     fn size(&self) -> u64 {
-        NAMES.iter().map(|n| self.domain(n).len() as u64).product()
+        self.flat().size()
     }
 }
 

@@ -16,7 +16,7 @@ use crate::gemm::{
     self, ceil_div, BiasAxis, GemmProblem, GemmSchedule, Operand, OutLayout, PackA, PackB, ScratchFill,
     N_ORDERS,
 };
-use crate::padded::PhaseSplit;
+use crate::padded::{tap_offset, PhaseSplit};
 use crate::space::{ScheduleError, SpaceGenerator};
 use autotune_ir::{BatchMatmulSpec, Conv2dSpec, Expr, LoopKind, Op, Program, Task, Trace};
 use rand::{Rng, RngCore};
@@ -652,19 +652,11 @@ fn conv_input(c: &Conv2dSpec, grid: ConvGrid, lanes: i64) -> ConvInput {
             split.fill(b, params[0], &|ch| (image.clone() * cin + ch) * (h * w), xp, 0.0, LoopKind::Parallel)
         }),
     };
-    // Offsets of tap (kh, kw): phase and whole-step shift along each axis.
-    let phase_shift = |tap: Expr, d: i64, s: i64| -> (Expr, Expr) {
-        if s == 1 {
-            (Expr::int(0), tap * d)
-        } else {
-            ((tap.clone() * d) % Expr::int(s), (tap * d).floor_div(Expr::int(s)))
-        }
-    };
     ConvInput {
         scratch: Some(scratch),
         index: Box::new(move |_, ch, kh, kw, oy, ox| {
-            let (ph, dy) = phase_shift(kh, dh, sh);
-            let (pw, dx) = phase_shift(kw, dw, sw);
+            let (ph, dy) = tap_offset(kh, dh, sh);
+            let (pw, dx) = tap_offset(kw, dw, sw);
             ((ch * sh + ph) * sw + pw) * plane + (oy + dy) * wq + ox + dx
         }),
     }
@@ -739,17 +731,7 @@ fn conv_problem_by_channels(task: &Task, c: &Conv2dSpec, lanes: i64) -> GemmProb
         // image keep those reads inside the channel's plane (their results are never stored).
         let rows_read = (oh + ceil_div(MR[MR.len() - 1], ow) + 1) * sh + (kh - 1) * dh + 1;
         let (hp, wp) = ((h + (c.pad[0] + c.pad[2]) as i64).max(rows_read), w + (c.pad[1] + c.pad[3]) as i64);
-        let padded = PhaseSplit {
-            channels: cin,
-            h,
-            w,
-            stride: (1, 1),
-            pad: (c.pad[0] as i64, c.pad[1] as i64),
-            grid: (hp, wp),
-            taps: (1, 1),
-            dilation: (1, 1),
-            lanes,
-        };
+        let padded = PhaseSplit::padded(cin, (h, w), (c.pad[0] as i64, c.pad[1] as i64), (hp, wp), lanes);
         let fill = ScratchFill {
             len: padded.len(),
             depth: 1,

@@ -6,6 +6,7 @@
 
 pub mod depthwise_space;
 mod epilogue;
+mod flat;
 mod gemm;
 pub mod gemm_space;
 mod padded;

@@ -24,6 +24,18 @@ pub(crate) struct PhaseSplit {
 }
 
 impl PhaseSplit {
+    /// A plain zero-padded copy (one phase): `grid` rows and columns per channel, the input at
+    /// `pad` (top, left) inside.
+    pub fn padded(
+        channels: i64,
+        (h, w): (i64, i64),
+        pad: (i64, i64),
+        grid: (i64, i64),
+        lanes: i64,
+    ) -> PhaseSplit {
+        PhaseSplit { channels, h, w, stride: (1, 1), pad, grid, taps: (1, 1), dilation: (1, 1), lanes }
+    }
+
     pub fn plane(&self) -> i64 {
         self.grid.0 * self.grid.1
     }
@@ -142,5 +154,15 @@ impl PhaseSplit {
             }
         }
         vec![Stmt::for_loop(ch, Expr::int(0), Expr::int(self.channels), channel_loop, per_channel)]
+    }
+}
+
+/// Where tap `tap` of a kernel axis with dilation `dilation` reads in a phase-split copy strided
+/// by `stride`: (phase, whole-step shift within the phase). Constants once the taps are unrolled.
+pub(crate) fn tap_offset(tap: Expr, dilation: i64, stride: i64) -> (Expr, Expr) {
+    if stride == 1 {
+        (Expr::int(0), tap * dilation)
+    } else {
+        ((tap.clone() * dilation) % Expr::int(stride), (tap * dilation).floor_div(Expr::int(stride)))
     }
 }

@@ -6,12 +6,13 @@
 //! Average pooling multiplies by reciprocal window counts that depend only on the shape, so they
 //! are computed here, at lowering time, and emitted as constants.
 
-use crate::padded::PhaseSplit;
+use crate::flat::FlatSketch;
+use crate::padded::{tap_offset, PhaseSplit};
 use crate::space::{ScheduleError, SpaceGenerator};
 use autotune_ir::{
     BinOp, BufScope, Expr, LoopKind, NestBuilder, Op, Pool2dSpec, PoolKind, Program, Stmt, Task, Trace,
 };
-use rand::{Rng, RngCore};
+use rand::RngCore;
 
 pub const SKETCH: &str = "pool_rows";
 const VERSION: &str = "pool-cpu-v1";
@@ -74,31 +75,18 @@ impl PoolSpace {
         }
     }
 
-    fn decode(&self, trace: &Trace) -> Result<PoolSchedule, ScheduleError> {
-        let invalid = |reason: String| ScheduleError::InvalidTrace {
-            trace: trace.display(),
-            space: VERSION.to_string(),
-            reason,
-        };
-        if trace.sketch != SKETCH {
-            return Err(invalid(format!("sketch is `{}`", trace.sketch)));
+    fn flat(&self) -> FlatSketch<impl Fn(&str) -> Vec<i64> + '_> {
+        FlatSketch {
+            sketch: SKETCH,
+            version: VERSION,
+            names: &NAMES,
+            domain: move |name: &str| self.domain(name),
         }
-        let mut values = [0i64; 3];
-        for (slot, name) in values.iter_mut().zip(NAMES) {
-            *slot = trace.get(name).ok_or_else(|| invalid(format!("decision `{name}` missing")))?;
-            if !self.domain(name).contains(slot) {
-                return Err(invalid(format!("{name}={slot} is not a valid choice")));
-            }
-        }
-        Ok(PoolSchedule {
-            vectorize: values[0] != 0,
-            unroll_window: values[1] != 0,
-            parallel: values[2] != 0,
-        })
     }
 
-    fn trace(&self, values: [i64; 3]) -> Trace {
-        Trace::new(SKETCH, NAMES.into_iter().zip(values).collect())
+    fn decode(&self, trace: &Trace) -> Result<PoolSchedule, ScheduleError> {
+        let v = self.flat().decode(trace)?;
+        Ok(PoolSchedule { vectorize: v[0] != 0, unroll_window: v[1] != 0, parallel: v[2] != 0 })
     }
 
     fn lower_schedule(&self, s: PoolSchedule) -> Program {
@@ -163,15 +151,8 @@ impl PoolSpace {
         let (ky, kx) = (b.var("ky"), b.var("kx"));
         let acc = b.buffer("acc", self.lanes as usize, BufScope::Register);
         let tap_index = |col: Expr| -> Expr {
-            let split = |tap: Expr, d: i64, s: i64| -> (Expr, Expr) {
-                if s == 1 {
-                    (Expr::int(0), tap * d)
-                } else {
-                    ((tap.clone() * d) % Expr::int(s), (tap * d).floor_div(Expr::int(s)))
-                }
-            };
-            let (phy, offy) = split(Expr::var(ky), dh, sh);
-            let (phx, offx) = split(Expr::var(kx), dw, sw);
+            let (phy, offy) = tap_offset(Expr::var(ky), dh, sh);
+            let (phx, offx) = tap_offset(Expr::var(kx), dw, sw);
             (phy * sw + phx) * plane + (Expr::var(oy) + offy) * wq + offx + col
         };
         let combine = |a: Expr, v: Expr| {
@@ -256,34 +237,19 @@ impl SpaceGenerator for PoolSpace {
         &self.task
     }
     fn sample(&self, rng: &mut dyn RngCore) -> Trace {
-        let mut values = [0i64; 3];
-        for (slot, name) in values.iter_mut().zip(NAMES) {
-            let d = self.domain(name);
-            *slot = d[rng.gen_range(0..d.len())];
-        }
-        self.trace(values)
+        self.flat().sample(rng)
     }
     fn mutate(&self, trace: &Trace, rng: &mut dyn RngCore) -> Trace {
-        let mut values = [0i64; 3];
-        for (slot, name) in values.iter_mut().zip(NAMES) {
-            *slot = trace.get(name).unwrap_or(0);
-        }
-        let which = rng.gen_range(0..NAMES.len());
-        let others: Vec<i64> =
-            self.domain(NAMES[which]).into_iter().filter(|v| *v != values[which]).collect();
-        if !others.is_empty() {
-            values[which] = others[rng.gen_range(0..others.len())];
-        }
-        self.trace(values)
+        self.flat().mutate(trace, rng)
     }
     fn default_trace(&self) -> Trace {
         let pick = |name: &str| *self.domain(name).last().unwrap_or(&0);
-        self.trace([pick("vectorize"), pick("unroll_window"), pick("parallel")])
+        self.flat().trace(&[pick("vectorize"), pick("unroll_window"), pick("parallel")])
     }
     fn lower(&self, trace: &Trace) -> Result<Program, ScheduleError> {
         Ok(self.lower_schedule(self.decode(trace)?))
     }
     fn size(&self) -> u64 {
-        NAMES.iter().map(|n| self.domain(n).len() as u64).product()
+        self.flat().size()
     }
 }
