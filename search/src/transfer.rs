@@ -61,7 +61,8 @@ impl Default for WarmStartConfig {
 }
 
 /// Reads a warm start for tuning `task` with `space` on `target` from `db`: valid trials of tasks
-/// of the same operator on the same target, measured with replayable space and codegen versions.
+/// of the same operator and space on the same target, measured with replayable space and codegen
+/// versions.
 /// Features use `machine` and line up with `space`'s decision names.
 pub fn warm_start_from_log(
     db: &Database,
@@ -84,7 +85,12 @@ pub fn warm_start_from_log(
         if other_task.op_name() != task.op_name() || (is_same_task && !config.include_same_task) {
             continue;
         }
+        // Only tasks tuned in the same space: another sketch's decisions mean nothing here (a
+        // depthwise conv and a dense one are both `conv2d`).
         let Ok(other_space) = space_for(&other_task, target) else { continue };
+        if other_space.version() != space.version() {
+            continue;
+        }
         let records = db
             .trials(&workload.task_key, &target_key)
             .map_err(SearchError::db("read the trials of the warm-start log"))?;
@@ -217,6 +223,76 @@ mod tests {
         )
         .expect("warm start");
         assert!(!same_task.samples.is_empty());
+    }
+
+    #[test]
+    fn a_task_of_another_space_does_not_transfer() {
+        // A dense 3×3 conv and a depthwise one are both `conv2d`, tuned in different spaces.
+        let conv = |c: usize, groups: usize| {
+            Task::new(
+                autotune_ir::Op::Conv2d(autotune_ir::Conv2dSpec {
+                    n: 1,
+                    c,
+                    h: 8,
+                    w: 8,
+                    o: 8,
+                    kh: 3,
+                    kw: 3,
+                    stride: [1, 1],
+                    pad: [1; 4],
+                    dilation: [1, 1],
+                    groups,
+                }),
+                vec![],
+            )
+        };
+        let (dense, depthwise) = (conv(8, 1), conv(8, 8));
+        let mut db = Database::open_in_memory().expect("db");
+        let mut runner = FakeRunner::new();
+        let target = runner.target().clone();
+        let dense_space = space_for(&dense, &target).expect("space");
+        let mut strategy = RandomSearch::new(dense_space.as_ref(), RandomSearchConfig::new(1));
+        let config = TuneConfig::new(8, 1, "fake-codegen");
+        let cancel = AtomicBool::new(false);
+        tune(
+            &dense,
+            dense_space.as_ref(),
+            &mut strategy,
+            &mut runner,
+            &mut db,
+            &config,
+            &cancel,
+            &mut |_| {},
+        )
+        .expect("tune the dense conv");
+        let machine = MachineModel::cpu(CacheSizes::ZEN4, 4, 1);
+        let config = WarmStartConfig::default();
+        let depthwise_space = space_for(&depthwise, &target).expect("space");
+        assert_ne!(depthwise_space.version(), dense_space.version());
+        let warm = warm_start_from_log(
+            &db,
+            &depthwise,
+            &target,
+            depthwise_space.as_ref(),
+            "fake-codegen",
+            machine,
+            &config,
+        )
+        .expect("warm start");
+        assert!(warm.is_empty());
+        let other_dense = conv(16, 2);
+        let other_space = space_for(&other_dense, &target).expect("space");
+        let warm = warm_start_from_log(
+            &db,
+            &other_dense,
+            &target,
+            other_space.as_ref(),
+            "fake-codegen",
+            machine,
+            &config,
+        )
+        .expect("warm start");
+        assert!(!warm.is_empty(), "a grouped conv of the same space does");
     }
 
     #[test]
