@@ -152,3 +152,41 @@ fn human_mode_summarizes_and_best_remeasures() {
     let v: Value = serde_json::from_slice(&out.stdout).expect("json");
     assert!(v["gflops"].as_f64().expect("gflops") > 0.0 && v["n_repeats"].as_u64().expect("n") >= 10);
 }
+
+#[test]
+fn best_remeasures_chosen_trials_by_trace_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("k.db");
+    let db = path.to_str().expect("utf-8");
+    let out = autotune(&["op", "matmul", "--shape", "24x24x24", "--trials", "4", "--db", db]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let log = Database::open_read_only(&path).expect("log");
+    let (_, workload) = log.workloads().expect("workloads").into_iter().next().expect("one workload");
+    let target_key = log.targets().expect("targets").into_iter().next().expect("one target").1.target_key;
+    let ok: Vec<String> = log
+        .trials(&workload.task_key, &target_key)
+        .expect("trials")
+        .into_iter()
+        .filter(|t| t.median_s.is_some())
+        .map(|t| t.trace_key)
+        .collect();
+    assert!(ok.len() >= 2, "{ok:?}");
+    let keys = [ok[1].as_str(), ok[0].as_str()];
+    let mut args = vec!["best", "--db", db, "--min-time-s", "0.05", "--json"];
+    for key in keys {
+        args.extend(["--trace-key", key]);
+    }
+    let out = autotune(&args);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).expect("json");
+    let kernels = v["kernels"].as_array().expect("a list of kernels");
+    let measured: Vec<&str> = kernels.iter().map(|k| k["trace_key"].as_str().expect("key")).collect();
+    assert_eq!(measured, keys, "one kernel per key, in the order asked");
+    assert!(kernels.iter().all(|k| k["gflops"].as_f64().expect("gflops") > 0.0));
+
+    let out = autotune(&["best", "--db", db, "--trace-key", "no-such-key"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("no-such-key"), "{stderr}");
+}

@@ -391,6 +391,11 @@ pub struct BestArgs {
     /// Minimum total timed seconds of the re-measurement.
     #[arg(long, default_value_t = 1.0)]
     pub min_time_s: f64,
+    /// Re-measure these trials of the log (their trace keys, as stored) instead of the best one,
+    /// in one batch: how benchmarks check that a recorded time was not a lucky moment of the
+    /// machine. Repeatable.
+    #[arg(long = "trace-key", value_name = "KEY")]
+    pub trace_keys: Vec<String>,
     #[arg(long)]
     pub json: bool,
 }

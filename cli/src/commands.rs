@@ -9,7 +9,7 @@ use crate::error::BadInput;
 use anyhow::{anyhow, Context, Result};
 use autotune_codegen::{host_cpu_target, CODEGEN_VERSION};
 use autotune_cost_model::MachineModel;
-use autotune_db::{Database, MachineMeasurementKind, NewMachineMeasurement, TargetSpec};
+use autotune_db::{Database, MachineMeasurementKind, NewMachineMeasurement, TargetSpec, TrialRecord};
 use autotune_ir::{BatchMatmulSpec, Conv2dSpec, Op, Pool2dSpec, PoolKind, Target, Task, Trace, TrialStatus};
 use autotune_measure::{
     probe_bandwidth_gbs, probe_peak_gflops, MachineProbeConfig, MeasureConfig, Runner, WorkerConfig,
@@ -386,19 +386,44 @@ fn best(args: BestArgs) -> Result<ExitCode> {
         }
     };
     let space = space_for(&task, &target).context("no schedule space")?;
-    let winners = db.best(&task.key().0, &target.key(), 64).context("reading the tuning log")?;
-    let winner = winners
-        .iter()
-        .filter(|t| t.space_version == space.version() && t.codegen_version == CODEGEN_VERSION)
-        .find_map(|t| Trace::from_json(&t.trace_json).ok())
-        .ok_or_else(|| {
-            anyhow!(BadInput(format!(
-                "{} holds no valid kernel for {} on this CPU with {} thread(s): tune it first with `autotune op …`",
-                args.db.display(),
-                task.description(),
-                args.threads
-            )))
-        })?;
+    let replayable =
+        |t: &&TrialRecord| t.space_version == space.version() && t.codegen_version == CODEGEN_VERSION;
+    let traces: Vec<(String, Trace)> = if args.trace_keys.is_empty() {
+        let winners = db.best(&task.key().0, &target.key(), 64).context("reading the tuning log")?;
+        let winner = winners
+            .iter()
+            .filter(replayable)
+            .find_map(|t| Some((t.trace_key.clone(), Trace::from_json(&t.trace_json).ok()?)))
+            .ok_or_else(|| {
+                anyhow!(BadInput(format!(
+                    "{} holds no valid kernel for {} on this CPU with {} thread(s): tune it first with `autotune op …`",
+                    args.db.display(),
+                    task.description(),
+                    args.threads
+                )))
+            })?;
+        vec![winner]
+    } else {
+        let trials = db.trials(&task.key().0, &target.key()).context("reading the tuning log")?;
+        args.trace_keys
+            .iter()
+            .map(|key| {
+                trials
+                    .iter()
+                    .filter(replayable)
+                    .find(|t| t.trace_key == *key && t.status == TrialStatus::Ok)
+                    .and_then(|t| Some((key.clone(), Trace::from_json(&t.trace_json).ok()?)))
+                    .ok_or_else(|| {
+                        anyhow!(BadInput(format!(
+                            "{} holds no valid trial with trace key {key} for {} with {} thread(s): pass a key of an `ok` trial",
+                            args.db.display(),
+                            task.description(),
+                            args.threads
+                        )))
+                    })
+            })
+            .collect::<Result<_>>()?
+    };
     let measure = MeasureConfig {
         min_repeats: 10,
         min_total_time_s: args.min_time_s,
@@ -407,37 +432,48 @@ fn best(args: BestArgs) -> Result<ExitCode> {
         ..MeasureConfig::default()
     };
     let mut runner = worker_runner(&target, measure)?;
-    let outcome = runner
-        .measure_batch(&task, std::slice::from_ref(&winner))
-        .pop()
-        .ok_or_else(|| anyhow!("no outcome"))?;
-    let (Some(median), Some(min)) = (outcome.median_s(), outcome.min_s()) else {
-        return Err(anyhow!(
-            "re-measuring the best kernel failed ({}): {}",
-            outcome.status,
-            outcome.error.unwrap_or_default()
-        ));
-    };
-    let gflops = task.flops() / median / 1e9;
+    let batch: Vec<Trace> = traces.iter().map(|(_, t)| t.clone()).collect();
+    let outcomes = runner.measure_batch(&task, &batch);
+    let mut kernels = Vec::new();
+    for ((key, trace), outcome) in traces.iter().zip(outcomes) {
+        let (Some(median), Some(min)) = (outcome.median_s(), outcome.min_s()) else {
+            return Err(anyhow!(
+                "re-measuring {} failed ({}): {}",
+                trace.display(),
+                outcome.status,
+                outcome.error.unwrap_or_default()
+            ));
+        };
+        kernels.push((key, trace, median, min, outcome.repeat_times_s.len()));
+    }
+    let gflops = |median: f64| task.flops() / median / 1e9;
     if args.json {
-        println!(
-            "{}",
+        let as_json = |&(key, trace, median, min, n): &(&String, &Trace, f64, f64, usize)| {
             json!({
-                "task": task.description(), "device": "cpu", "threads": args.threads, "gflops": gflops,
-                "latency_s_median": median, "latency_s_min": min, "trace": winner,
-                "n_repeats": outcome.repeat_times_s.len(),
+                "task": task.description(), "device": "cpu", "threads": args.threads, "gflops": gflops(median),
+                "latency_s_median": median, "latency_s_min": min, "trace": trace, "trace_key": key,
+                "n_repeats": n,
             })
-        );
+        };
+        // The best kernel alone is the object itself; chosen trials come as a list.
+        let out = if args.trace_keys.is_empty() {
+            kernels.first().map(as_json).unwrap_or_default()
+        } else {
+            json!({ "kernels": kernels.iter().map(as_json).collect::<Vec<_>>() })
+        };
+        println!("{out}");
     } else {
-        println!(
-            "{} on cpu, {} thread(s): {gflops:.1} GFLOP/s ({:.3} ms median, {:.3} ms min, {} repeats)",
-            task.description(),
-            args.threads,
-            median * 1e3,
-            min * 1e3,
-            outcome.repeat_times_s.len()
-        );
-        println!("  schedule: {}", winner.display());
+        for (_, trace, median, min, n) in &kernels {
+            println!(
+                "{} on cpu, {} thread(s): {:.1} GFLOP/s ({:.3} ms median, {:.3} ms min, {n} repeats)",
+                task.description(),
+                args.threads,
+                gflops(*median),
+                median * 1e3,
+                min * 1e3,
+            );
+            println!("  schedule: {}", trace.display());
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
