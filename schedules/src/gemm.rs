@@ -38,7 +38,7 @@ pub(crate) enum Operand {
 }
 
 /// A scratch buffer of `len` elements filled at batch depth `depth` (after that many batch loops)
-/// by `fill`: conv's zero-padded, phase-split copy of one input image.
+/// by `fill`: conv's zero-padded (phase-split, for the first layout) copy of one input image.
 pub(crate) struct ScratchFill {
     pub len: usize,
     pub depth: usize,
