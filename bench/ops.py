@@ -7,12 +7,13 @@ For every layer (the distinct conv layers of ResNet-50 at batch 1, 224x224, a Mo
 layer, and the 2048->1000 dense layer) and every thread count T it:
   1. tunes the layer with `autotune op ... --trials N` into bench/out/ops/<layer>_t<T>.db
      (with --reuse, an existing db is kept and topped up to N trials: only the trials it lacks run),
-  2. re-measures the db's best kernel now (`autotune best --db ... --json`),
+  2. re-measures the db's best kernel now (`autotune best --db ... --json`) and this build's
+     untuned default schedule (`autotune best --db ... --default-schedule --json`),
   3. builds a one-node ONNX model of the same layer (Conv with bias, or Gemm with transB=1 and
      bias) and times it in onnxruntime with intra_op_num_threads=T, in a fresh process,
 and prints GFLOP/s, % of the machine's measured peak, the ratio autotune / onnxruntime (a latency
 ratio: > 1 means autotune is faster), and the same for the untuned default schedule.
-Each side is measured --repeats times (interleaved) and the median is reported.
+The three are measured --repeats times (interleaved) and the medians are reported.
 """
 import argparse
 import json
@@ -170,19 +171,16 @@ def main():
                 run_json([args.autotune] + autotune_args(kind, p) + [
                     "--threads", str(t), "--trials", str(todo), "--db", db, "--seed", str(args.seed + have), "--json"])
                 tune_s = time.time() - t0
-            ours, theirs = [], []
+            ours, untuned, theirs = [], [], []
+            best_cmd = [args.autotune, "best", "--db", db, "--threads", str(t), "--json"]
             for _ in range(args.repeats):
-                best = run_json([args.autotune, "best", "--db", db, "--threads", str(t), "--json"])
-                ours.append(best["latency_s_median"])
+                ours.append(run_json(best_cmd)["latency_s_median"])
+                # This build's untuned default schedule, timed in the same rounds.
+                untuned.append(run_json(best_cmd + ["--default-schedule"])["latency_s_median"])
                 ort_out = run_json([sys.executable, "-c", ORT_SCRIPT, json.dumps(kind), json.dumps(p), str(t)])
                 theirs.append(ort_out["median_s"])
             f = flops(kind, p)
-            at, ort_s = statistics.median(ours), statistics.median(theirs)
-            # The untuned default schedule, measured once by the tuning run (strategy "default").
-            with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
-                found = conn.execute(
-                    "SELECT median_s FROM trial WHERE strategy = 'default' AND status = 'ok' LIMIT 1").fetchone()
-            default_s = found[0] if found else None
+            at, ort_s, default_s = statistics.median(ours), statistics.median(theirs), statistics.median(untuned)
             row = dict(layer=name, threads=t, autotune_gflops=f / at / 1e9, ort_gflops=f / ort_s / 1e9,
                        ratio=ort_s / at, peak_gflops=peaks[t], autotune_latency_s=at, ort_latency_s=ort_s,
                        trials=args.trials, tune_wall_s=tune_s,

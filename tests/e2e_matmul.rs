@@ -184,6 +184,15 @@ fn best_remeasures_chosen_trials_by_trace_key() {
     assert_eq!(measured, keys, "one kernel per key, in the order asked");
     assert!(kernels.iter().all(|k| k["gflops"].as_f64().expect("gflops") > 0.0));
 
+    // The default schedule: the one the tuning run measured first as its untuned baseline.
+    let out = autotune(&["best", "--db", db, "--default-schedule", "--min-time-s", "0.05", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).expect("json");
+    let trials = log.trials(&workload.task_key, &target_key).expect("trials");
+    let default = trials.iter().find(|t| t.strategy == "default").expect("the baseline trial");
+    assert_eq!(v["trace_key"].as_str(), Some(default.trace_key.as_str()));
+    assert!(v["gflops"].as_f64().expect("gflops") > 0.0);
+
     let out = autotune(&["best", "--db", db, "--trace-key", "no-such-key"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");

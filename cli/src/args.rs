@@ -396,6 +396,10 @@ pub struct BestArgs {
     /// machine. Repeatable.
     #[arg(long = "trace-key", value_name = "KEY")]
     pub trace_keys: Vec<String>,
+    /// Re-measure this build's untuned default schedule of the log's task instead of its best
+    /// kernel: what tuning bought, timed in the same run as anything it is compared with.
+    #[arg(long, conflicts_with = "trace_keys")]
+    pub default_schedule: bool,
     #[arg(long)]
     pub json: bool,
 }

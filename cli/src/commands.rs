@@ -388,7 +388,10 @@ fn best(args: BestArgs) -> Result<ExitCode> {
     let space = space_for(&task, &target).context("no schedule space")?;
     let replayable =
         |t: &&TrialRecord| t.space_version == space.version() && t.codegen_version == CODEGEN_VERSION;
-    let traces: Vec<(String, Trace)> = if args.trace_keys.is_empty() {
+    let traces: Vec<(String, Trace)> = if args.default_schedule {
+        let default = space.default_trace();
+        vec![(default.key(), default)]
+    } else if args.trace_keys.is_empty() {
         let winners = db.best(&task.key().0, &target.key(), 64).context("reading the tuning log")?;
         let winner = winners
             .iter()
