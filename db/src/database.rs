@@ -260,6 +260,46 @@ impl Database {
         Ok(ids)
     }
 
+    /// Adds the repeats of a later timing window to an `ok` trial and recomputes its median and
+    /// minimum over all its repeats: a time taken in one short window of a drifting machine can be
+    /// a lucky moment, and a winner confirmed in more windows is what a tuning run should hand over.
+    /// The trial's first repeats are kept; nothing else of the row changes.
+    pub fn add_repeats(&mut self, id: TrialId, times_s: &[f64]) -> Result<(), DbError> {
+        let refuse = |reason: String| DbError::CannotRetime { trial: id.0, reason };
+        if let Some(bad) = times_s.iter().find(|t| !(t.is_finite() && **t > 0.0)) {
+            return Err(refuse(format!("repeat time {bad} s is not a finite positive number")));
+        }
+        let error = sql_error(&self.location, "add repeat times");
+        let transaction =
+            self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(&error)?;
+        let row: Option<(String, String)> = transaction
+            .query_row("SELECT status, repeat_times_s FROM trial WHERE id = ?1", params![id.0], |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })
+            .optional()
+            .map_err(&error)?;
+        let (status, stored) = row.ok_or_else(|| refuse("the log holds no such trial".to_string()))?;
+        if status != TrialStatus::Ok.as_str() {
+            return Err(refuse(format!("its status is {status}, and only an ok trial has a time")));
+        }
+        let mut all: Vec<f64> = serde_json::from_str(&stored).map_err(|e| DbError::Corrupt {
+            path: self.location.clone(),
+            what: format!("repeat times of trial {}: {e}", id.0),
+        })?;
+        all.extend_from_slice(times_s);
+        let median_s =
+            autotune_ir::stats::median(&all).ok_or_else(|| refuse("no repeat times".to_string()))?;
+        let min_s = all.iter().copied().fold(f64::INFINITY, f64::min);
+        let json = serde_json::to_string(&all).map_err(|e| refuse(e.to_string()))?;
+        transaction
+            .execute(
+                "UPDATE trial SET repeat_times_s = ?1, median_s = ?2, min_s = ?3 WHERE id = ?4",
+                params![json, median_s, min_s, id.0],
+            )
+            .map_err(&error)?;
+        transaction.commit().map_err(&error)
+    }
+
     /// The trace keys already recorded (any status) for this workload, target, schedule-space
     /// version and codegen version, so a search never measures a trace twice across sessions.
     pub fn measured_trace_keys(

@@ -50,6 +50,11 @@ pub enum DbError {
     #[error("trial {index} of the batch (trace {trace_key}) is invalid, so nothing of the batch was recorded: {reason}")]
     InvalidTrial { index: usize, trace_key: String, reason: String },
 
+    /// [`Database::add_repeats`](crate::Database::add_repeats) was given a trial that has no time
+    /// to add to (unknown, or not `ok`) or times that are not finite positive numbers.
+    #[error("cannot add repeat times to trial {trial}: {reason}")]
+    CannotRetime { trial: i64, reason: String },
+
     /// [`Database::end_session`](crate::Database::end_session) was given an id the log does not hold.
     #[error("tuning log {} has no session {}", path.display(), session.0)]
     UnknownSession { path: PathBuf, session: SessionId },

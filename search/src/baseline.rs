@@ -47,7 +47,8 @@ pub fn measure_default_schedule(
     if measured {
         return Ok(None);
     }
-    let config = TuneConfig { n_trials: 1, batch_size: 1, ..config.clone() };
+    // One trial, measured once: the confirmation rounds belong to the tuning session after it.
+    let config = TuneConfig { n_trials: 1, batch_size: 1, confirm_rounds: 0, ..config.clone() };
     let mut strategy = DefaultSchedule { trace: Some(default_trace) };
     tune(task, space, &mut strategy, runner, db, &config, cancel, &mut |_| {}).map(Some)
 }

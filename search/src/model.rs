@@ -169,13 +169,17 @@ pub fn tune_model<'a>(
     let (mut search_time_s, mut measure_time_s) = (0.0, 0.0);
     for (model_task, slot) in tasks.iter().zip(active) {
         match slot {
-            Some(Active { tuner, .. }) => {
-                search_time_s += tuner.search_time_s();
-                measure_time_s += tuner.measure_time_s();
+            Some(Active { mut tuner, .. }) => {
+                // Confirm the winners unless the run was stopped (Ctrl-C, deadline) or failed.
                 let outcome = match &result {
+                    Ok((_, ModelStopReason::TrialsDone | ModelStopReason::SpacesExhausted)) => {
+                        tuner.confirm_leaders(runner, db).map(|()| None)
+                    }
                     Ok(_) => Ok(None),
                     Err(_) => Ok(Some(StopReason::Cancelled)),
                 };
+                search_time_s += tuner.search_time_s();
+                measure_time_s += tuner.measure_time_s();
                 match tuner.finish(db, outcome) {
                     Ok(summary) => best.push(summary.best),
                     Err(error) => {
@@ -195,7 +199,13 @@ pub fn tune_model<'a>(
             )?),
         }
     }
-    let (progress, stopped) = result?;
+    let (mut progress, stopped) = result?;
+    // The confirmation rounds may have re-ranked the leaders and the default: report the log as it
+    // is now.
+    for (model_task, state) in tasks.iter().zip(progress.tasks.iter_mut()) {
+        let now = LogState::read(db, &model_task.task, model_task.space, &target, config)?;
+        (state.best_latency_s, state.default_latency_s) = (now.best_latency_s, now.default_latency_s);
+    }
     Ok(ModelTuneSummary { progress, best, stopped, search_time_s, measure_time_s })
 }
 
@@ -446,7 +456,7 @@ mod tests {
         ModelTuneConfig {
             trials_per_task,
             deadline,
-            tune: TuneConfig { batch_size: 4, ..TuneConfig::new(0, 5, CODEGEN) },
+            tune: TuneConfig { batch_size: 4, confirm_rounds: 0, ..TuneConfig::new(0, 5, CODEGEN) },
             scheduler: TaskSchedulerConfig { min_trials_per_task: 4, ..TaskSchedulerConfig::default() },
         }
     }

@@ -181,7 +181,7 @@ mod tests {
             let mut runner = FakeRunner::new();
             let featurizer = Box::new(DecisionFeaturizer::for_space(&space));
             let mut strategy = make_strategy(kind, &space, featurizer, 1, WarmStart::default());
-            let config = TuneConfig::new(100, 1, "fake-codegen");
+            let config = TuneConfig { confirm_rounds: 0, ..TuneConfig::new(100, 1, "fake-codegen") };
             let summary = tune(
                 space.task(),
                 &space,

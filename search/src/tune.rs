@@ -5,7 +5,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use autotune_db::{
-    Database, NewTrial, SessionId, SessionSpec, TargetId, TargetSpec, TrialRecord, WorkloadId, WorkloadSpec,
+    Database, NewTrial, SessionId, SessionSpec, TargetId, TargetSpec, TrialId, TrialRecord, WorkloadId,
+    WorkloadSpec,
 };
 use autotune_ir::{Target, Task, Trace, TrialStatus};
 use autotune_measure::{MeasureOutcome, Runner};
@@ -20,6 +21,13 @@ pub const DEFAULT_BATCH_SIZE: usize = 8;
 /// Proposals in a row that contain only already-measured traces before the loop treats the space
 /// as exhausted (guards against a strategy that keeps re-proposing what it has seen).
 const MAX_FRUITLESS_PROPOSALS: usize = 8;
+
+/// Rounds in which the leaders are timed again at the end of a session: with the first window, three
+/// windows per leader, so one lucky window (on a shared VM one now and then runs ~15 % fast) is
+/// outvoted by the median.
+pub const DEFAULT_CONFIRM_ROUNDS: usize = 2;
+/// Leaders confirmed at the end of a session.
+pub const DEFAULT_CONFIRM_LEADERS: usize = 4;
 
 /// Settings of one [`tune`] session.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -37,6 +45,12 @@ pub struct TuneConfig {
     pub command: String,
     /// Version of the autotune build.
     pub tool_version: String,
+    /// After the last batch, the fastest trials of the log (and the default schedule) are timed
+    /// again in this many more rounds, each adding its repeats to the trial: see
+    /// [`TaskTuner::confirm_leaders`]. 0 turns it off.
+    pub confirm_rounds: usize,
+    /// How many of the fastest trials are confirmed.
+    pub confirm_leaders: usize,
 }
 
 impl TuneConfig {
@@ -50,6 +64,8 @@ impl TuneConfig {
             codegen_version: codegen_version.into(),
             command: String::new(),
             tool_version: env!("CARGO_PKG_VERSION").to_string(),
+            confirm_rounds: DEFAULT_CONFIRM_ROUNDS,
+            confirm_leaders: DEFAULT_CONFIRM_LEADERS,
         }
     }
 }
@@ -150,6 +166,10 @@ pub fn tune(
         }
         Ok(None)
     })();
+    let result = match result {
+        Ok(stop) if stop != Some(StopReason::Cancelled) => tuner.confirm_leaders(runner, db).map(|()| stop),
+        other => other,
+    };
     tuner.finish(db, result)
 }
 
@@ -364,6 +384,61 @@ impl TaskTuner {
         Ok(n)
     }
 
+    /// Times the log's fastest comparable trials (`config.confirm_leaders` of them, plus the
+    /// default schedule) again in `config.confirm_rounds` rounds, in a different order each round,
+    /// and adds each round's repeats to the trial ([`Database::add_repeats`]): the winner a session
+    /// hands over is then the fastest over several windows of the machine, not the luckiest
+    /// window, and never a kernel that only looked faster than the untuned default. A leader that
+    /// fails now keeps its earlier time (its first measurement checked it).
+    pub fn confirm_leaders(&mut self, runner: &mut dyn Runner, db: &mut Database) -> Result<(), SearchError> {
+        if self.config.confirm_rounds == 0 || self.config.confirm_leaders == 0 {
+            return Ok(());
+        }
+        let (task_key, target_key) = (self.task.key().0, self.target.key());
+        let ranked = db
+            .best(&task_key, &target_key, 4 * self.config.confirm_leaders + 16)
+            .map_err(SearchError::db("read the leaders"))?;
+        let mut leaders: Vec<&TrialRecord> =
+            ranked.iter().filter(|t| self.is_comparable(t)).take(self.config.confirm_leaders).collect();
+        let trials = db
+            .trials(&task_key, &target_key)
+            .map_err(SearchError::db("read the default schedule's trial"))?;
+        if let Some(default) = trials.iter().find(|t| {
+            t.strategy == crate::baseline::DEFAULT_SCHEDULE_STRATEGY
+                && t.median_s.is_some()
+                && self.is_comparable(t)
+        }) {
+            if leaders.iter().all(|t| t.id != default.id) {
+                leaders.push(default);
+            }
+        }
+        let leaders: Vec<(TrialId, Trace)> =
+            leaders.into_iter().map(|t| Ok((t.id, parse_trace(t)?))).collect::<Result<_, SearchError>>()?;
+        if leaders.len() < 2 {
+            return Ok(());
+        }
+        for round in 0..self.config.confirm_rounds {
+            // Rotated each round, so no leader is always timed right after the same neighbour.
+            let mut order: Vec<usize> = (0..leaders.len()).collect();
+            order.rotate_left((round + 1) % leaders.len());
+            let batch: Vec<Trace> = order.iter().map(|&i| leaders[i].1.clone()).collect();
+            let started = Instant::now();
+            let outcomes = runner.measure_batch(&self.task, &batch);
+            self.measure_time_s += started.elapsed().as_secs_f64();
+            if outcomes.len() != batch.len() {
+                return Err(SearchError::RunnerContract { expected: batch.len(), got: outcomes.len() });
+            }
+            for (&i, outcome) in order.iter().zip(outcomes.into_iter().map(sanitize)) {
+                if outcome.status.is_ok() && !outcome.repeat_times_s.is_empty() {
+                    db.add_repeats(leaders[i].0, &outcome.repeat_times_s)
+                        .map_err(SearchError::db("add the confirming repeats"))?;
+                }
+            }
+        }
+        self.best_gflops = self.best_in_log(db)?.map(|best| best.gflops).or(self.best_gflops);
+        Ok(())
+    }
+
     /// Ends the session in the log (also when `outcome` is an error, which is then returned) and
     /// sums it up; `outcome` says why the loop stopped early, if it did.
     pub fn finish(
@@ -524,10 +599,12 @@ mod tests {
 
     const CODEGEN: &str = "fake-codegen-1";
 
+    /// Without the confirmation rounds: these tests count what the search loop measures.
     fn config(n_trials: usize, batch_size: usize) -> TuneConfig {
         TuneConfig {
             batch_size,
             command: "autotune tune --test".to_string(),
+            confirm_rounds: 0,
             ..TuneConfig::new(n_trials, 7, CODEGEN)
         }
     }
@@ -822,6 +899,67 @@ mod tests {
         assert_eq!(summary.trials.len(), 1);
         assert_eq!(summary.stopped_early, Some(StopReason::SpaceExhausted));
         assert_eq!(db_trials(&db).len(), 1);
+    }
+
+    /// Times one trace 3× too fast the first time it is measured (a lucky window), truly after.
+    struct LuckyOnce {
+        inner: FakeRunner,
+        lucky: Trace,
+        seen: bool,
+    }
+
+    impl Runner for LuckyOnce {
+        fn target(&self) -> &Target {
+            self.inner.target()
+        }
+        fn measure_batch(&mut self, task: &Task, traces: &[Trace]) -> Vec<MeasureOutcome> {
+            let mut outcomes = self.inner.measure_batch(task, traces);
+            for (trace, outcome) in traces.iter().zip(&mut outcomes) {
+                if *trace == self.lucky && !std::mem::replace(&mut self.seen, true) {
+                    outcome.repeat_times_s.iter_mut().for_each(|t| *t /= 3.0);
+                }
+            }
+            outcomes
+        }
+    }
+
+    #[test]
+    fn confirmation_rounds_demote_a_trial_timed_in_a_lucky_window() {
+        let n_points = FakeSpace::new().size() as usize;
+        // (0, 0, 0) is the planted wrong result: (1, 0, 0) is the fastest valid point, 2 ms.
+        let truly_fastest = FakeSpace::point(1, 0, 0);
+        // 3 ms, timed at 1 ms once.
+        let lucky = FakeSpace::point(2, 0, 0);
+        let winner_with = |confirm_rounds: usize| {
+            let mut db = Database::open_in_memory().expect("db");
+            let mut runner = LuckyOnce { inner: FakeRunner::new(), lucky: lucky.clone(), seen: false };
+            let space = FakeSpace::new();
+            let mut strategy = RandomSearch::new(&space, RandomSearchConfig::new(5));
+            let config = TuneConfig { confirm_rounds, ..config(n_points, 8) };
+            let summary = tune(
+                space.task(),
+                &space,
+                &mut strategy,
+                &mut runner,
+                &mut db,
+                &config,
+                &AtomicBool::new(false),
+                &mut |_| {},
+            )
+            .expect("tune");
+            let times_lucky_measured = runner.inner.measured.iter().filter(|t| **t == lucky).count();
+            (summary.best.expect("a winner").trace, times_lucky_measured, db_trials(&db))
+        };
+
+        let (winner, measured, _) = winner_with(0);
+        assert_eq!((winner, measured), (lucky.clone(), 1), "one window: the lucky time wins");
+
+        let (winner, measured, trials) = winner_with(2);
+        assert_eq!(winner, truly_fastest, "three windows: the median is the true time");
+        assert_eq!(measured, 3, "timed in the session and in both confirmation rounds");
+        let lucky_trial = trials.iter().find(|t| t.trace_key == lucky.key()).expect("lucky trial");
+        assert_eq!(lucky_trial.repeat_times_s.len(), 9, "every window's repeats are kept");
+        assert_eq!(trials.len(), n_points, "confirming adds repeats, not trials");
     }
 
     /// Loses the last outcome of every batch.

@@ -506,3 +506,37 @@ fn a_version_1_file_is_migrated_on_a_writing_open_and_refused_by_a_reader() {
     let reader = Database::open_read_only(&path).expect("reader after the migration");
     assert_eq!(reader.machine_measurements("target-cpu").expect("read").len(), 1);
 }
+
+#[test]
+fn added_repeats_retime_a_lucky_trial_and_keep_its_first_window() {
+    let mut db = Database::open_in_memory().expect("open");
+    let context = set_up(&mut db, 7);
+    let ids = db
+        .record_batch(&[
+            // Timed in one lucky window: the fastest on record.
+            ok(context, "lucky", &[1.0, 1.0, 1.0]),
+            ok(context, "steady", &[1.2, 1.2, 1.2]),
+            trial(context, "broken", TrialStatus::RunError, &[]),
+        ])
+        .expect("record");
+    let (lucky, broken) = (ids[0].expect("lucky id"), ids[2].expect("broken id"));
+    let leader = |db: &Database| db.best(&matmul().task_key, &cpu().target_key, 1).expect("best")[0].clone();
+    assert_eq!(leader(&db).trace_key, "lucky");
+
+    db.add_repeats(lucky, &[1.5, 1.5, 1.4, 1.6, 1.5, 1.5]).expect("add");
+    let retimed = leader(&db);
+    assert_eq!(retimed.trace_key, "steady", "two slower windows outvote the lucky one");
+    let lucky_now = db
+        .trials(&matmul().task_key, &cpu().target_key)
+        .expect("trials")
+        .into_iter()
+        .find(|record| record.trace_key == "lucky")
+        .expect("lucky");
+    assert_eq!(lucky_now.repeat_times_s.len(), 9);
+    assert_eq!((lucky_now.median_s, lucky_now.min_s), (Some(1.5), Some(1.0)));
+
+    assert!(matches!(db.add_repeats(broken, &[1.0]), Err(DbError::CannotRetime { .. })));
+    assert!(matches!(db.add_repeats(lucky, &[f64::NAN]), Err(DbError::CannotRetime { .. })));
+    assert!(matches!(db.add_repeats(TrialId(999), &[1.0]), Err(DbError::CannotRetime { .. })));
+    assert_eq!(trial_count(&db), 3);
+}
