@@ -611,7 +611,7 @@ mod tests {
 
     fn run_random(
         db: &mut Database,
-        runner: &mut FakeRunner,
+        runner: &mut dyn Runner,
         seed: u64,
         config: &TuneConfig,
     ) -> Result<TuneSummary, SearchError> {
@@ -933,20 +933,8 @@ mod tests {
         let winner_with = |confirm_rounds: usize| {
             let mut db = Database::open_in_memory().expect("db");
             let mut runner = LuckyOnce { inner: FakeRunner::new(), lucky: lucky.clone(), seen: false };
-            let space = FakeSpace::new();
-            let mut strategy = RandomSearch::new(&space, RandomSearchConfig::new(5));
             let config = TuneConfig { confirm_rounds, ..config(n_points, 8) };
-            let summary = tune(
-                space.task(),
-                &space,
-                &mut strategy,
-                &mut runner,
-                &mut db,
-                &config,
-                &AtomicBool::new(false),
-                &mut |_| {},
-            )
-            .expect("tune");
+            let summary = run_random(&mut db, &mut runner, 5, &config).expect("tune");
             let times_lucky_measured = runner.inner.measured.iter().filter(|t| **t == lucky).count();
             (summary.best.expect("a winner").trace, times_lucky_measured, db_trials(&db))
         };
