@@ -16,7 +16,7 @@ use crate::records::{
 };
 use crate::schema::{self, Contents, SCHEMA_VERSION};
 use crate::time::now_rfc3339;
-use crate::timing::summarize;
+use crate::timing::{check_repeat_times, median_and_min, summarize};
 
 /// How long a statement waits for another process's write lock before failing. Tuning runs
 /// commit small batches, so a wait this long means something is stuck.
@@ -266,9 +266,7 @@ impl Database {
     /// The trial's first repeats are kept; nothing else of the row changes.
     pub fn add_repeats(&mut self, id: TrialId, times_s: &[f64]) -> Result<(), DbError> {
         let refuse = |reason: String| DbError::CannotRetime { trial: id.0, reason };
-        if let Some(bad) = times_s.iter().find(|t| !(t.is_finite() && **t > 0.0)) {
-            return Err(refuse(format!("repeat time {bad} s is not a finite positive number")));
-        }
+        check_repeat_times(times_s).map_err(refuse)?;
         let error = sql_error(&self.location, "add repeat times");
         let transaction =
             self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(&error)?;
@@ -287,9 +285,7 @@ impl Database {
             what: format!("repeat times of trial {}: {e}", id.0),
         })?;
         all.extend_from_slice(times_s);
-        let median_s =
-            autotune_ir::stats::median(&all).ok_or_else(|| refuse("no repeat times".to_string()))?;
-        let min_s = all.iter().copied().fold(f64::INFINITY, f64::min);
+        let (median_s, min_s) = median_and_min(&all).map_err(refuse)?;
         let json = serde_json::to_string(&all).map_err(|e| refuse(e.to_string()))?;
         transaction
             .execute(

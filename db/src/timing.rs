@@ -18,16 +18,26 @@ pub(crate) fn summarize(trial: &NewTrial) -> Result<TimeSummary, String> {
     if !(trial.build_time_s.is_finite() && trial.build_time_s >= 0.0) {
         return Err(format!("build time {} s is not a finite non-negative number", trial.build_time_s));
     }
-    if let Some(bad) = trial.repeat_times_s.iter().find(|time| !(time.is_finite() && **time > 0.0)) {
-        return Err(format!("repeat time {bad} s is not a finite positive number"));
-    }
+    check_repeat_times(&trial.repeat_times_s)?;
     if !trial.status.is_ok() {
         return Ok(TimeSummary { median_s: None, min_s: None });
     }
-    let median_s = median(&trial.repeat_times_s)
-        .ok_or_else(|| "status ok needs at least one repeat time".to_string())?;
-    let min_s = trial.repeat_times_s.iter().copied().reduce(f64::min);
-    Ok(TimeSummary { median_s: Some(median_s), min_s })
+    let (median_s, min_s) = median_and_min(&trial.repeat_times_s)?;
+    Ok(TimeSummary { median_s: Some(median_s), min_s: Some(min_s) })
+}
+
+/// Refuses a repeat time that is not a finite positive number.
+pub(crate) fn check_repeat_times(times_s: &[f64]) -> Result<(), String> {
+    match times_s.iter().find(|time| !(time.is_finite() && **time > 0.0)) {
+        Some(bad) => Err(format!("repeat time {bad} s is not a finite positive number")),
+        None => Ok(()),
+    }
+}
+
+/// The median and minimum an `ok` trial stores for these repeat times.
+pub(crate) fn median_and_min(times_s: &[f64]) -> Result<(f64, f64), String> {
+    let median_s = median(times_s).ok_or_else(|| "status ok needs at least one repeat time".to_string())?;
+    Ok((median_s, times_s.iter().copied().fold(f64::INFINITY, f64::min)))
 }
 
 #[cfg(test)]
