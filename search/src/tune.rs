@@ -394,20 +394,16 @@ impl TaskTuner {
         if self.config.confirm_rounds == 0 || self.config.confirm_leaders == 0 {
             return Ok(());
         }
-        let (task_key, target_key) = (self.task.key().0, self.target.key());
-        let ranked = db
-            .best(&task_key, &target_key, 4 * self.config.confirm_leaders + 16)
-            .map_err(SearchError::db("read the leaders"))?;
+        let trials =
+            db.trials(&self.task.key().0, &self.target.key()).map_err(SearchError::db("read the leaders"))?;
+        let mut timed: Vec<&TrialRecord> =
+            trials.iter().filter(|t| t.median_s.is_some() && self.is_comparable(t)).collect();
+        // `trials` is in id order, so a stable sort breaks ties by id, as `Database::best` does.
+        timed.sort_by(|a, b| a.median_s.partial_cmp(&b.median_s).unwrap_or(std::cmp::Ordering::Equal));
         let mut leaders: Vec<&TrialRecord> =
-            ranked.iter().filter(|t| self.is_comparable(t)).take(self.config.confirm_leaders).collect();
-        let trials = db
-            .trials(&task_key, &target_key)
-            .map_err(SearchError::db("read the default schedule's trial"))?;
-        if let Some(default) = trials.iter().find(|t| {
-            t.strategy == crate::baseline::DEFAULT_SCHEDULE_STRATEGY
-                && t.median_s.is_some()
-                && self.is_comparable(t)
-        }) {
+            timed.iter().take(self.config.confirm_leaders).copied().collect();
+        let default = timed.iter().find(|t| t.strategy == crate::baseline::DEFAULT_SCHEDULE_STRATEGY);
+        if let Some(&default) = default {
             if leaders.iter().all(|t| t.id != default.id) {
                 leaders.push(default);
             }
