@@ -2,7 +2,7 @@
 
 use crate::lower::{host_symbol_addresses, CpuAttributes, ModuleLowering};
 use crate::runtime::HostRuntime;
-use crate::CodegenError;
+use crate::{CodegenError, OperandBuffer};
 use autotune_ir::{CpuTarget, LoopNest, Program, Target};
 use inkwell::context::Context;
 use inkwell::execution_engine::ExecutionEngine;
@@ -267,14 +267,15 @@ impl CpuProgram {
         &self,
         runtime: &HostRuntime,
         inputs: &[Vec<f32>],
-    ) -> Result<Vec<Vec<f32>>, CodegenError> {
-        let mut prepared = inputs.to_vec();
+    ) -> Result<Vec<OperandBuffer>, CodegenError> {
+        let mut prepared: Vec<OperandBuffer> =
+            inputs.iter().map(|input| OperandBuffer::from_slice(input)).collect();
         for (input, kernel, packed_len) in &self.prepacks {
             let mut source = inputs
                 .get(*input)
-                .cloned()
+                .map(|values| OperandBuffer::from_slice(values))
                 .ok_or_else(|| CodegenError::Unsupported(format!("no input {input} to prepack")))?;
-            let mut packed = vec![0.0f32; *packed_len];
+            let mut packed = OperandBuffer::filled(*packed_len, 0.0);
             kernel.run(runtime, &mut [&mut source, &mut packed])?;
             prepared[*input] = packed;
         }

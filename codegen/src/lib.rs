@@ -3,16 +3,19 @@
 //! Owns: lowering of every [`autotune_ir::LoopKind`] (serial, unrolled, vectorized across SIMD
 //! lanes, parallel on the host's thread pool), the JIT ([`CpuBuilder`] → [`CpuKernel`]), the host
 //! runtime JIT'd code calls back into ([`HostRuntime`]: thread pool, scratch allocation), and the
-//! [`CODEGEN_VERSION`] stored with every trial.
+//! [`CODEGEN_VERSION`] stored with every trial, and the cache-line aligned operand storage kernels are
+//! handed ([`OperandBuffer`]).
 //!
 //! Must not know: search, the tuning log, how kernels are timed. Invariant: every function the
 //! JIT compiles carries the host's `target-cpu`/`target-features` (MCJIT otherwise emits generic
 //! SSE2 code); this crate is the only one with `unsafe` (JIT entry points, FFI callbacks).
 
+mod buffer;
 mod jit;
 mod lower;
 mod runtime;
 
+pub use buffer::{OperandBuffer, OPERAND_ALIGN};
 pub use jit::{host_cpu_target, CpuBuilder, CpuKernel, CpuProgram, CODEGEN_VERSION};
 pub use runtime::HostRuntime;
 

@@ -1,7 +1,7 @@
 //! The measurement protocol for one built kernel: check against the reference, warm up, repeat
 //! until a minimum total time, keep every repeat.
 
-use autotune_codegen::{CpuProgram, HostRuntime};
+use autotune_codegen::{CpuProgram, HostRuntime, OperandBuffer};
 use autotune_ir::{compare, reference, Task, Tolerance, TrialStatus};
 use serde::{Deserialize, Serialize};
 use std::time::Instant;
@@ -95,10 +95,11 @@ pub fn check_and_time(
     };
     let inputs_before = inputs.clone();
     // NaN-filled outputs: an element the kernel forgets to write cannot match by accident.
-    let mut outputs: Vec<Vec<f32>> = data.expected.iter().map(|e| vec![f32::NAN; e.len()]).collect();
-    let run = |inputs: &mut Vec<Vec<f32>>, outputs: &mut Vec<Vec<f32>>| {
+    let mut outputs: Vec<OperandBuffer> =
+        data.expected.iter().map(|e| OperandBuffer::filled(e.len(), f32::NAN)).collect();
+    let run = |inputs: &mut Vec<OperandBuffer>, outputs: &mut Vec<OperandBuffer>| {
         let mut buffers: Vec<&mut [f32]> =
-            inputs.iter_mut().chain(outputs.iter_mut()).map(|b| b.as_mut_slice()).collect();
+            inputs.iter_mut().chain(outputs.iter_mut()).map(|b| &mut b[..]).collect();
         kernel.run(runtime, &mut buffers)
     };
     if let Err(e) = run(&mut inputs, &mut outputs) {

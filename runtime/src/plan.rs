@@ -5,7 +5,7 @@ use crate::kernels::{self, TaskKernel};
 use crate::memory::{self, Lifetime, MemoryStats};
 use crate::plain::{self, Operand, OutBuf, Par};
 use crate::RuntimeError;
-use autotune_codegen::{CpuProgram, HostRuntime};
+use autotune_codegen::{CpuProgram, HostRuntime, OperandBuffer};
 use autotune_db::Database;
 use autotune_graph::{ElemType, Graph, NodeKind, PlainOp, Tensor, TensorData, TensorId, TensorInfo};
 use autotune_ir::{Target, TaskKey};
@@ -121,10 +121,10 @@ pub struct Plan {
     kernels: Vec<TaskKernel>,
     programs: Vec<CpuProgram>,
     /// Prepared (packed) constant inputs of kernels.
-    weights: Vec<Vec<f32>>,
+    weights: Vec<OperandBuffer>,
     /// Constants read by plain ops or named as outputs.
     constants: Vec<Vec<f32>>,
-    buffers: Vec<Vec<f32>>,
+    buffers: Vec<OperandBuffer>,
     memory: MemoryStats,
     build_time_s: f64,
 }
@@ -318,7 +318,8 @@ impl Plan {
                 meta.storage = Storage::Buffer(b);
             }
         }
-        let buffers: Vec<Vec<f32>> = assignment.buffer_len.iter().map(|&n| vec![0.0; n]).collect();
+        let buffers: Vec<OperandBuffer> =
+            assignment.buffer_len.iter().map(|&n| OperandBuffer::filled(n, 0.0)).collect();
         let memory = MemoryStats {
             n_buffers: buffers.len(),
             activation_bytes: assignment.buffer_len.iter().sum::<usize>() * 4,
@@ -409,7 +410,7 @@ impl Plan {
                 None => Vec::new(),
             }
         };
-        let mut weights: Vec<Vec<f32>> = Vec::new();
+        let mut weights: Vec<OperandBuffer> = Vec::new();
         let mut constants: Vec<Vec<f32>> = Vec::new();
         let mut prepared: HashMap<(usize, Vec<TensorId>), Vec<usize>> = HashMap::new();
         let mut constant_of: HashMap<TensorId, usize> = HashMap::new();
@@ -481,8 +482,9 @@ impl Plan {
         for (t, &c) in &constant_of {
             self.tensors[t.0].storage = Storage::Constant(c);
         }
-        self.memory.constant_bytes =
-            (weights.iter().map(Vec::len).sum::<usize>() + constants.iter().map(Vec::len).sum::<usize>()) * 4;
+        self.memory.constant_bytes = (weights.iter().map(|w| w.len()).sum::<usize>()
+            + constants.iter().map(Vec::len).sum::<usize>())
+            * 4;
         self.weights = weights;
         self.constants = constants;
         Ok(())
@@ -597,7 +599,7 @@ impl Plan {
             Scratch,
         }
         let out = self.steps[i].outputs[0];
-        let mut held: Vec<(Home, Vec<f32>, usize)> = Vec::with_capacity(args.len() + 1);
+        let mut held: Vec<(Home, OperandBuffer, usize)> = Vec::with_capacity(args.len() + 1);
         let mut failure = None;
         for arg in args.iter().chain(std::iter::once(&KernelArg::Value(out))) {
             match *arg {
@@ -615,7 +617,7 @@ impl Plan {
                     let taken = held.iter().find(|(home, _, _)| matches!(home, Home::Buffer(x) if *x == b));
                     match taken {
                         Some((_, data, _)) if t != out => {
-                            let copy = data[..len].to_vec();
+                            let copy = OperandBuffer::from_slice(&data[..len]);
                             held.push((Home::Scratch, copy, len));
                         }
                         Some(_) => {
@@ -652,7 +654,7 @@ impl Plan {
     fn run_plain(&mut self, i: usize) -> Result<(), RuntimeError> {
         let step = &self.steps[i];
         let StepKind::Plain(op) = &step.kind else { return Ok(()) };
-        let mut outs: Vec<(usize, Vec<f32>)> = Vec::with_capacity(step.outputs.len());
+        let mut outs: Vec<(usize, OperandBuffer)> = Vec::with_capacity(step.outputs.len());
         for t in &step.outputs {
             match self.tensors[t.0].storage {
                 Storage::Buffer(b) => outs.push((b, std::mem::take(&mut self.buffers[b]))),
