@@ -662,7 +662,18 @@ mod tests {
     ) -> Result<TuneSummary, SearchError> {
         let space = FakeSpace::new();
         let mut strategy = RandomSearch::new(&space, RandomSearchConfig::new(seed));
-        tune(space.task(), &space, &mut strategy, runner, db, config, &AtomicBool::new(false), &mut |_| {})
+        run_fake(db, runner, &mut strategy, config)
+    }
+
+    /// One uncancelled session over the fake space.
+    fn run_fake(
+        db: &mut Database,
+        runner: &mut dyn Runner,
+        strategy: &mut dyn SearchStrategy,
+        config: &TuneConfig,
+    ) -> Result<TuneSummary, SearchError> {
+        let space = FakeSpace::new();
+        tune(space.task(), &space, strategy, runner, db, config, &AtomicBool::new(false), &mut |_| {})
     }
 
     /// The best time over the `ok` trials of `reports`.
@@ -1029,18 +1040,7 @@ mod tests {
             let mut strategy =
                 Listening { inner: RandomSearch::new(&space, RandomSearchConfig::new(5)), told: vec![] };
             let config = TuneConfig { confirm_rounds, confirm_leaders: 0, ..config(n_points, 8) };
-            let cancel = AtomicBool::new(false);
-            let summary = tune(
-                space.task(),
-                &space,
-                &mut strategy,
-                &mut runner,
-                &mut db,
-                &config,
-                &cancel,
-                &mut |_| {},
-            )
-            .expect("tune");
+            let summary = run_fake(&mut db, &mut runner, &mut strategy, &config).expect("tune");
             let told = strategy.told.iter().find(|(t, _)| *t == lucky).and_then(|(_, m)| *m).expect("told");
             let report = summary.trials.iter().find(|r| r.trace == lucky).expect("reported").clone();
             let measured = runner.inner.measured.len();
