@@ -338,20 +338,13 @@ impl TaskTuner {
             return Ok(0);
         }
 
-        let started = Instant::now();
-        let outcomes = runner.measure_batch(&self.task, &batch);
-        self.measure_time_s += started.elapsed().as_secs_f64();
-        if outcomes.len() != batch.len() {
-            return Err(SearchError::RunnerContract { expected: batch.len(), got: outcomes.len() });
-        }
-        let outcomes: Vec<MeasureOutcome> = outcomes.into_iter().map(sanitize).collect();
+        let mut outcomes = self.measure(runner, &batch)?;
         let rows: Vec<NewTrial> = batch
             .iter()
             .zip(&outcomes)
             .map(|(trace, outcome)| self.new_trial(trace, outcome, strategy))
             .collect();
         let ids = db.record_batch(&rows).map_err(SearchError::db("record a batch of trials"))?;
-        let mut outcomes = outcomes;
         self.confirm_improvement(&batch, &mut outcomes, &ids, runner, db)?;
 
         let first_index = self.trials.len();
@@ -410,35 +403,61 @@ impl TaskTuner {
             .filter_map(|(i, outcome)| outcome.median_s().map(|median_s| (i, median_s)))
             .min_by(|a, b| a.1.total_cmp(&b.1));
         let Some((index, median_s)) = fastest else { return Ok(()) };
-        let beats_best = self.best_latency_s().is_none_or(|best_s| median_s < best_s);
         let Some(Some(id)) = ids.get(index) else { return Ok(()) };
-        if !beats_best {
+        if self.best_latency_s().is_some_and(|best_s| median_s >= best_s) {
             return Ok(());
         }
-        let copies = vec![batch[index].clone(); self.config.confirm_rounds];
-        let started = Instant::now();
-        let more = runner.measure_batch(&self.task, &copies);
-        self.measure_time_s += started.elapsed().as_secs_f64();
-        if more.len() != copies.len() {
-            return Err(SearchError::RunnerContract { expected: copies.len(), got: more.len() });
+        let copies = vec![(*id, batch[index].clone()); self.config.confirm_rounds];
+        for times_s in self.retime(runner, db, &copies)?.into_iter().flatten() {
+            outcomes[index].repeat_times_s.extend(times_s);
         }
-        for outcome in more.into_iter().map(sanitize) {
-            // A window that fails now leaves the trial as it was: its first run checked it.
+        Ok(())
+    }
+
+    /// Measures `traces` (one sanitized outcome each, in order), counting the time as measuring.
+    fn measure(
+        &mut self,
+        runner: &mut dyn Runner,
+        traces: &[Trace],
+    ) -> Result<Vec<MeasureOutcome>, SearchError> {
+        let started = Instant::now();
+        let outcomes = runner.measure_batch(&self.task, traces);
+        self.measure_time_s += started.elapsed().as_secs_f64();
+        if outcomes.len() != traces.len() {
+            return Err(SearchError::RunnerContract { expected: traces.len(), got: outcomes.len() });
+        }
+        Ok(outcomes.into_iter().map(sanitize).collect())
+    }
+
+    /// Times recorded trials again, in one batch, and adds each new window's repeats to its trial
+    /// ([`Database::add_repeats`]). Returns the repeats added per entry; `None` where the kernel
+    /// failed this time, which leaves its trial as it was (its first measurement checked it).
+    fn retime(
+        &mut self,
+        runner: &mut dyn Runner,
+        db: &mut Database,
+        trials: &[(TrialId, Trace)],
+    ) -> Result<Vec<Option<Vec<f64>>>, SearchError> {
+        let traces: Vec<Trace> = trials.iter().map(|(_, trace)| trace.clone()).collect();
+        let outcomes = self.measure(runner, &traces)?;
+        let mut added = Vec::with_capacity(trials.len());
+        for ((id, _), outcome) in trials.iter().zip(outcomes) {
             if outcome.status.is_ok() && !outcome.repeat_times_s.is_empty() {
                 db.add_repeats(*id, &outcome.repeat_times_s)
                     .map_err(SearchError::db("add the confirming repeats"))?;
-                outcomes[index].repeat_times_s.extend(outcome.repeat_times_s);
+                added.push(Some(outcome.repeat_times_s));
+            } else {
+                added.push(None);
             }
         }
-        Ok(())
+        Ok(added)
     }
 
     /// Times the log's fastest comparable trials (`config.confirm_leaders` of them, plus the
     /// default schedule) again in `config.confirm_rounds` rounds, in a different order each round,
     /// and adds each round's repeats to the trial ([`Database::add_repeats`]): the winner a session
     /// hands over is then the fastest over several windows of the machine, not the luckiest
-    /// window, and never a kernel that only looked faster than the untuned default. A leader that
-    /// fails now keeps its earlier time (its first measurement checked it).
+    /// window, and never a kernel that only looked faster than the untuned default.
     pub fn confirm_leaders(&mut self, runner: &mut dyn Runner, db: &mut Database) -> Result<(), SearchError> {
         if self.config.confirm_rounds == 0 || self.config.confirm_leaders == 0 {
             return Ok(());
@@ -466,19 +485,8 @@ impl TaskTuner {
             // Rotated each round, so no leader is always timed right after the same neighbour.
             let mut order: Vec<usize> = (0..leaders.len()).collect();
             order.rotate_left((round + 1) % leaders.len());
-            let batch: Vec<Trace> = order.iter().map(|&i| leaders[i].1.clone()).collect();
-            let started = Instant::now();
-            let outcomes = runner.measure_batch(&self.task, &batch);
-            self.measure_time_s += started.elapsed().as_secs_f64();
-            if outcomes.len() != batch.len() {
-                return Err(SearchError::RunnerContract { expected: batch.len(), got: outcomes.len() });
-            }
-            for (&i, outcome) in order.iter().zip(outcomes.into_iter().map(sanitize)) {
-                if outcome.status.is_ok() && !outcome.repeat_times_s.is_empty() {
-                    db.add_repeats(leaders[i].0, &outcome.repeat_times_s)
-                        .map_err(SearchError::db("add the confirming repeats"))?;
-                }
-            }
+            let round: Vec<(TrialId, Trace)> = order.iter().map(|&i| leaders[i].clone()).collect();
+            self.retime(runner, db, &round)?;
         }
         self.best_gflops = self.best_in_log(db)?.map(|best| best.gflops).or(self.best_gflops);
         Ok(())
