@@ -29,10 +29,6 @@ impl OperandBuffer {
     pub fn from_slice(values: &[f32]) -> OperandBuffer {
         OperandBuffer(AVec::from_slice(OPERAND_ALIGN, values))
     }
-
-    pub fn to_vec(&self) -> Vec<f32> {
-        self.0.to_vec()
-    }
 }
 
 impl Default for OperandBuffer {
@@ -51,12 +47,6 @@ impl Deref for OperandBuffer {
 impl DerefMut for OperandBuffer {
     fn deref_mut(&mut self) -> &mut [f32] {
         &mut self.0
-    }
-}
-
-impl From<&[f32]> for OperandBuffer {
-    fn from(values: &[f32]) -> OperandBuffer {
-        OperandBuffer::from_slice(values)
     }
 }
 

@@ -15,7 +15,7 @@ mod jit;
 mod lower;
 mod runtime;
 
-pub use buffer::{OperandBuffer, OPERAND_ALIGN};
+pub use buffer::OperandBuffer;
 pub use jit::{host_cpu_target, CpuBuilder, CpuKernel, CpuProgram, CODEGEN_VERSION};
 pub use runtime::HostRuntime;
 
