@@ -3,7 +3,7 @@
 use crate::lower::{host_symbol_addresses, CpuAttributes, ModuleLowering};
 use crate::runtime::HostRuntime;
 use crate::{CodegenError, OperandBuffer};
-use autotune_ir::{CpuTarget, LoopNest, Program, Target};
+use autotune_ir::{CacheSizes, CpuTarget, IsaLevel, LoopNest, Program, Target};
 use inkwell::context::Context;
 use inkwell::execution_engine::ExecutionEngine;
 use inkwell::passes::PassBuilderOptions;
@@ -28,32 +28,90 @@ fn init_llvm() -> Result<(), CodegenError> {
     result
 }
 
-/// The CPU this process runs on, as a tuning target.
+/// The CPU this process runs on, as a tuning target: LLVM's name and features for it, and its
+/// caches from `/sys` (the fallback where absent). A CPU below SSE4.2 (or not x86-64) still gets
+/// kernels, 128-bit or scalar ones: [`slow_isa_warning`] says so.
 pub fn host_cpu_target(threads: u32) -> Result<Target, CodegenError> {
     init_llvm()?;
     let llvm_cpu = TargetMachine::get_host_cpu_name().to_string();
-    let mut features: Vec<String> = TargetMachine::get_host_cpu_features()
-        .to_string()
-        .split(',')
-        .filter(|f| f.starts_with('+'))
-        .map(str::to_string)
-        .collect();
-    features.sort();
-    let has = |f: &str| features.iter().any(|x| x == f);
-    let vector_lanes = if has("+avx512f") {
-        16
-    } else if has("+avx") {
-        8
-    } else {
-        4
+    let features: Vec<String> =
+        TargetMachine::get_host_cpu_features().to_string().split(',').map(str::to_string).collect();
+    let mut cpu =
+        CpuTarget::new(cpu_model_name().unwrap_or_else(|| llvm_cpu.clone()), llvm_cpu, features, threads);
+    cpu.caches = detect_host_caches();
+    Ok(Target::Cpu(cpu))
+}
+
+/// The host narrowed to `level` (`--cpu-features`): the code it builds runs on any CPU of that
+/// level. The host itself when `level` is `None`.
+pub fn cpu_target_at(level: Option<IsaLevel>, threads: u32) -> Result<Target, CodegenError> {
+    let host = host_cpu_target(threads)?;
+    match (level, &host) {
+        (None, _) => Ok(host),
+        (Some(level), Target::Cpu(cpu)) => {
+            Ok(Target::Cpu(cpu.restricted(level).map_err(|e| CodegenError::Unsupported(e.to_string()))?))
+        }
+    }
+}
+
+/// Every ISA level this host can run, widest first, down to SSE4.2: what the test suites build
+/// and check each space at (an AVX-512 host also checks the AVX2 and SSE4.2 spaces).
+pub fn host_isa_levels() -> Result<Vec<IsaLevel>, CodegenError> {
+    let Target::Cpu(host) = host_cpu_target(1)?;
+    let own = host.isa_level();
+    Ok(IsaLevel::ALL.into_iter().rev().filter(|&l| l <= own && l >= IsaLevel::Sse42.min(own)).collect())
+}
+
+/// A line to print when a target's kernels will be slow because its CPU has no SSE4.2.
+pub fn slow_isa_warning(target: &Target) -> Option<String> {
+    let Target::Cpu(cpu) = target;
+    (cpu.isa_level() < IsaLevel::Sse42).then(|| {
+        format!(
+            "{} has no SSE4.2/AVX2/AVX-512 that autotune knows: kernels use 128-bit or scalar code and run slowly",
+            cpu.model_name
+        )
+    })
+}
+
+/// The host's caches as Linux reports them under `/sys/devices/system/cpu/cpu0/cache`; any
+/// level it does not report keeps [`CacheSizes::FALLBACK`].
+pub fn detect_host_caches() -> CacheSizes {
+    let mut sizes = CacheSizes::FALLBACK;
+    let Ok(entries) = std::fs::read_dir("/sys/devices/system/cpu/cpu0/cache") else {
+        return sizes;
     };
-    Ok(Target::Cpu(CpuTarget {
-        model_name: cpu_model_name().unwrap_or_else(|| llvm_cpu.clone()),
-        llvm_cpu,
-        features,
-        vector_lanes,
-        threads: threads.max(1),
-    }))
+    for entry in entries.flatten() {
+        let dir = entry.path();
+        let read = |name: &str| std::fs::read_to_string(dir.join(name)).ok().map(|s| s.trim().to_string());
+        let (Some(level), Some(kind), Some(size)) = (read("level"), read("type"), read("size")) else {
+            continue;
+        };
+        let Some(bytes) = parse_cache_size(&size) else { continue };
+        match (level.as_str(), kind.as_str()) {
+            ("1", "Data") => sizes.l1d_bytes = bytes,
+            ("2", "Unified" | "Data") => sizes.l2_bytes = bytes,
+            ("3", "Unified" | "Data") => sizes.l3_bytes = bytes,
+            _ => {}
+        }
+        if let Some(line) = read("coherency_line_size").and_then(|s| s.parse().ok()) {
+            if line > 0 {
+                sizes.line_bytes = line;
+            }
+        }
+    }
+    sizes
+}
+
+/// `32K`, `1024K`, `32M`, `123` (bytes) → bytes.
+fn parse_cache_size(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let (digits, scale) = match text.chars().last()? {
+        'K' | 'k' => (&text[..text.len() - 1], 1 << 10),
+        'M' | 'm' => (&text[..text.len() - 1], 1 << 20),
+        'G' | 'g' => (&text[..text.len() - 1], 1 << 30),
+        _ => (text, 1),
+    };
+    digits.parse::<u64>().ok().map(|v| v * scale).filter(|&v| v > 0)
 }
 
 fn cpu_model_name() -> Option<String> {
@@ -83,6 +141,7 @@ impl CpuBuilder {
             cpu: self.target.llvm_cpu.clone(),
             features: self.target.features.join(","),
             vector_bits: self.target.vector_lanes * 32,
+            has_fma: self.target.has_fma(),
         }
     }
 

@@ -16,7 +16,10 @@ mod lower;
 mod runtime;
 
 pub use buffer::OperandBuffer;
-pub use jit::{host_cpu_target, CpuBuilder, CpuKernel, CpuProgram, CODEGEN_VERSION};
+pub use jit::{
+    cpu_target_at, detect_host_caches, host_cpu_target, host_isa_levels, slow_isa_warning, CpuBuilder,
+    CpuKernel, CpuProgram, CODEGEN_VERSION,
+};
 pub use runtime::HostRuntime;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

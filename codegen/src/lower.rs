@@ -22,6 +22,9 @@ pub(crate) struct CpuAttributes {
     pub features: String,
     /// 512 when the kernels may use zmm registers.
     pub vector_bits: u32,
+    /// Without FMA, `llvm.fma` becomes a libm call per lane (correctly rounded in software);
+    /// `llvm.fmuladd` becomes a multiply and an add.
+    pub has_fma: bool,
 }
 
 /// Names of the host callbacks, mapped to Rust functions when the engine is created.
@@ -656,7 +659,7 @@ impl<'a, 'ctx> ModuleLowering<'a, 'ctx> {
     }
 
     fn fma_decl(&self, ty: inkwell::types::BasicTypeEnum<'ctx>) -> Result<FunctionValue<'ctx>> {
-        self.intrinsic("llvm.fma", ty)
+        self.intrinsic(if self.attrs.has_fma { "llvm.fma" } else { "llvm.fmuladd" }, ty)
     }
 
     /// A float expression that varies across the lanes of the enclosing vectorized loop.

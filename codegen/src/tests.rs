@@ -197,24 +197,50 @@ pub(crate) fn disassemble_jitted(addr: usize) -> Vec<String> {
     out
 }
 
+/// The JIT'd micro-kernel at every ISA level the host runs uses that level's registers: zmm
+/// FMAs with AVX-512, ymm FMAs with AVX2, packed xmm multiplies and adds with SSE4.2 (no FMA
+/// there, and no libm `fmaf` call per lane) — never scalar SSE arithmetic, and never a register
+/// wider than the level (an AVX2 target on an AVX-512 host must not touch zmm).
 #[test]
-fn jitted_microkernel_uses_native_vector_width() {
-    let target = host_cpu_target(1).expect("host target");
-    let lanes = target.as_cpu().expect("cpu").vector_lanes as usize;
-    if lanes < 16 {
-        eprintln!("skipped: host has no AVX-512 ({lanes} fp32 lanes); nothing to check");
-        return;
+fn jitted_microkernel_uses_each_levels_vector_width() {
+    for level in crate::host_isa_levels().expect("levels") {
+        let target = crate::cpu_target_at(Some(level), 1).expect("host level");
+        let lanes = target.as_cpu().expect("cpu").vector_lanes as usize;
+        let nest = tiled_matmul(8, 2 * lanes, 64, 4, lanes);
+        let kernel = CpuBuilder::new(&target).expect("builder").build(&nest).expect("build");
+        // The micro-kernel lives in the outlined parallel body.
+        let addr = kernel.function_address("tiled_matmul_par1").expect("outlined body is JIT'd");
+        let asm = disassemble_jitted(addr);
+        let listing = || format!("{level}:\n{}", asm.join("\n"));
+        let register = match lanes {
+            16 => "zmm",
+            8 => "ymm",
+            _ => "xmm",
+        };
+        let uses =
+            |prefix: &str| asm.iter().filter(|l| l.starts_with(prefix) && l.contains(register)).count();
+        if level.has_fma() {
+            assert!(uses("vfmadd") >= 4, "expected {register} FMAs, got {}", listing());
+        } else {
+            assert!(uses("mulps") + uses("vmulps") >= 4, "expected packed multiplies, got {}", listing());
+        }
+        assert!(
+            !asm.iter().any(|l| l.starts_with("call")),
+            "a call (libm fmaf?) in the micro-kernel: {}",
+            listing()
+        );
+        let wider: &[&str] = match lanes {
+            16 => &[],
+            8 => &["zmm"],
+            _ => &["zmm", "ymm"],
+        };
+        for wider in wider {
+            assert!(!asm.iter().any(|l| l.contains(wider)), "{wider} on a {register} level: {}", listing());
+        }
+        assert!(
+            !asm.iter().any(|l| l.starts_with("mulss") || l.starts_with("addss") || l.starts_with("vmulss")),
+            "scalar SSE arithmetic in the micro-kernel: {}",
+            listing()
+        );
     }
-    let nest = tiled_matmul(8, 32, 64, 4, 16);
-    let kernel = CpuBuilder::new(&target).expect("builder").build(&nest).expect("build");
-    // The micro-kernel lives in the outlined parallel body.
-    let addr = kernel.function_address("tiled_matmul_par1").expect("outlined body is JIT'd");
-    let asm = disassemble_jitted(addr);
-    let zmm_fmas: Vec<&String> =
-        asm.iter().filter(|l| l.starts_with("vfmadd") && l.contains("zmm")).collect();
-    assert!(zmm_fmas.len() >= 4, "expected zmm FMAs in the JIT'd micro-kernel, got:\n{}", asm.join("\n"));
-    assert!(
-        !asm.iter().any(|l| l.starts_with("mulss") || l.starts_with("addss")),
-        "scalar SSE arithmetic in the micro-kernel"
-    );
 }

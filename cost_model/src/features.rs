@@ -490,12 +490,13 @@ fn kind_code(kind: LoopKind) -> f64 {
 mod tests {
     use super::*;
     use crate::machine::CacheSizes;
+    use autotune_ir::IsaLevel;
     use autotune_ir::{Task, Trace};
     use autotune_schedules::{GemmSpace, SpaceGenerator};
     use rand::SeedableRng;
 
     fn machine(threads: u32) -> MachineModel {
-        MachineModel::cpu(CacheSizes::ZEN4, 16, threads)
+        MachineModel::cpu(CacheSizes::FALLBACK, IsaLevel::Avx512, threads)
     }
 
     fn feature(features: &[f64], name: &str) -> f64 {
@@ -506,7 +507,11 @@ mod tests {
 
     /// The default 512³ matmul schedule with some decisions changed, and its features.
     fn matmul_features(threads: u32, changes: &[(&str, i64)]) -> Vec<f64> {
-        let space = GemmSpace::new(&Task::matmul(512, 512, 512), 16, threads).expect("space");
+        let space = GemmSpace::new(
+            &Task::matmul(512, 512, 512),
+            &autotune_ir::CpuTarget::generic(IsaLevel::Avx512, threads),
+        )
+        .expect("space");
         let mut trace: Trace = space.default_trace();
         for (name, value) in changes {
             let decision = trace.decisions.iter_mut().find(|d| d.name == *name).expect("decision");
@@ -527,7 +532,9 @@ mod tests {
         let names = feature_names();
         let unique: std::collections::HashSet<&String> = names.iter().collect();
         assert_eq!(unique.len(), names.len(), "duplicate feature names");
-        let space = GemmSpace::new(&Task::matmul(96, 80, 70), 16, 2).expect("space");
+        let space =
+            GemmSpace::new(&Task::matmul(96, 80, 70), &autotune_ir::CpuTarget::generic(IsaLevel::Avx512, 2))
+                .expect("space");
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
         for _ in 0..50 {
             let program = space.lower(&space.sample(&mut rng)).expect("lower");
@@ -557,13 +564,7 @@ mod tests {
         let task = Task::new(Op::Conv2d(conv), vec![EpilogueOp::Bias, EpilogueOp::Relu]);
         let space = autotune_schedules::space_for(
             &task,
-            &autotune_ir::Target::Cpu(autotune_ir::CpuTarget {
-                model_name: "test".into(),
-                llvm_cpu: "generic".into(),
-                features: vec![],
-                vector_lanes: 16,
-                threads: 1,
-            }),
+            &autotune_ir::Target::Cpu(autotune_ir::CpuTarget::generic(IsaLevel::Avx512, 1)),
         )
         .expect("conv space");
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(4);

@@ -25,7 +25,7 @@ pub use loop_nest::{
 };
 pub use ops::{BatchMatmulSpec, Conv2dSpec, EpilogueOp, Pool2dSpec, PoolKind, Scalar};
 pub use status::TrialStatus;
-pub use target::{CpuTarget, Target};
+pub use target::{CacheSizes, CpuTarget, IsaLevel, Target, UnsupportedLevel};
 pub use task::{DType, MatmulShape, Op, Task, TaskKey, TensorSpec};
 pub use tolerance::{compare, Mismatch, Tolerance};
 pub use trace::{Decision, Trace};

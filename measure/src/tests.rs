@@ -2,7 +2,7 @@
 //! hanging and crashing workers become recorded outcomes.
 
 use crate::{LocalRunner, MeasureConfig, Runner, WorkerConfig, WorkerRunner};
-use autotune_codegen::host_cpu_target;
+use autotune_codegen::{cpu_target_at, host_cpu_target, host_isa_levels};
 use autotune_ir::{
     BatchMatmulSpec, Conv2dSpec, EpilogueOp, Expr, LoopKind, NestBuilder, Op, Pool2dSpec, PoolKind, Scalar,
     Stmt, Task, Trace, TrialStatus,
@@ -21,23 +21,37 @@ fn quick_config() -> MeasureConfig {
     }
 }
 
-/// Samples `n` points of the space of `task` and asserts each one matches the reference.
+/// The host narrowed to every ISA level it can run (AVX-512, AVX2, SSE4.2 on an AVX-512 host):
+/// each level's space has its own lanes, register budget and default tiles, and LLVM builds
+/// code for any subset of the host's features.
+fn targets_at_every_level(threads: u32) -> Vec<autotune_ir::Target> {
+    host_isa_levels()
+        .expect("host levels")
+        .into_iter()
+        .map(|level| cpu_target_at(Some(level), threads).expect("the host runs its own levels"))
+        .collect()
+}
+
+/// Samples `n` points of the space of `task` at every ISA level the host runs and asserts each
+/// one matches the reference.
 fn assert_space_points_match_reference(task: &Task, threads: u32, seed: u64, n: usize) {
-    let target = host_cpu_target(threads).expect("host target");
-    let space = space_for(task, &target).expect("space");
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-    let mut traces: Vec<Trace> = (0..n).map(|_| space.sample(&mut rng)).collect();
-    traces.push(space.default_trace());
-    let mut runner = LocalRunner::new(&target, quick_config()).expect("runner");
-    for (trace, outcome) in traces.iter().zip(runner.measure_batch(task, &traces)) {
-        assert_eq!(
-            outcome.status,
-            TrialStatus::Ok,
-            "{} on {}: {:?}",
-            trace.display(),
-            task.description(),
-            outcome.error
-        );
+    for target in targets_at_every_level(threads) {
+        let space = space_for(task, &target).expect("space");
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let mut traces: Vec<Trace> = (0..n).map(|_| space.sample(&mut rng)).collect();
+        traces.push(space.default_trace());
+        let mut runner = LocalRunner::new(&target, quick_config()).expect("runner");
+        let level = target.as_cpu().map(|cpu| cpu.isa_level());
+        for (trace, outcome) in traces.iter().zip(runner.measure_batch(task, &traces)) {
+            assert_eq!(
+                outcome.status,
+                TrialStatus::Ok,
+                "{} on {} at {level:?}: {:?}",
+                trace.display(),
+                task.description(),
+                outcome.error
+            );
+        }
     }
 }
 
@@ -353,14 +367,15 @@ fn cold_operands_time_every_point_and_keep_the_weights_intact() {
         groups: 1,
     };
     let task = Task::new(autotune_ir::Op::Conv2d(spec), vec![autotune_ir::EpilogueOp::Bias]);
-    let target = host_cpu_target(1).expect("host target");
-    let space = space_for(&task, &target).expect("space");
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
-    let traces: Vec<Trace> = (0..4).map(|_| space.sample(&mut rng)).collect();
-    let config = MeasureConfig { cold_operands: true, min_repeats: 3, max_repeats: 3, ..quick_config() };
-    let mut runner = LocalRunner::new(&target, config).expect("runner");
-    for outcome in runner.measure_batch(&task, &traces) {
-        assert_eq!(outcome.status, TrialStatus::Ok, "{:?}", outcome.error);
-        assert_eq!(outcome.repeat_times_s.len(), 3);
+    for target in targets_at_every_level(1) {
+        let space = space_for(&task, &target).expect("space");
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+        let traces: Vec<Trace> = (0..4).map(|_| space.sample(&mut rng)).collect();
+        let config = MeasureConfig { cold_operands: true, min_repeats: 3, max_repeats: 3, ..quick_config() };
+        let mut runner = LocalRunner::new(&target, config).expect("runner");
+        for outcome in runner.measure_batch(&task, &traces) {
+            assert_eq!(outcome.status, TrialStatus::Ok, "{:?}", outcome.error);
+            assert_eq!(outcome.repeat_times_s.len(), 3);
+        }
     }
 }

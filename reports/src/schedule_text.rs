@@ -259,6 +259,8 @@ mod tests {
             features: vec!["+avx2".into(), "+avx512f".into(), "+fma".into()],
             vector_lanes: 16,
             threads,
+            restricted_to: None,
+            caches: autotune_ir::CacheSizes::FALLBACK,
         })
     }
 

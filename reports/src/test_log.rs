@@ -26,6 +26,8 @@ pub(crate) fn cpu_target(threads: u32) -> Target {
         ],
         vector_lanes: 16,
         threads,
+        restricted_to: None,
+        caches: autotune_ir::CacheSizes::FALLBACK,
     })
 }
 

@@ -12,15 +12,38 @@
 //! vectors. Planes run in parallel.
 
 use crate::epilogue;
-use crate::flat::FlatSketch;
+use crate::flat::{FlatKnob, FlatSketch};
 use crate::padded::{tap_offset, PhaseSplit};
 use crate::space::{ScheduleError, SpaceGenerator};
-use autotune_ir::{BufScope, Conv2dSpec, Expr, LoopKind, NestBuilder, Op, Program, Stmt, Task, Trace};
+use autotune_ir::{
+    BufScope, Conv2dSpec, CpuTarget, Expr, LoopKind, NestBuilder, Op, Program, Stmt, Task, Trace,
+};
 use rand::RngCore;
 
 pub const SKETCH: &str = "depthwise_rows";
 const VERSION: &str = "depthwise-cpu-v1";
-const NAMES: [&str; 3] = ["rows", "unroll_taps", "columns_outer"];
+
+/// The decisions of `depthwise_rows`, in trace order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Knob {
+    Rows,
+    UnrollTaps,
+    ColumnsOuter,
+}
+
+impl Knob {
+    const ALL: [Knob; 3] = [Knob::Rows, Knob::UnrollTaps, Knob::ColumnsOuter];
+}
+
+impl FlatKnob for Knob {
+    fn name(self) -> &'static str {
+        match self {
+            Knob::Rows => "rows",
+            Knob::UnrollTaps => "unroll_taps",
+            Knob::ColumnsOuter => "columns_outer",
+        }
+    }
+}
 const ROWS: &[i64] = &[1, 2, 3, 4, 6, 8];
 /// Kernels with more taps than this keep their tap loops (code size, compile time).
 const MAX_UNROLLED_TAPS: i64 = 25;
@@ -30,6 +53,8 @@ pub struct DepthwiseSpace {
     task: Task,
     spec: Conv2dSpec,
     lanes: i64,
+    /// Vector registers: a block's row accumulators, an input vector and a weight broadcast.
+    registers: i64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,11 +68,14 @@ struct DepthwiseSchedule {
 
 impl DepthwiseSpace {
     /// A space for depthwise convs: `c_per_group == 1` with more than one group.
-    pub fn new(task: &Task, vector_lanes: u32) -> Result<DepthwiseSpace, ScheduleError> {
+    pub fn new(task: &Task, cpu: &CpuTarget) -> Result<DepthwiseSpace, ScheduleError> {
         match &task.op {
-            Op::Conv2d(spec) if Self::applies_to(spec) && task.validate().is_ok() => {
-                Ok(DepthwiseSpace { task: task.clone(), spec: *spec, lanes: i64::from(vector_lanes.max(1)) })
-            }
+            Op::Conv2d(spec) if Self::applies_to(spec) && task.validate().is_ok() => Ok(DepthwiseSpace {
+                task: task.clone(),
+                spec: *spec,
+                lanes: i64::from(cpu.vector_lanes.max(1)),
+                registers: i64::from(cpu.vector_registers()),
+            }),
             _ => Err(ScheduleError::Unsupported { task: task.description(), target: "cpu".into() }),
         }
     }
@@ -57,27 +85,27 @@ impl DepthwiseSpace {
         spec.c_per_group() == 1 && spec.groups > 1
     }
 
-    fn domain(&self, name: &str) -> Vec<i64> {
-        match name {
-            "rows" => {
+    fn domain(&self, knob: Knob) -> Vec<i64> {
+        match knob {
+            Knob::Rows => {
                 let oh = self.spec.out_h() as i64;
-                let mut v: Vec<i64> = ROWS.iter().map(|&r| r.min(oh)).collect();
+                let mut v: Vec<i64> =
+                    ROWS.iter().filter(|&&r| r + 2 <= self.registers).map(|&r| r.min(oh)).collect();
                 v.dedup();
                 v
             }
-            "unroll_taps" if ((self.spec.kh * self.spec.kw) as i64) <= MAX_UNROLLED_TAPS => vec![0, 1],
-            "unroll_taps" => vec![0],
-            "columns_outer" => vec![0, 1],
-            _ => vec![],
+            Knob::UnrollTaps if ((self.spec.kh * self.spec.kw) as i64) <= MAX_UNROLLED_TAPS => vec![0, 1],
+            Knob::UnrollTaps => vec![0],
+            Knob::ColumnsOuter => vec![0, 1],
         }
     }
 
-    fn flat(&self) -> FlatSketch<impl Fn(&str) -> Vec<i64> + '_> {
+    fn flat(&self) -> FlatSketch<Knob, impl Fn(Knob) -> Vec<i64> + '_> {
         FlatSketch {
             sketch: SKETCH,
             version: VERSION,
-            names: &NAMES,
-            domain: move |name: &str| self.domain(name),
+            knobs: &Knob::ALL,
+            domain: move |knob| self.domain(knob),
         }
     }
 
@@ -215,8 +243,8 @@ impl SpaceGenerator for DepthwiseSpace {
     }
     fn default_trace(&self) -> Trace {
         // Four rows a block (three taps' rows shared between them), taps unrolled where allowed.
-        let rows = *self.domain("rows").iter().find(|&&r| r >= 4).unwrap_or(&1);
-        let unroll = *self.domain("unroll_taps").last().unwrap_or(&0);
+        let rows = *self.domain(Knob::Rows).iter().find(|&&r| r >= 4).unwrap_or(&1);
+        let unroll = *self.domain(Knob::UnrollTaps).last().unwrap_or(&0);
         self.flat().trace(&[rows.min(self.spec.out_h() as i64), unroll, 0])
     }
     fn lower(&self, trace: &Trace) -> Result<Program, ScheduleError> {
@@ -230,7 +258,31 @@ impl SpaceGenerator for DepthwiseSpace {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use autotune_ir::IsaLevel;
     use rand::SeedableRng;
+
+    fn avx512() -> CpuTarget {
+        CpuTarget::generic(IsaLevel::Avx512, 1)
+    }
+
+    #[test]
+    fn every_level_has_valid_points() {
+        for level in [IsaLevel::Avx512, IsaLevel::Avx2, IsaLevel::Sse42] {
+            for task in [depthwise(112, 112, 1, 1), depthwise(3, 40, 2, 2), depthwise(7, 5, 1, 2)] {
+                let space = DepthwiseSpace::new(&task, &CpuTarget::generic(level, 2)).expect("space");
+                for (name, domain) in space.flat().domains() {
+                    assert!(!domain.is_empty(), "{level}: `{name}` has no valid value");
+                }
+                let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(2);
+                for _ in 0..20 {
+                    let t = space.sample(&mut rng);
+                    space.lower(&t).expect("sampled points lower");
+                    space.decode(&space.mutate(&t, &mut rng)).expect("mutated");
+                }
+                space.lower(&space.default_trace()).expect("default lowers");
+            }
+        }
+    }
 
     fn depthwise(h: usize, w: usize, multiplier: usize, stride: usize) -> Task {
         Task::new(
@@ -253,8 +305,8 @@ mod tests {
 
     #[test]
     fn only_depthwise_convs_get_this_space() {
-        assert!(DepthwiseSpace::new(&depthwise(9, 9, 1, 1), 16).is_ok());
-        assert!(DepthwiseSpace::new(&Task::matmul(4, 4, 4), 16).is_err());
+        assert!(DepthwiseSpace::new(&depthwise(9, 9, 1, 1), &avx512()).is_ok());
+        assert!(DepthwiseSpace::new(&Task::matmul(4, 4, 4), &avx512()).is_err());
         let grouped = Conv2dSpec {
             c: 16,
             ..match depthwise(9, 9, 1, 1).op {
@@ -267,8 +319,8 @@ mod tests {
 
     #[test]
     fn samples_and_mutations_are_valid_and_rows_shrink_to_the_output() {
-        let space = DepthwiseSpace::new(&depthwise(3, 40, 2, 2), 16).expect("space");
-        assert_eq!(space.domain("rows"), vec![1, 2]);
+        let space = DepthwiseSpace::new(&depthwise(3, 40, 2, 2), &avx512()).expect("space");
+        assert_eq!(space.domain(Knob::Rows), vec![1, 2]);
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
         for _ in 0..50 {
             let t = space.sample(&mut rng);

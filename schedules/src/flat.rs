@@ -5,16 +5,24 @@ use crate::space::ScheduleError;
 use autotune_ir::Trace;
 use rand::{Rng, RngCore};
 
-pub(crate) struct FlatSketch<F: Fn(&str) -> Vec<i64>> {
+/// A decision of a flat sketch: a typed name, so a space's `domain` matches every one of them
+/// (a misspelt or forgotten decision fails to compile).
+pub(crate) trait FlatKnob: Copy + 'static {
+    /// The decision's name in traces.
+    fn name(self) -> &'static str;
+}
+
+pub(crate) struct FlatSketch<K: FlatKnob, F: Fn(K) -> Vec<i64>> {
     pub sketch: &'static str,
     pub version: &'static str,
-    pub names: &'static [&'static str],
-    /// The values decision `name` may take.
+    /// Trace order.
+    pub knobs: &'static [K],
+    /// The values decision `knob` may take; never empty (each space's tests check every one).
     pub domain: F,
 }
 
-impl<F: Fn(&str) -> Vec<i64>> FlatSketch<F> {
-    /// The trace's values in `names` order, each checked against its domain.
+impl<K: FlatKnob, F: Fn(K) -> Vec<i64>> FlatSketch<K, F> {
+    /// The trace's values in `knobs` order, each checked against its domain.
     pub fn decode(&self, trace: &Trace) -> Result<Vec<i64>, ScheduleError> {
         let invalid = |reason: String| ScheduleError::InvalidTrace {
             trace: trace.display(),
@@ -24,11 +32,12 @@ impl<F: Fn(&str) -> Vec<i64>> FlatSketch<F> {
         if trace.sketch != self.sketch {
             return Err(invalid(format!("sketch is `{}`", trace.sketch)));
         }
-        self.names
+        self.knobs
             .iter()
-            .map(|&name| {
+            .map(|&knob| {
+                let name = knob.name();
                 let v = trace.get(name).ok_or_else(|| invalid(format!("decision `{name}` missing")))?;
-                if (self.domain)(name).contains(&v) {
+                if (self.domain)(knob).contains(&v) {
                     Ok(v)
                 } else {
                     Err(invalid(format!("{name}={v} is not a valid choice")))
@@ -38,16 +47,16 @@ impl<F: Fn(&str) -> Vec<i64>> FlatSketch<F> {
     }
 
     pub fn trace(&self, values: &[i64]) -> Trace {
-        Trace::new(self.sketch, self.names.iter().copied().zip(values.iter().copied()).collect())
+        Trace::new(self.sketch, self.knobs.iter().map(|k| k.name()).zip(values.iter().copied()).collect())
     }
 
     pub fn sample(&self, rng: &mut dyn RngCore) -> Trace {
         let values: Vec<i64> = self
-            .names
+            .knobs
             .iter()
-            .map(|&name| {
-                let d = (self.domain)(name);
-                d[rng.gen_range(0..d.len())]
+            .map(|&knob| {
+                let d = (self.domain)(knob);
+                d.get(rng.gen_range(0..d.len().max(1))).copied().unwrap_or(0)
             })
             .collect();
         self.trace(&values)
@@ -56,9 +65,9 @@ impl<F: Fn(&str) -> Vec<i64>> FlatSketch<F> {
     /// One decision changed (where it has another value); an invalid trace gets a fresh sample.
     pub fn mutate(&self, trace: &Trace, rng: &mut dyn RngCore) -> Trace {
         let Ok(mut values) = self.decode(trace) else { return self.sample(rng) };
-        let which = rng.gen_range(0..self.names.len());
+        let which = rng.gen_range(0..self.knobs.len());
         let others: Vec<i64> =
-            (self.domain)(self.names[which]).into_iter().filter(|v| *v != values[which]).collect();
+            (self.domain)(self.knobs[which]).into_iter().filter(|v| *v != values[which]).collect();
         if !others.is_empty() {
             values[which] = others[rng.gen_range(0..others.len())];
         }
@@ -66,6 +75,12 @@ impl<F: Fn(&str) -> Vec<i64>> FlatSketch<F> {
     }
 
     pub fn size(&self) -> u64 {
-        self.names.iter().map(|&n| (self.domain)(n).len() as u64).product()
+        self.knobs.iter().map(|&k| (self.domain)(k).len() as u64).product()
+    }
+
+    /// Every decision with its domain, for tests that check none is empty.
+    #[cfg(test)]
+    pub fn domains(&self) -> Vec<(&'static str, Vec<i64>)> {
+        self.knobs.iter().map(|&k| (k.name(), (self.domain)(k))).collect()
     }
 }

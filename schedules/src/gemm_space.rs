@@ -18,7 +18,7 @@ use crate::gemm::{
 };
 use crate::padded::{tap_offset, PhaseSplit};
 use crate::space::{ScheduleError, SpaceGenerator};
-use autotune_ir::{BatchMatmulSpec, Conv2dSpec, Expr, LoopKind, Op, Program, Task, Trace};
+use autotune_ir::{BatchMatmulSpec, Conv2dSpec, CpuTarget, Expr, LoopKind, Op, Program, Task, Trace};
 use rand::{Rng, RngCore};
 
 pub const SKETCH: &str = "gemm_blocked";
@@ -35,34 +35,83 @@ const MAX_UNROLLED_TAPS: i64 = 25;
 /// The block order with the row blocks outermost (`[Ic, Pc, Jc]` in `gemm::ORDERS`).
 const ORDER_ROWS_OUTER: usize = 2;
 
-pub(crate) const NAMES: [&str; 16] = [
-    "mr",
-    "nr_vecs",
-    "kc",
-    "mc_tiles",
-    "nc_tiles",
-    "pack_a",
-    "pack_b",
-    "order",
-    "inner_order",
-    "parallel_loop",
-    "unroll_k",
-    "unroll_taps",
-    "epilogue_in_tile",
-    "grid_align",
-    "out_via_grid",
-    "conv_layout",
-];
+/// The decisions of `gemm_blocked`: one typed table that sampling, mutation, repair, decoding
+/// and counting all walk, and that `domain`, `get` and `set` match exhaustively, so a decision
+/// cannot be known to one of them and missing from another.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Knob {
+    Mr,
+    NrVecs,
+    Kc,
+    McTiles,
+    NcTiles,
+    PackA,
+    PackB,
+    Order,
+    InnerOrder,
+    ParallelLoop,
+    UnrollK,
+    UnrollTaps,
+    EpilogueInTile,
+    GridAlign,
+    OutViaGrid,
+    ConvLayout,
+}
 
-/// The decisions that shape the problem itself (and so the other decisions' domains): drawn,
-/// repaired and decoded first.
-const SHAPE_NAMES: [&str; 2] = ["conv_layout", "grid_align"];
+impl Knob {
+    /// Trace order (the order of the log's decisions; changing it changes every trace key).
+    pub(crate) const ALL: [Knob; 16] = [
+        Knob::Mr,
+        Knob::NrVecs,
+        Knob::Kc,
+        Knob::McTiles,
+        Knob::NcTiles,
+        Knob::PackA,
+        Knob::PackB,
+        Knob::Order,
+        Knob::InnerOrder,
+        Knob::ParallelLoop,
+        Knob::UnrollK,
+        Knob::UnrollTaps,
+        Knob::EpilogueInTile,
+        Knob::GridAlign,
+        Knob::OutViaGrid,
+        Knob::ConvLayout,
+    ];
 
-fn vector_registers(lanes: i64) -> i64 {
-    if lanes >= 16 {
-        32
-    } else {
-        16
+    /// The decisions that shape the problem itself (and so the other decisions' domains): drawn,
+    /// repaired and decoded first.
+    const SHAPE: [Knob; 2] = [Knob::ConvLayout, Knob::GridAlign];
+
+    /// The decision's name in traces.
+    pub(crate) const fn name(self) -> &'static str {
+        match self {
+            Knob::Mr => "mr",
+            Knob::NrVecs => "nr_vecs",
+            Knob::Kc => "kc",
+            Knob::McTiles => "mc_tiles",
+            Knob::NcTiles => "nc_tiles",
+            Knob::PackA => "pack_a",
+            Knob::PackB => "pack_b",
+            Knob::Order => "order",
+            Knob::InnerOrder => "inner_order",
+            Knob::ParallelLoop => "parallel_loop",
+            Knob::UnrollK => "unroll_k",
+            Knob::UnrollTaps => "unroll_taps",
+            Knob::EpilogueInTile => "epilogue_in_tile",
+            Knob::GridAlign => "grid_align",
+            Knob::OutViaGrid => "out_via_grid",
+            Knob::ConvLayout => "conv_layout",
+        }
+    }
+
+    fn shapes_problem(self) -> bool {
+        Knob::SHAPE.contains(&self)
+    }
+
+    /// Shape decisions first, then the rest in trace order: the order domains depend on.
+    fn draw_order() -> impl Iterator<Item = Knob> {
+        Knob::SHAPE.into_iter().chain(Knob::ALL.into_iter().filter(|k| !k.shapes_problem()))
     }
 }
 
@@ -87,11 +136,13 @@ pub struct GemmSpace {
     task: Task,
     kind: Kind,
     lanes: i64,
+    /// Vector registers a register tile may fill (accumulators, B vectors and a broadcast).
+    registers: i64,
     threads: u32,
 }
 
 impl GemmSpace {
-    pub fn new(task: &Task, vector_lanes: u32, threads: u32) -> Result<GemmSpace, ScheduleError> {
+    pub fn new(task: &Task, cpu: &CpuTarget) -> Result<GemmSpace, ScheduleError> {
         let unsupported = || ScheduleError::Unsupported { task: task.description(), target: "cpu".into() };
         task.validate().map_err(|_| unsupported())?;
         let kind = match &task.op {
@@ -113,8 +164,9 @@ impl GemmSpace {
         Ok(GemmSpace {
             task: task.clone(),
             kind,
-            lanes: i64::from(vector_lanes.max(1)),
-            threads: threads.max(1),
+            lanes: i64::from(cpu.vector_lanes.max(1)),
+            registers: i64::from(cpu.vector_registers()),
+            threads: cpu.threads.max(1),
         })
     }
 
@@ -145,7 +197,15 @@ impl GemmSpace {
         matches!(self.kind, Kind::Matmul(b) if b.b_constant && (b.b_broadcast || b.batch == 1))
     }
 
-    fn domain(&self, name: &str, s: &GemmSchedule, shape: Shape) -> Vec<i64> {
+    /// Whether an `mr × nr_vecs` tile fits the register file: `mr · nr_vecs` accumulators, the
+    /// `nr_vecs` B vectors of one reduction step and one broadcast of A.
+    fn tile_fits(&self, mr: i64, nr_vecs: i64) -> bool {
+        mr * nr_vecs + nr_vecs < self.registers
+    }
+
+    /// The values `knob` may take given the decisions before it (in [`Knob::draw_order`]).
+    /// Never empty: `every_domain_is_non_empty_at_every_level` walks the space to check it.
+    fn domain(&self, knob: Knob, s: &GemmSchedule, shape: Shape) -> Vec<i64> {
         let (m, n, k, taps) = self.dims(shape);
         let by_channels = shape.channels_as_columns;
         let clamp = |values: &[i64], limit: i64| {
@@ -153,34 +213,34 @@ impl GemmSpace {
             v.dedup();
             v
         };
-        match name {
-            "mr" => clamp(MR, m),
-            "nr_vecs" => {
-                let regs = vector_registers(self.lanes);
+        match knob {
+            // Only row counts that leave room for at least one vector of columns.
+            Knob::Mr => clamp(MR, m).into_iter().filter(|&mr| self.tile_fits(mr, 1)).collect(),
+            Knob::NrVecs => {
                 let max_useful = ceil_div(n, self.lanes);
                 let mut v: Vec<i64> = NR_VECS
                     .iter()
                     .copied()
-                    .filter(|&v| s.mr * v + v < regs)
+                    .filter(|&v| self.tile_fits(s.mr, v))
                     .map(|v| v.min(max_useful))
                     .collect();
                 v.dedup();
                 v
             }
-            "kc" => clamp(KC, k),
-            "mc_tiles" => clamp(MC_TILES, ceil_div(m, s.mr)),
-            "nc_tiles" => clamp(NC_TILES, ceil_div(n, s.nr_vecs * self.lanes)),
+            Knob::Kc => clamp(KC, k),
+            Knob::McTiles => clamp(MC_TILES, ceil_div(m, s.mr)),
+            Knob::NcTiles => clamp(NC_TILES, ceil_div(n, s.nr_vecs * self.lanes)),
             // With channels as columns A is the input image: packed per call or read in place.
-            "pack_a" => match self.kind {
+            Knob::PackA => match self.kind {
                 Kind::Conv(_) if !by_channels => vec![0, 1, 2],
                 // Read in place, edge tiles could only take the scalar path: packed panels only.
                 Kind::Conv(c) if !ConvGrid::has_padding(&c) => vec![1],
                 _ => vec![0, 1],
             },
-            "inner_order" => vec![0, 1],
+            Knob::InnerOrder => vec![0, 1],
             // …and B the weights, read only through panels packed once.
-            "pack_b" if by_channels => vec![2],
-            "pack_b" => {
+            Knob::PackB if by_channels => vec![2],
+            Knob::PackB => {
                 let trans_b = matches!(self.kind, Kind::Matmul(b) if b.trans_b);
                 let mut v = if trans_b { vec![1] } else { vec![0, 1] };
                 if self.b_prepackable() {
@@ -188,131 +248,132 @@ impl GemmSpace {
                 }
                 v
             }
-            "order" => (0..N_ORDERS).collect(),
-            "parallel_loop" => match (self.threads > 1, self.has_batch_parallelism()) {
+            Knob::Order => (0..N_ORDERS).collect(),
+            Knob::ParallelLoop => match (self.threads > 1, self.has_batch_parallelism()) {
                 (false, _) => vec![0],
                 (true, false) => vec![0, 1],
                 (true, true) => vec![0, 1, 2],
             },
-            "unroll_k" => clamp(UNROLL_K, k),
+            Knob::UnrollK => clamp(UNROLL_K, k),
             // Fully unrolled taps multiply the micro-kernel's code: past 5×5 compile time explodes
             // (an 11×11 conv took 31 s) for no speed gain.
-            "unroll_taps" => match taps {
+            Knob::UnrollTaps => match taps {
                 1 => vec![1],
                 2..=MAX_UNROLLED_TAPS => vec![0, 1],
                 _ => vec![0],
             },
-            "epilogue_in_tile" => {
+            Knob::EpilogueInTile => {
                 if self.task.epilogue.is_empty() {
                     vec![1]
                 } else {
                     vec![0, 1]
                 }
             }
-            "grid_align" => match self.kind {
+            Knob::GridAlign => match self.kind {
                 Kind::Conv(c) if ConvGrid::needs_scratch(&c) && !by_channels => vec![1, self.lanes],
                 _ => vec![1],
             },
-            "out_via_grid" => match self.kind {
+            Knob::OutViaGrid => match self.kind {
                 // Transposed through a scratch, or stored a lane at a time from the tile.
                 Kind::Conv(_) if by_channels => vec![0, 1],
                 Kind::Conv(c) if ConvGrid::new(&c, shape.grid_align).wq != c.out_w() as i64 => vec![0, 1],
                 _ => vec![0],
             },
             // Channels as columns needs a vector's worth of output channels per group.
-            "conv_layout" => match self.kind {
+            Knob::ConvLayout => match self.kind {
                 Kind::Conv(c) if c.o_per_group() as i64 >= self.lanes => vec![0, 1],
                 _ => vec![0],
             },
-            _ => vec![],
         }
     }
 
-    fn get(s: &GemmSchedule, shape: Shape, name: &str) -> i64 {
-        match name {
-            "mr" => s.mr,
-            "nr_vecs" => s.nr_vecs,
-            "kc" => s.kc,
-            "mc_tiles" => s.mc_tiles,
-            "nc_tiles" => s.nc_tiles,
-            "pack_a" => match s.pack_a {
+    fn get(s: &GemmSchedule, shape: Shape, knob: Knob) -> i64 {
+        match knob {
+            Knob::Mr => s.mr,
+            Knob::NrVecs => s.nr_vecs,
+            Knob::Kc => s.kc,
+            Knob::McTiles => s.mc_tiles,
+            Knob::NcTiles => s.nc_tiles,
+            Knob::PackA => match s.pack_a {
                 PackA::None => 0,
                 PackA::PerCall => 1,
                 PackA::Prepacked => 2,
             },
-            "pack_b" => match s.pack_b {
+            Knob::PackB => match s.pack_b {
                 PackB::None => 0,
                 PackB::PerCall => 1,
                 PackB::Prepacked => 2,
             },
-            "order" => s.order as i64,
-            "inner_order" => s.inner_order,
-            "parallel_loop" => s.parallel_loop,
-            "unroll_k" => s.unroll_k,
-            "unroll_taps" => s.unroll_taps as i64,
-            "epilogue_in_tile" => s.epilogue_in_tile as i64,
-            "grid_align" => shape.grid_align,
-            "out_via_grid" => s.out_via_grid as i64,
-            "conv_layout" => shape.channels_as_columns as i64,
-            _ => 0,
+            Knob::Order => s.order as i64,
+            Knob::InnerOrder => s.inner_order,
+            Knob::ParallelLoop => s.parallel_loop,
+            Knob::UnrollK => s.unroll_k,
+            Knob::UnrollTaps => s.unroll_taps as i64,
+            Knob::EpilogueInTile => s.epilogue_in_tile as i64,
+            Knob::GridAlign => shape.grid_align,
+            Knob::OutViaGrid => s.out_via_grid as i64,
+            Knob::ConvLayout => shape.channels_as_columns as i64,
         }
     }
 
-    fn set(s: &mut GemmSchedule, shape: &mut Shape, name: &str, v: i64) {
-        match name {
-            "mr" => s.mr = v,
-            "nr_vecs" => s.nr_vecs = v,
-            "kc" => s.kc = v,
-            "mc_tiles" => s.mc_tiles = v,
-            "nc_tiles" => s.nc_tiles = v,
-            "pack_a" => {
+    fn set(s: &mut GemmSchedule, shape: &mut Shape, knob: Knob, v: i64) {
+        match knob {
+            Knob::Mr => s.mr = v,
+            Knob::NrVecs => s.nr_vecs = v,
+            Knob::Kc => s.kc = v,
+            Knob::McTiles => s.mc_tiles = v,
+            Knob::NcTiles => s.nc_tiles = v,
+            Knob::PackA => {
                 s.pack_a = match v {
                     0 => PackA::None,
                     1 => PackA::PerCall,
                     _ => PackA::Prepacked,
                 }
             }
-            "pack_b" => {
+            Knob::PackB => {
                 s.pack_b = match v {
                     0 => PackB::None,
                     1 => PackB::PerCall,
                     _ => PackB::Prepacked,
                 }
             }
-            "order" => s.order = v as usize,
-            "inner_order" => s.inner_order = v,
-            "parallel_loop" => s.parallel_loop = v,
-            "unroll_k" => s.unroll_k = v,
-            "unroll_taps" => s.unroll_taps = v != 0,
-            "epilogue_in_tile" => s.epilogue_in_tile = v != 0,
-            "grid_align" => shape.grid_align = v,
-            "out_via_grid" => s.out_via_grid = v != 0,
-            "conv_layout" => shape.channels_as_columns = v != 0,
-            _ => {}
+            Knob::Order => s.order = v as usize,
+            Knob::InnerOrder => s.inner_order = v,
+            Knob::ParallelLoop => s.parallel_loop = v,
+            Knob::UnrollK => s.unroll_k = v,
+            Knob::UnrollTaps => s.unroll_taps = v != 0,
+            Knob::EpilogueInTile => s.epilogue_in_tile = v != 0,
+            Knob::GridAlign => shape.grid_align = v,
+            Knob::OutViaGrid => s.out_via_grid = v != 0,
+            Knob::ConvLayout => shape.channels_as_columns = v != 0,
         }
     }
 
-    /// Decisions are drawn in NAMES order, but the shape decisions shape the dimensions the tile
-    /// domains are clamped to, so they are fixed first when repairing.
+    /// Makes every decision valid again after some changed: in [`Knob::draw_order`], each value
+    /// outside its domain moves to the nearest one (the shape decisions to their first).
+    /// Decisions before `from` in trace order are kept (they were valid and nothing before them
+    /// changed), except the shape decisions, which every domain depends on.
     fn repair(&self, s: &mut GemmSchedule, shape: &mut Shape, from: usize) {
-        for name in SHAPE_NAMES {
-            let domain = self.domain(name, s, *shape);
-            if !domain.contains(&Self::get(s, *shape, name)) {
-                Self::set(s, shape, name, domain[0]);
+        for knob in Knob::draw_order() {
+            let position = Knob::ALL.iter().position(|&k| k == knob).unwrap_or(0);
+            if !knob.shapes_problem() && position < from {
+                continue;
             }
-        }
-        for name in NAMES[from..].iter().filter(|n| !SHAPE_NAMES.contains(n)) {
-            let domain = self.domain(name, s, *shape);
-            let v = Self::get(s, *shape, name);
+            let domain = self.domain(knob, s, *shape);
+            let v = Self::get(s, *shape, knob);
             if !domain.contains(&v) {
-                let nearest = domain.iter().copied().min_by_key(|d| (d - v).abs()).unwrap_or(v);
-                Self::set(s, shape, name, nearest);
+                let nearest = if knob.shapes_problem() {
+                    domain.first().copied()
+                } else {
+                    domain.iter().copied().min_by_key(|d| (d - v).abs())
+                };
+                Self::set(s, shape, knob, nearest.unwrap_or(v));
             }
         }
     }
 
     fn to_trace(s: &GemmSchedule, shape: Shape) -> Trace {
-        Trace::new(SKETCH, NAMES.iter().map(|&name| (name, Self::get(s, shape, name))).collect())
+        Trace::new(SKETCH, Knob::ALL.iter().map(|&knob| (knob.name(), Self::get(s, shape, knob))).collect())
     }
 
     fn decode(&self, trace: &Trace) -> Result<(GemmSchedule, Shape), ScheduleError> {
@@ -325,12 +386,13 @@ impl GemmSpace {
             return Err(invalid(format!("sketch is `{}`", trace.sketch)));
         }
         let (mut s, mut shape) = self.default_schedule();
-        for name in SHAPE_NAMES.into_iter().chain(NAMES) {
+        for knob in Knob::draw_order() {
+            let name = knob.name();
             let v = trace.get(name).ok_or_else(|| invalid(format!("decision `{name}` missing")))?;
-            if !self.domain(name, &s, shape).contains(&v) {
+            if !self.domain(knob, &s, shape).contains(&v) {
                 return Err(invalid(format!("{name}={v} is not a valid choice")));
             }
-            Self::set(&mut s, &mut shape, name, v);
+            Self::set(&mut s, &mut shape, knob, v);
         }
         Ok((s, shape))
     }
@@ -354,9 +416,8 @@ impl GemmSpace {
         let mut shape = Shape { grid_align: 1, channels_as_columns };
         let (_, _, _, taps) = self.dims(shape);
         let conv = matches!(self.kind, Kind::Conv(_));
-        // The register tiles those searches settled on: 6 output positions × 4 vectors of
-        // channels (24 accumulators) over 64 input channels at a time.
-        let (mr, nr_vecs, kc) = if channels_as_columns { (6, 4, 64) } else { (8, 2, (256 / taps).max(8)) };
+        let (mr, nr_vecs) = self.default_register_tile(channels_as_columns);
+        let kc = if channels_as_columns { 64 } else { (256 / taps).max(8) };
         let mut s = GemmSchedule {
             mr,
             nr_vecs,
@@ -394,14 +455,29 @@ impl GemmSpace {
             domain.iter().rev().copied().find(|&t| ceil_div(len, tile * t) >= wanted_blocks)
         };
         let nr = s.nr_vecs * self.lanes;
-        if let Some(tiles) = widest(self.domain("nc_tiles", &s, shape), n, nr) {
+        if let Some(tiles) = widest(self.domain(Knob::NcTiles, &s, shape), n, nr) {
             s.nc_tiles = tiles;
-        } else if let Some(tiles) = widest(self.domain("mc_tiles", &s, shape), m, s.mr) {
+        } else if let Some(tiles) = widest(self.domain(Knob::McTiles, &s, shape), m, s.mr) {
             (s.mc_tiles, s.order) = (tiles, ORDER_ROWS_OUTER);
-        } else if let Some(&smallest) = self.domain("nc_tiles", &s, shape).first() {
+        } else if let Some(&smallest) = self.domain(Knob::NcTiles, &s, shape).first() {
             s.nc_tiles = smallest;
         }
         (s, shape)
+    }
+
+    /// The register tile of the default schedule, by the register file. With 32 registers
+    /// (AVX-512), the tiles 200-trial searches on the 2-core Xeon settled on: 6 output positions ×
+    /// 4 vectors of channels (24 accumulators) with channels as columns, 8 rows × 2 vectors
+    /// otherwise. With 16 (AVX2, SSE), 6 rows × 2 vectors: 12 accumulators, 2 B vectors and a
+    /// broadcast leave one register free, the tile of BLIS' and OpenBLAS' Haswell/Zen kernels.
+    fn default_register_tile(&self, channels_as_columns: bool) -> (i64, i64) {
+        let tile = match (self.registers >= 32, channels_as_columns) {
+            (true, true) => (6, 4),
+            (true, false) => (8, 2),
+            (false, _) => (6, 2),
+        };
+        debug_assert!(self.tile_fits(tile.0, tile.1));
+        tile
     }
 
     fn problem(&self, shape: Shape) -> GemmProblem {
@@ -426,12 +502,12 @@ impl SpaceGenerator for GemmSpace {
 
     fn sample(&self, rng: &mut dyn RngCore) -> Trace {
         let (mut s, mut shape) = self.default_schedule();
-        let shape_first =
-            SHAPE_NAMES.into_iter().chain(NAMES.into_iter().filter(|n| !SHAPE_NAMES.contains(n)));
-        for name in shape_first {
-            let domain = self.domain(name, &s, shape);
-            if !domain.is_empty() {
-                Self::set(&mut s, &mut shape, name, domain[rng.gen_range(0..domain.len())]);
+        for knob in Knob::draw_order() {
+            let domain = self.domain(knob, &s, shape);
+            // Domains are never empty (a test walks every level's spaces); if one were, the
+            // default's value stays and `decode` names the decision.
+            if let Some(&v) = domain.get(rng.gen_range(0..domain.len().max(1))) {
+                Self::set(&mut s, &mut shape, knob, v);
             }
         }
         Self::to_trace(&s, shape)
@@ -442,13 +518,14 @@ impl SpaceGenerator for GemmSpace {
             return self.sample(rng);
         };
         for _ in 0..16 {
-            let which = rng.gen_range(0..NAMES.len());
-            let current = Self::get(&s, shape, NAMES[which]);
+            let which = rng.gen_range(0..Knob::ALL.len());
+            let knob = Knob::ALL[which];
+            let current = Self::get(&s, shape, knob);
             let others: Vec<i64> =
-                self.domain(NAMES[which], &s, shape).into_iter().filter(|&v| v != current).collect();
+                self.domain(knob, &s, shape).into_iter().filter(|&v| v != current).collect();
             if !others.is_empty() {
-                Self::set(&mut s, &mut shape, NAMES[which], others[rng.gen_range(0..others.len())]);
-                let from = if SHAPE_NAMES.contains(&NAMES[which]) { 0 } else { which + 1 };
+                Self::set(&mut s, &mut shape, knob, others[rng.gen_range(0..others.len())]);
+                let from = if knob.shapes_problem() { 0 } else { which + 1 };
                 self.repair(&mut s, &mut shape, from);
                 break;
             }
@@ -457,11 +534,12 @@ impl SpaceGenerator for GemmSpace {
     }
 
     fn crossover(&self, a: &Trace, b: &Trace, rng: &mut dyn RngCore) -> Trace {
-        // Each decision from either parent (a's when b lacks it), then repaired in NAMES order, so
+        // Each decision from either parent (a's when b lacks it), then repaired in order, so
         // the child is valid even when the parents' dependent domains differ or a parent was
         // tuned for another shape.
         let (mut s, mut shape) = self.default_schedule();
-        for name in NAMES {
+        for knob in Knob::ALL {
+            let name = knob.name();
             let from_b = rng.gen_bool(0.5);
             let value = if from_b {
                 b.get(name).or_else(|| a.get(name))
@@ -469,7 +547,7 @@ impl SpaceGenerator for GemmSpace {
                 a.get(name).or_else(|| b.get(name))
             };
             if let Some(value) = value {
-                Self::set(&mut s, &mut shape, name, value);
+                Self::set(&mut s, &mut shape, knob, value);
             }
         }
         self.repair(&mut s, &mut shape, 0);
@@ -489,24 +567,22 @@ impl SpaceGenerator for GemmSpace {
     fn size(&self) -> u64 {
         /// Points with decisions `i..` free, the shape fixed.
         fn count(space: &GemmSpace, s: &mut GemmSchedule, shape: Shape, i: usize) -> u64 {
-            if i == NAMES.len() {
-                return 1;
-            }
-            if SHAPE_NAMES.contains(&NAMES[i]) {
+            let Some(&knob) = Knob::ALL.get(i) else { return 1 };
+            if knob.shapes_problem() {
                 return count(space, s, shape, i + 1);
             }
             let mut total = 0u64;
-            for v in space.domain(NAMES[i], s, shape) {
-                GemmSpace::set(s, &mut shape.clone(), NAMES[i], v);
+            for v in space.domain(knob, s, shape) {
+                GemmSpace::set(s, &mut shape.clone(), knob, v);
                 total = total.saturating_add(count(space, s, shape, i + 1));
             }
             total
         }
         let (mut s, default_shape) = self.default_schedule();
         let mut total = 0u64;
-        for layout in self.domain("conv_layout", &s, default_shape) {
+        for layout in self.domain(Knob::ConvLayout, &s, default_shape) {
             let by_layout = Shape { channels_as_columns: layout != 0, ..default_shape };
-            for grid_align in self.domain("grid_align", &s, by_layout) {
+            for grid_align in self.domain(Knob::GridAlign, &s, by_layout) {
                 let shape = Shape { grid_align, ..by_layout };
                 total = total.saturating_add(count(self, &mut s, shape, 0));
             }
@@ -814,11 +890,112 @@ fn conv_problem_by_channels(task: &Task, c: &Conv2dSpec, lanes: i64) -> GemmProb
 #[cfg(test)]
 mod tests {
     use super::*;
-    use autotune_ir::EpilogueOp;
+    use autotune_ir::{EpilogueOp, IsaLevel};
     use rand::SeedableRng;
 
+    /// The levels every space test runs at: the register budget and lanes differ between them.
+    const LEVELS: [IsaLevel; 3] = [IsaLevel::Avx512, IsaLevel::Avx2, IsaLevel::Sse42];
+
+    fn cpu(level: IsaLevel, threads: u32) -> CpuTarget {
+        CpuTarget::generic(level, threads)
+    }
+
     fn matmul(m: usize, n: usize, k: usize, threads: u32) -> GemmSpace {
-        GemmSpace::new(&Task::matmul(m, n, k), 16, threads).expect("space")
+        matmul_at(IsaLevel::Avx512, m, n, k, threads)
+    }
+
+    fn matmul_at(level: IsaLevel, m: usize, n: usize, k: usize, threads: u32) -> GemmSpace {
+        GemmSpace::new(&Task::matmul(m, n, k), &cpu(level, threads)).expect("space")
+    }
+
+    fn conv_task(c: usize, h: usize, o: usize, k: usize, stride: usize, pad: usize, groups: usize) -> Task {
+        Task::new(
+            Op::Conv2d(Conv2dSpec {
+                n: 1,
+                c,
+                h,
+                w: h,
+                o,
+                kh: k,
+                kw: k,
+                stride: [stride; 2],
+                pad: [pad; 4],
+                dilation: [1, 1],
+                groups,
+            }),
+            vec![EpilogueOp::Bias, EpilogueOp::Relu],
+        )
+    }
+
+    /// Walks `n` sampled points (and the default) in draw order and asserts every decision's
+    /// domain is non-empty at the point reached so far, and that sampling, decoding and mutation
+    /// agree.
+    fn assert_domains_non_empty(space: &GemmSpace, n: usize, seed: u64) {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let mut traces: Vec<Trace> = (0..n).map(|_| space.sample(&mut rng)).collect();
+        traces.push(space.default_trace());
+        for t in &traces {
+            let (mut s, mut shape) = space.default_schedule();
+            for knob in Knob::draw_order() {
+                let domain = space.domain(knob, &s, shape);
+                assert!(!domain.is_empty(), "{} has no valid value after {:?}, {shape:?}", knob.name(), s);
+                let v = t.get(knob.name()).expect("every decision in the trace");
+                assert!(domain.contains(&v), "{}={v} not in {domain:?}: {}", knob.name(), t.display());
+                GemmSpace::set(&mut s, &mut shape, knob, v);
+            }
+            let m = space.mutate(t, &mut rng);
+            space.decode(&m).unwrap_or_else(|e| panic!("mutation of {}: {e}", t.display()));
+        }
+    }
+
+    #[test]
+    fn every_domain_is_non_empty_at_every_level() {
+        let tasks = [
+            Task::matmul(1024, 1024, 1024),
+            Task::matmul(1, 1, 1),
+            Task::matmul(127, 1, 255),
+            Task::matmul(3, 1000, 2048),
+            conv_task(64, 56, 64, 3, 1, 1, 1),
+            conv_task(256, 14, 256, 3, 1, 1, 1),
+            conv_task(3, 224, 64, 7, 2, 3, 1),
+            conv_task(1024, 14, 2048, 1, 2, 0, 1),
+            conv_task(8, 9, 16, 3, 2, 1, 2),
+        ];
+        for level in LEVELS {
+            for threads in [1, 2] {
+                for (i, task) in tasks.iter().enumerate() {
+                    let space = GemmSpace::new(task, &cpu(level, threads)).expect("space");
+                    assert_domains_non_empty(&space, 150, i as u64);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn decision_names_keep_their_trace_order() {
+        // Trace keys in shipped logs hash these names in this order.
+        let names: Vec<&str> = Knob::ALL.iter().map(|k| k.name()).collect();
+        assert_eq!(
+            names,
+            [
+                "mr",
+                "nr_vecs",
+                "kc",
+                "mc_tiles",
+                "nc_tiles",
+                "pack_a",
+                "pack_b",
+                "order",
+                "inner_order",
+                "parallel_loop",
+                "unroll_k",
+                "unroll_taps",
+                "epilogue_in_tile",
+                "grid_align",
+                "out_via_grid",
+                "conv_layout"
+            ]
+        );
     }
 
     #[test]
@@ -839,7 +1016,10 @@ mod tests {
             }),
             vec![EpilogueOp::Bias, EpilogueOp::Relu],
         );
-        for s in [matmul(17, 33, 65, 2), GemmSpace::new(&conv, 16, 2).expect("conv space")] {
+        let spaces = LEVELS.into_iter().flat_map(|level| {
+            [matmul_at(level, 17, 33, 65, 2), GemmSpace::new(&conv, &cpu(level, 2)).expect("conv space")]
+        });
+        for s in spaces {
             let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
             for _ in 0..200 {
                 let t = s.sample(&mut rng);
@@ -855,20 +1035,45 @@ mod tests {
 
     #[test]
     fn register_budget_is_respected() {
-        let s = matmul(1024, 1024, 1024, 1);
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
-        for _ in 0..500 {
-            let (d, _) = s.decode(&s.sample(&mut rng)).expect("valid");
-            assert!(d.mr * d.nr_vecs + d.nr_vecs < 32, "{d:?}");
+        for level in LEVELS {
+            let registers = i64::from(level.vector_registers());
+            for s in [
+                matmul_at(level, 1024, 1024, 1024, 1),
+                GemmSpace::new(&conv_task(64, 56, 64, 3, 1, 1, 1), &cpu(level, 1)).expect("conv"),
+            ] {
+                let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
+                for _ in 0..500 {
+                    let (d, _) = s.decode(&s.sample(&mut rng)).expect("valid");
+                    assert!(d.mr * d.nr_vecs + d.nr_vecs < registers, "{level}: {d:?}");
+                }
+                let (d, _) = s.decode(&s.default_trace()).expect("default");
+                assert!(d.mr * d.nr_vecs + d.nr_vecs < registers, "{level} default: {d:?}");
+            }
+            // The widest tiles are reachable: 16 registers fit 14 rows of one vector, 32 fit 16.
+            let s = matmul_at(level, 1024, 1024, 1024, 1);
+            let (d, shape) = s.default_schedule();
+            let rows = s.domain(Knob::Mr, &d, shape);
+            assert_eq!(rows.last(), Some(&if registers >= 32 { 16 } else { 14 }), "{level}");
         }
+    }
+
+    #[test]
+    fn default_tiles_follow_the_register_file() {
+        let tile = |level| {
+            let (d, _) = matmul_at(level, 1024, 1024, 1024, 1).default_schedule();
+            (d.mr, d.nr_vecs)
+        };
+        assert_eq!(tile(IsaLevel::Avx512), (8, 2), "8×32 on 32 zmm");
+        assert_eq!(tile(IsaLevel::Avx2), (6, 2), "6×16 on 16 ymm");
+        assert_eq!(tile(IsaLevel::Sse42), (6, 2), "6×8 on 16 xmm");
     }
 
     #[test]
     fn domains_shrink_to_tiny_shapes() {
         let s = matmul(1, 1, 1, 1);
         let (d, ga) = s.default_schedule();
-        assert_eq!(s.domain("mr", &d, ga), vec![1]);
-        assert_eq!(s.domain("kc", &d, ga), vec![1]);
+        assert_eq!(s.domain(Knob::Mr, &d, ga), vec![1]);
+        assert_eq!(s.domain(Knob::Kc, &d, ga), vec![1]);
         assert!(s.size() > 1);
     }
 
@@ -897,7 +1102,7 @@ mod tests {
                 dilation: [1, 1],
                 groups: 1,
             };
-            GemmSpace::new(&Task::new(Op::Conv2d(spec), vec![]), 16, 2).expect("space")
+            GemmSpace::new(&Task::new(Op::Conv2d(spec), vec![]), &cpu(IsaLevel::Avx512, 2)).expect("space")
         };
         let layout = |s: GemmSpace| s.default_trace().get("conv_layout");
         assert_eq!(layout(conv(64, 3, 1, 1)), Some(1), "3×3: channels as columns");

@@ -24,13 +24,11 @@ use autotune_ir::{Op, Target, Task};
 pub fn space_for(task: &Task, target: &Target) -> Result<Box<dyn SpaceGenerator>, ScheduleError> {
     match (&task.op, target) {
         (Op::Conv2d(c), Target::Cpu(cpu)) if DepthwiseSpace::applies_to(c) => {
-            Ok(Box::new(DepthwiseSpace::new(task, cpu.vector_lanes)?))
+            Ok(Box::new(DepthwiseSpace::new(task, cpu)?))
         }
         (Op::Matmul(_) | Op::BatchMatmul(_) | Op::Conv2d(_), Target::Cpu(cpu)) => {
-            Ok(Box::new(GemmSpace::new(task, cpu.vector_lanes, cpu.threads)?))
+            Ok(Box::new(GemmSpace::new(task, cpu)?))
         }
-        (Op::Pool2d(_), Target::Cpu(cpu)) => {
-            Ok(Box::new(PoolSpace::new(task, cpu.vector_lanes, cpu.threads)?))
-        }
+        (Op::Pool2d(_), Target::Cpu(cpu)) => Ok(Box::new(PoolSpace::new(task, cpu)?)),
     }
 }

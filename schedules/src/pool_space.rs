@@ -6,17 +6,39 @@
 //! Average pooling multiplies by reciprocal window counts that depend only on the shape, so they
 //! are computed here, at lowering time, and emitted as constants.
 
-use crate::flat::FlatSketch;
+use crate::flat::{FlatKnob, FlatSketch};
 use crate::padded::{tap_offset, PhaseSplit};
 use crate::space::{ScheduleError, SpaceGenerator};
 use autotune_ir::{
-    BinOp, BufScope, Expr, LoopKind, NestBuilder, Op, Pool2dSpec, PoolKind, Program, Stmt, Task, Trace,
+    BinOp, BufScope, CpuTarget, Expr, LoopKind, NestBuilder, Op, Pool2dSpec, PoolKind, Program, Stmt, Task,
+    Trace,
 };
 use rand::RngCore;
 
 pub const SKETCH: &str = "pool_rows";
 const VERSION: &str = "pool-cpu-v1";
-const NAMES: [&str; 3] = ["vectorize", "unroll_window", "parallel"];
+
+/// The decisions of `pool_rows`, in trace order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Knob {
+    Vectorize,
+    UnrollWindow,
+    Parallel,
+}
+
+impl Knob {
+    const ALL: [Knob; 3] = [Knob::Vectorize, Knob::UnrollWindow, Knob::Parallel];
+}
+
+impl FlatKnob for Knob {
+    fn name(self) -> &'static str {
+        match self {
+            Knob::Vectorize => "vectorize",
+            Knob::UnrollWindow => "unroll_window",
+            Knob::Parallel => "parallel",
+        }
+    }
+}
 /// Windows with more taps than this are never unrolled (global pooling over 56×56…).
 const MAX_UNROLLED_TAPS: usize = 64;
 
@@ -36,51 +58,50 @@ struct PoolSchedule {
 }
 
 impl PoolSpace {
-    pub fn new(task: &Task, vector_lanes: u32, threads: u32) -> Result<PoolSpace, ScheduleError> {
+    pub fn new(task: &Task, cpu: &CpuTarget) -> Result<PoolSpace, ScheduleError> {
         match &task.op {
             Op::Pool2d(spec) if task.validate().is_ok() => Ok(PoolSpace {
                 task: task.clone(),
                 spec: *spec,
-                lanes: i64::from(vector_lanes.max(1)),
-                threads: threads.max(1),
+                lanes: i64::from(cpu.vector_lanes.max(1)),
+                threads: cpu.threads.max(1),
             }),
             _ => Err(ScheduleError::Unsupported { task: task.description(), target: "cpu".into() }),
         }
     }
 
-    fn domain(&self, name: &str) -> Vec<i64> {
-        match name {
-            "vectorize" => {
+    fn domain(&self, knob: Knob) -> Vec<i64> {
+        match knob {
+            Knob::Vectorize => {
                 if self.spec.out_w() as i64 >= self.lanes {
                     vec![0, 1]
                 } else {
                     vec![0]
                 }
             }
-            "unroll_window" => {
+            Knob::UnrollWindow => {
                 if self.spec.kh * self.spec.kw <= MAX_UNROLLED_TAPS {
                     vec![0, 1]
                 } else {
                     vec![0]
                 }
             }
-            "parallel" => {
+            Knob::Parallel => {
                 if self.threads > 1 && self.spec.n * self.spec.c > 1 {
                     vec![0, 1]
                 } else {
                     vec![0]
                 }
             }
-            _ => vec![],
         }
     }
 
-    fn flat(&self) -> FlatSketch<impl Fn(&str) -> Vec<i64> + '_> {
+    fn flat(&self) -> FlatSketch<Knob, impl Fn(Knob) -> Vec<i64> + '_> {
         FlatSketch {
             sketch: SKETCH,
             version: VERSION,
-            names: &NAMES,
-            domain: move |name: &str| self.domain(name),
+            knobs: &Knob::ALL,
+            domain: move |knob| self.domain(knob),
         }
     }
 
@@ -243,13 +264,65 @@ impl SpaceGenerator for PoolSpace {
         self.flat().mutate(trace, rng)
     }
     fn default_trace(&self) -> Trace {
-        let pick = |name: &str| *self.domain(name).last().unwrap_or(&0);
-        self.flat().trace(&[pick("vectorize"), pick("unroll_window"), pick("parallel")])
+        let pick = |knob| *self.domain(knob).last().unwrap_or(&0);
+        self.flat().trace(&Knob::ALL.map(pick))
     }
     fn lower(&self, trace: &Trace) -> Result<Program, ScheduleError> {
         Ok(self.lower_schedule(self.decode(trace)?))
     }
     fn size(&self) -> u64 {
         self.flat().size()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use autotune_ir::IsaLevel;
+    use rand::SeedableRng;
+
+    fn pool(kind: PoolKind, h: usize, k: usize, stride: usize, pad: usize) -> Task {
+        Task::new(
+            Op::Pool2d(Pool2dSpec {
+                kind,
+                n: 1,
+                c: 4,
+                h,
+                w: h,
+                kh: k,
+                kw: k,
+                stride: [stride; 2],
+                pad: [pad; 4],
+                dilation: [1, 1],
+                ceil_mode: false,
+                count_include_pad: false,
+            }),
+            vec![],
+        )
+    }
+
+    #[test]
+    fn every_level_has_valid_points() {
+        for level in [IsaLevel::Avx512, IsaLevel::Avx2, IsaLevel::Sse42] {
+            for threads in [1, 2] {
+                for task in [
+                    pool(PoolKind::Max, 112, 3, 2, 1),
+                    pool(PoolKind::Avg, 7, 7, 1, 0),
+                    pool(PoolKind::Max, 5, 2, 2, 0),
+                ] {
+                    let space = PoolSpace::new(&task, &CpuTarget::generic(level, threads)).expect("space");
+                    for (name, domain) in space.flat().domains() {
+                        assert!(!domain.is_empty(), "{level}: `{name}` has no valid value");
+                    }
+                    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+                    for _ in 0..10 {
+                        let t = space.sample(&mut rng);
+                        space.lower(&t).expect("sampled points lower");
+                        space.decode(&space.mutate(&t, &mut rng)).expect("mutated");
+                    }
+                    space.lower(&space.default_trace()).expect("default lowers");
+                }
+            }
+        }
     }
 }

@@ -99,10 +99,14 @@ mod tests {
     use crate::testing::LandscapeSpace;
     use rand::SeedableRng;
 
+    fn avx512_cpu() -> autotune_ir::CpuTarget {
+        autotune_ir::CpuTarget::generic(autotune_ir::IsaLevel::Avx512, 2)
+    }
+
     #[test]
     fn crossover_children_of_the_gemm_space_are_valid_and_mix_their_parents() {
         let task = autotune_ir::Task::matmul(200, 136, 72);
-        let space = autotune_schedules::GemmSpace::new(&task, 16, 2).expect("space");
+        let space = autotune_schedules::GemmSpace::new(&task, &avx512_cpu()).expect("space");
         let mut rng = ChaCha8Rng::seed_from_u64(11);
         let (mut from_a, mut from_b) = (0, 0);
         for _ in 0..200 {
@@ -116,8 +120,9 @@ mod tests {
         }
         assert!(from_a > 1000 && from_b > 1000, "{from_a} {from_b}");
         // A trace of another shape is adapted into this space.
-        let other = autotune_schedules::GemmSpace::new(&autotune_ir::Task::matmul(1024, 1024, 1024), 16, 2)
-            .expect("space");
+        let other =
+            autotune_schedules::GemmSpace::new(&autotune_ir::Task::matmul(1024, 1024, 1024), &avx512_cpu())
+                .expect("space");
         let foreign = other.sample(&mut rng);
         assert!(space.lower(&space.crossover(&foreign, &foreign, &mut rng)).is_ok());
     }

@@ -116,10 +116,7 @@ impl FakeRunner {
     pub fn new() -> Self {
         let target = Target::Cpu(CpuTarget {
             model_name: "Fake CPU".to_string(),
-            llvm_cpu: "generic".to_string(),
-            features: vec!["+fake".to_string()],
-            vector_lanes: 4,
-            threads: 1,
+            ..CpuTarget::generic(autotune_ir::IsaLevel::Sse42, 1)
         });
         FakeRunner { target, measured: Vec::new(), batch_sizes: Vec::new() }
     }

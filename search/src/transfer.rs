@@ -183,7 +183,7 @@ mod tests {
 
         let big = Task::matmul(200, 176, 144);
         let big_space = space_for(&big, &target).expect("space");
-        let machine = MachineModel::cpu(CacheSizes::ZEN4, 4, 1);
+        let machine = MachineModel::cpu(CacheSizes::FALLBACK, autotune_ir::IsaLevel::Sse42, 1);
         let read = |config: &WarmStartConfig, codegen: &str| {
             warm_start_from_log(&db, &big, &target, big_space.as_ref(), codegen, machine, config)
                 .expect("warm start")
@@ -265,7 +265,7 @@ mod tests {
             &mut |_| {},
         )
         .expect("tune the dense conv");
-        let machine = MachineModel::cpu(CacheSizes::ZEN4, 4, 1);
+        let machine = MachineModel::cpu(CacheSizes::FALLBACK, autotune_ir::IsaLevel::Sse42, 1);
         let config = WarmStartConfig::default();
         let depthwise_space = space_for(&depthwise, &target).expect("space");
         assert_ne!(depthwise_space.version(), dense_space.version());
