@@ -206,3 +206,72 @@ fn bad_input_gets_one_line_and_exit_1() {
     }
     assert!(!dir.path().join("small.tuning.db").exists(), "nothing to tune, nothing written");
 }
+
+/// The ISA level just below the host's, to run a log's kernels where they cannot run.
+fn narrower_level_than_the_host() -> autotune_ir::IsaLevel {
+    let levels = autotune_codegen::host_isa_levels().expect("host levels");
+    let own = levels[0];
+    autotune_ir::IsaLevel::ALL.into_iter().rev().find(|&l| l < own).unwrap_or(autotune_ir::IsaLevel::Baseline)
+}
+
+#[test]
+fn a_log_tuned_for_a_wider_isa_runs_default_schedules_at_a_narrower_one_and_says_why() {
+    let _serial = one_at_a_time();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let model = dir.path().join("small.onnx");
+    write_model(&model);
+    let tuned = one_json(&autotune(&[utf8(&model), "--trials-per-task", "3", "--batch-size", "3", "--json"]));
+    assert_eq!(tuned["n_tasks"], 3);
+
+    let (wide, narrow) = (dir.path().join("wide.pb"), dir.path().join("narrow.pb"));
+    let at_host =
+        one_json(&autotune(&["run", utf8(&model), "--repeat", "1", "--output", utf8(&wide), "--json"]));
+    assert_eq!(at_host["n_tuned"], 3, "{at_host}");
+
+    let level = narrower_level_than_the_host().name();
+    let out = autotune(&[
+        "run",
+        utf8(&model),
+        "--cpu-features",
+        level,
+        "--repeat",
+        "1",
+        "--output",
+        utf8(&narrow),
+        "--json",
+    ]);
+    let at_level = one_json(&out);
+    assert_eq!(
+        (at_level["n_tuned"].as_u64(), at_level["n_default"].as_u64()),
+        (Some(0), Some(3)),
+        "{at_level}"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.matches("this target lacks").count(), 3, "every task says why:\n{stderr}");
+
+    // The default schedules at the narrower level compute what the tuned kernels computed.
+    let read = |path: &Path| autotune_graph::read_tensor_proto(path).expect("output").1.to_f32();
+    let (expected, actual) = (read(&wide), read(&narrow));
+    assert_eq!(expected.len(), actual.len());
+    for (e, a) in expected.iter().zip(&actual) {
+        assert!((e - a).abs() <= 1e-5 + 1e-4 * e.abs(), "{e} vs {a}");
+    }
+}
+
+#[test]
+fn cpu_features_the_host_lacks_or_does_not_know_get_one_line() {
+    let _serial = one_at_a_time();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let model = dir.path().join("small.onnx");
+    write_model(&model);
+    fails_with_one_line(&autotune(&[utf8(&model), "--cpu-features", "neon"]), "unknown CPU feature `neon`");
+    let own = autotune_codegen::host_isa_levels().expect("levels")[0];
+    if let Some(wider) = autotune_ir::IsaLevel::ALL.into_iter().find(|&l| l > own) {
+        let wider = wider.name();
+        fails_with_one_line(&autotune(&["run", utf8(&model), "--cpu-features", wider]), "cannot run");
+        fails_with_one_line(&autotune(&[utf8(&model), "--cpu-features", wider]), "cannot run");
+    } else {
+        eprintln!("skipped the wider-level case: this host runs every level");
+    }
+    assert!(!dir.path().join("small.tuning.db").exists(), "nothing tuned, nothing written");
+}

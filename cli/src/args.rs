@@ -1,7 +1,7 @@
 //! Command-line syntax (clap). Parsing only: values are validated into typed settings here, so
 //! the commands never see a malformed shape or device.
 
-use autotune_ir::{EpilogueOp, Scalar};
+use autotune_ir::{EpilogueOp, IsaLevel, Scalar};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
@@ -248,6 +248,8 @@ pub struct SearchArgs {
     /// run with (`autotune run --threads`).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub threads: u32,
+    #[command(flatten)]
+    pub cpu_features: CpuFeaturesArg,
     /// Seed of the search (and, for a model, of the choice between tasks).
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
@@ -270,6 +272,17 @@ pub struct SearchArgs {
     /// Print exactly one JSON object on stdout instead of the progress bars and summary.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `--cpu-features`, shared by every command that builds kernels.
+#[derive(Args, Debug, Clone, Default)]
+pub struct CpuFeaturesArg {
+    /// The widest ISA the kernels may use, narrower than this CPU's: a level (avx512, avx2,
+    /// sse4.2) or its features (e.g. avx2,fma). Tune here for fleet machines that lack this
+    /// one's extensions; the log records the level, so its kernels run only where they can
+    /// [default: everything this CPU has].
+    #[arg(long = "cpu-features", value_name = "LIST", value_parser = IsaLevel::parse_list)]
+    pub level: Option<IsaLevel>,
 }
 
 /// `--timeout-s`: a positive number of seconds.
@@ -386,6 +399,8 @@ pub struct BestArgs {
     pub device: Device,
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub threads: u32,
+    #[command(flatten)]
+    pub cpu_features: CpuFeaturesArg,
     #[arg(long)]
     pub db: PathBuf,
     /// Minimum total timed seconds of the re-measurement.

@@ -2,12 +2,12 @@
 //! (the HTML report of a tuning log).
 
 use crate::args::{
-    BatchMatmulArgs, BestArgs, Cli, Command, Conv2dArgs, DenseArgs, Device, MatmulArgs, OpCommand, PoolArgs,
-    PoolKindArg, ReportArgs, StrategyArg, TuneArgs,
+    BatchMatmulArgs, BestArgs, Cli, Command, Conv2dArgs, CpuFeaturesArg, DenseArgs, Device, MatmulArgs,
+    OpCommand, PoolArgs, PoolKindArg, ReportArgs, StrategyArg, TuneArgs,
 };
 use crate::error::BadInput;
 use anyhow::{anyhow, Context, Result};
-use autotune_codegen::{host_cpu_target, CODEGEN_VERSION};
+use autotune_codegen::{host_cpu_target, slow_isa_warning, CODEGEN_VERSION};
 use autotune_cost_model::MachineModel;
 use autotune_db::{Database, MachineMeasurementKind, NewMachineMeasurement, TargetSpec, TrialRecord};
 use autotune_ir::{BatchMatmulSpec, Conv2dSpec, Op, Pool2dSpec, PoolKind, Target, Task, Trace, TrialStatus};
@@ -46,13 +46,29 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     }
 }
 
-pub(crate) fn cpu_target(device: &Device, threads: u32) -> Result<Target> {
+pub(crate) fn cpu_target(device: &Device, threads: u32, features: &CpuFeaturesArg) -> Result<Target> {
     match device {
-        Device::Cpu => Ok(host_cpu_target(threads).context("cannot describe this machine's CPU")?),
+        Device::Cpu => host_target(threads, features),
         Device::Cuda(_) => Err(anyhow!(BadInput(
             "--device cuda:N is not supported by this build yet: use --device cpu".into()
         ))),
     }
+}
+
+/// This CPU, narrowed to `--cpu-features` where given; says on stderr when its kernels will be
+/// slow (no SSE4.2 or wider).
+pub(crate) fn host_target(threads: u32, features: &CpuFeaturesArg) -> Result<Target> {
+    let host = host_cpu_target(threads).context("cannot describe this machine's CPU")?;
+    let target = match (features.level, &host) {
+        (None, _) => host,
+        (Some(level), Target::Cpu(cpu)) => Target::Cpu(cpu.restricted(level).map_err(|e| {
+            anyhow!(BadInput(format!("--cpu-features {level}: {e}; name a level this CPU has")))
+        })?),
+    };
+    if let Some(warning) = slow_isa_warning(&target) {
+        eprintln!("autotune: warning: {warning}");
+    }
+    Ok(target)
 }
 
 pub(crate) fn open_db(path: &std::path::Path) -> Result<Database> {
@@ -163,7 +179,7 @@ fn op_task(op: OpCommand) -> Result<(Task, TuneArgs)> {
 }
 
 fn tune_task(task: Task, args: TuneArgs) -> Result<ExitCode> {
-    let target = cpu_target(&args.search.device, args.search.threads)?;
+    let target = cpu_target(&args.search.device, args.search.threads, &args.search.cpu_features)?;
     let mut db = open_db(&args.db)?;
     let space = space_for(&task, &target).context("no schedule space")?;
     let measure = MeasureConfig { timeout_s: args.search.timeout_s, ..MeasureConfig::default() };
@@ -360,7 +376,7 @@ fn print_summary(task: &Task, args: &TuneArgs, summary: &TuneSummary, n_restarts
 }
 
 fn best(args: BestArgs) -> Result<ExitCode> {
-    let target = cpu_target(&args.device, args.threads)?;
+    let target = cpu_target(&args.device, args.threads, &args.cpu_features)?;
     if !args.db.exists() {
         return Err(anyhow!(BadInput(format!(
             "no tuning log at {}: tune first with `autotune op …`",

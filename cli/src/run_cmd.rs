@@ -4,11 +4,9 @@
 //! error.
 
 use crate::error::BadInput;
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, Result};
 use autotune_graph::{load, read_tensor_proto, write_tensor_proto, Graph, LoadConfig, Tensor};
-use autotune_runtime::{
-    host_cpu_target, random_inputs, Database, KernelSource, Plan, PlanConfig, RuntimeError,
-};
+use autotune_runtime::{random_inputs, Database, KernelSource, Plan, PlanConfig, RuntimeError};
 use clap::Args;
 use serde_json::json;
 use std::io::Write as _;
@@ -28,6 +26,10 @@ pub struct RunArgs {
     /// used).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub threads: u32,
+    /// Run kernels for this ISA level at most (see `autotune --help`): a log's kernels tuned for
+    /// a wider one are never run; their tasks fall back to the default schedule, listed on stderr.
+    #[command(flatten)]
+    pub cpu_features: crate::args::CpuFeaturesArg,
     /// A model input as an ONNX TensorProto file (repeatable). A file whose tensor is named
     /// after a model input feeds that input; the others feed the remaining inputs in the
     /// model's order. Without any, inputs are seeded random values (--seed).
@@ -211,7 +213,7 @@ fn runtime_error(e: RuntimeError) -> anyhow::Error {
 pub fn run(args: RunArgs) -> Result<ExitCode> {
     let (graph, given) = load_with_inputs(&args)?;
     let (log, log_name) = open_log(&args)?;
-    let target = host_cpu_target(args.threads).context("cannot describe this machine's CPU")?;
+    let target = crate::commands::host_target(args.threads, &args.cpu_features)?;
     let mut plan =
         Plan::from_graph(graph, log.as_ref(), &target, PlanConfig::default()).map_err(runtime_error)?;
     let outputs = plan.outputs();

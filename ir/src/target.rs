@@ -125,10 +125,12 @@ impl IsaLevel {
                 "avx2" | "fma" | "avx" | "x86-64-v3" => IsaLevel::Avx2,
                 "sse4.2" | "sse4.1" | "ssse3" | "sse3" | "popcnt" | "x86-64-v2" => IsaLevel::Sse42,
                 "baseline" | "sse2" | "sse" | "x86-64" => IsaLevel::Baseline,
-                other => return Err(format!(
+                other => {
+                    return Err(format!(
                     "unknown CPU feature `{other}`: name an ISA level (avx512, avx2, sse4.2, baseline) or \
                          its features (e.g. avx2,fma)"
-                )),
+                ))
+                }
             };
             widest = widest.max(Some(level));
         }

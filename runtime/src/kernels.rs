@@ -35,6 +35,9 @@ pub enum DefaultReason {
     /// The log's `ok` trials were made by another schedule space or code generator version, so
     /// their traces no longer mean the same kernel.
     Stale { space_version: String, codegen_version: String },
+    /// The log's `ok` trials of this task are for a CPU target whose code this one cannot run
+    /// (tuned with AVX-512, run at `--cpu-features avx2`, or on a CPU without it): never run.
+    CannotRun { tuned_for: String, missing: Vec<String> },
     /// The tuned schedule failed to compile here.
     BuildFailed(String),
 }
@@ -46,6 +49,14 @@ impl fmt::Display for DefaultReason {
             DefaultReason::NotTuned => f.write_str("not tuned for this target"),
             DefaultReason::Stale { space_version, codegen_version } => {
                 write!(f, "tuned by an older autotune ({space_version}, {codegen_version}); tune again")
+            }
+            DefaultReason::CannotRun { tuned_for, missing } => {
+                const SHOWN: usize = 4;
+                let mut needs = missing.iter().take(SHOWN).cloned().collect::<Vec<_>>().join(",");
+                if missing.len() > SHOWN {
+                    needs.push_str(&format!(" and {} more", missing.len() - SHOWN));
+                }
+                write!(f, "tuned for {tuned_for}, whose kernels need {needs} that this target lacks")
             }
             DefaultReason::BuildFailed(e) => write!(f, "the tuned kernel does not compile: {e}"),
         }
@@ -94,12 +105,38 @@ fn choose(
         }
     }
     Ok(default(match trials.first() {
-        None => DefaultReason::NotTuned,
+        None => tuned_for_a_wider_cpu(db, task, target)?.unwrap_or(DefaultReason::NotTuned),
         Some(t) => DefaultReason::Stale {
             space_version: t.space_version.clone(),
             codegen_version: t.codegen_version.clone(),
         },
     }))
+}
+
+/// When the log holds `ok` trials of `task` only for CPU targets (with the same thread count)
+/// whose features `target` lacks: which, and what it lacks.
+fn tuned_for_a_wider_cpu(
+    db: &Database,
+    task: &Task,
+    target: &Target,
+) -> Result<Option<DefaultReason>, RuntimeError> {
+    let Target::Cpu(ours) = target;
+    for (_, spec) in db.targets()? {
+        let Ok(Target::Cpu(theirs)) = serde_json::from_str::<Target>(&spec.target_json) else { continue };
+        if spec.target_key == target.key() || theirs.threads != ours.threads {
+            continue;
+        }
+        let missing = theirs.missing_on(ours);
+        if missing.is_empty() || db.best(&task.key().0, &spec.target_key, 1)?.is_empty() {
+            continue;
+        }
+        let level = theirs.restricted_to.unwrap_or_else(|| theirs.isa_level());
+        return Ok(Some(DefaultReason::CannotRun {
+            tuned_for: format!("{} ({level})", theirs.model_name),
+            missing,
+        }));
+    }
+    Ok(None)
 }
 
 /// Why a schedule did not become a kernel.
