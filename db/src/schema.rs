@@ -134,10 +134,18 @@ pub(crate) fn inspect(conn: &Connection) -> rusqlite::Result<Contents> {
         }
         None => return Ok(Contents::Foreign { reason: "its meta table names no format".into() }),
     }
-    match u32::try_from(user_version) {
-        Ok(version) => Ok(Contents::TuningLog { version }),
-        Err(_) => Ok(Contents::Foreign { reason: format!("its schema version {user_version} is negative") }),
-    }
+    let Ok(version) = u32::try_from(user_version) else {
+        return Ok(Contents::Foreign { reason: format!("its schema version {user_version} is negative") });
+    };
+    // The pragma is the version migrations go by; the meta row is what people (and other tools)
+    // read and write. A log whose meta row names a newer schema was written by a newer autotune
+    // even if its pragma says otherwise (a tool copied rows, an older build was pointed at it):
+    // the newer of the two counts, so such a log is never written as if it were ours.
+    let meta_version: Option<String> = conn
+        .query_row("SELECT value FROM meta WHERE key = 'schema_version'", [], |row| row.get(0))
+        .optional()?;
+    let meta_version = meta_version.and_then(|v| v.trim().parse::<u32>().ok()).unwrap_or(0);
+    Ok(Contents::TuningLog { version: version.max(meta_version) })
 }
 
 /// Applies `MIGRATIONS[from..]` and the matching version bookkeeping. The caller owns the

@@ -8,10 +8,10 @@ mod small_model;
 #[path = "support/trials.rs"]
 mod trials;
 
-use autotune_codegen::host_cpu_target;
+use autotune_codegen::{cpu_target_at, host_cpu_target, host_isa_levels};
 use autotune_db::Database;
 use autotune_graph::{load_bytes, Graph, LoadConfig, NodeKind};
-use autotune_ir::Target;
+use autotune_ir::{CpuTarget, IsaLevel, Target};
 use autotune_runtime::{DefaultReason, KernelSource, Plan, PlanConfig, RuntimeError};
 
 fn graph(seed: u64) -> Graph {
@@ -79,6 +79,38 @@ fn tuned_and_untuned_plans_give_the_same_outputs() {
         .tasks()
         .iter()
         .all(|k| matches!(&k.source, KernelSource::Default(DefaultReason::Stale { .. }))));
+}
+
+/// A log tuned on an AVX-512 machine, run where only AVX2 (or less) may be used: none of its
+/// kernels runs (they would be illegal instructions on a fleet machine), every task says what the
+/// target lacks, and the default schedules compute the same outputs. The AVX-512 target is a
+/// generic one, so this holds on any host: its trials are never built here.
+#[test]
+fn kernels_tuned_for_a_wider_isa_are_never_run_and_say_what_is_missing() {
+    let g = graph(1);
+    let wide = Target::Cpu(CpuTarget::generic(IsaLevel::Avx512, 1));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut db = Database::open(&dir.path().join("avx512.tuning.db")).expect("db");
+    trials::write_trials(&mut db, &g, &wide, false);
+
+    let host_level = host_isa_levels().expect("levels")[0];
+    let narrow = cpu_target_at(Some(host_level.min(IsaLevel::Avx2)), 1).expect("narrowed host");
+    let mut plan = Plan::new(&g, Some(&db), &narrow, PlanConfig::default()).expect("plan");
+    assert_eq!(plan.n_tuned(), 0);
+    for kernel in plan.tasks() {
+        match &kernel.source {
+            KernelSource::Default(reason @ DefaultReason::CannotRun { missing, .. }) => {
+                assert!(missing.iter().any(|f| f == "avx512f"), "{missing:?}");
+                assert!(reason.to_string().contains("that this target lacks"), "{reason}");
+            }
+            other => panic!("{}: {other:?}", kernel.task.description()),
+        }
+    }
+    let mut untuned = Plan::new(&g, None, &narrow, PlanConfig::default()).expect("plan");
+    let x = small_model::input(5);
+    for ((name, got), (_, want)) in run(&mut plan, &x).iter().zip(&run(&mut untuned, &x)) {
+        assert_close(name, got, want, 0.0, 0.0);
+    }
 }
 
 #[test]

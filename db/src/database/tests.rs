@@ -355,6 +355,24 @@ fn a_log_from_a_newer_autotune_is_refused() {
 }
 
 #[test]
+fn a_log_whose_meta_row_names_a_newer_schema_is_refused_and_left_untouched() {
+    let dir = TempDir::new().expect("temp dir");
+    let path = dir.path().join("meta99.tuning.db");
+    drop(Database::open(&path).expect("create"));
+    Connection::open(&path)
+        .expect("raw open")
+        .execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'", [])
+        .expect("bump the meta row only");
+    let before = std::fs::read(&path).expect("read");
+    for result in [Database::open(&path), Database::open_read_only(&path)] {
+        let error = result.expect_err("newer schema");
+        assert!(matches!(error, DbError::NewerSchema { found: 99, .. }), "{error:?}");
+        assert!(error.to_string().contains("schema 99"), "{error}");
+    }
+    assert_eq!(std::fs::read(&path).expect("read"), before, "nothing written");
+}
+
+#[test]
 fn a_foreign_sqlite_database_is_refused_and_left_untouched() {
     let dir = TempDir::new().expect("temp dir");
     let path = dir.path().join("photos.db");
