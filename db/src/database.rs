@@ -9,6 +9,7 @@ use rusqlite::{
     params, Connection, ErrorCode, OpenFlags, OptionalExtension, Params, Row, TransactionBehavior, MAIN_DB,
 };
 
+use crate::busy::retry_while_busy;
 use crate::error::DbError;
 use crate::records::{
     MachineMeasurementKind, MachineMeasurementRecord, NewMachineMeasurement, NewTrial, SessionId,
@@ -46,6 +47,10 @@ impl Database {
     /// Opens the tuning log at `path` for reading and writing, creating it if missing and
     /// migrating it to [`SCHEMA_VERSION`] if older.
     pub fn open(path: &Path) -> Result<Database, DbError> {
+        retry_while_busy(|| Self::open_once(path))
+    }
+
+    fn open_once(path: &Path) -> Result<Database, DbError> {
         // No SQLITE_OPEN_URI: a file named `file:...` is a file, not a URI.
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
             | OpenFlags::SQLITE_OPEN_CREATE
@@ -57,6 +62,10 @@ impl Database {
     /// Opens an existing tuning log without ever writing to it: no creation, no migration.
     /// Works while another process has the log open for writing.
     pub fn open_read_only(path: &Path) -> Result<Database, DbError> {
+        retry_while_busy(|| Self::open_read_only_once(path))
+    }
+
+    fn open_read_only_once(path: &Path) -> Result<Database, DbError> {
         if !path.exists() {
             return Err(DbError::NotFound { path: path.to_path_buf() });
         }
@@ -143,6 +152,10 @@ impl Database {
     /// The id of the workload with `w.task_key`, inserting `w` if the key is new. An existing
     /// workload keeps the fields it was first stored with.
     pub fn upsert_workload(&mut self, w: &WorkloadSpec) -> Result<WorkloadId, DbError> {
+        retry_while_busy(|| self.upsert_workload_once(w))
+    }
+
+    fn upsert_workload_once(&mut self, w: &WorkloadSpec) -> Result<WorkloadId, DbError> {
         let error = self.sql_error("store the workload");
         self.conn
             .execute(
@@ -160,6 +173,10 @@ impl Database {
     /// The id of the target with `t.target_key`, inserting `t` if the key is new. An existing
     /// target keeps the fields it was first stored with.
     pub fn upsert_target(&mut self, t: &TargetSpec) -> Result<TargetId, DbError> {
+        retry_while_busy(|| self.upsert_target_once(t))
+    }
+
+    fn upsert_target_once(&mut self, t: &TargetSpec) -> Result<TargetId, DbError> {
         let error = self.sql_error("store the target");
         self.conn
             .execute(
@@ -177,6 +194,10 @@ impl Database {
 
     /// Records the start of a tuning session, now.
     pub fn begin_session(&mut self, s: &SessionSpec) -> Result<SessionId, DbError> {
+        retry_while_busy(|| self.begin_session_once(s))
+    }
+
+    fn begin_session_once(&mut self, s: &SessionSpec) -> Result<SessionId, DbError> {
         self.conn
             .execute(
                 "INSERT INTO session (started_at, command, seed, strategy, tool_version) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -188,6 +209,10 @@ impl Database {
 
     /// Records the end of session `id`, now.
     pub fn end_session(&mut self, id: SessionId) -> Result<(), DbError> {
+        retry_while_busy(|| self.end_session_once(id))
+    }
+
+    fn end_session_once(&mut self, id: SessionId) -> Result<(), DbError> {
         let updated = self
             .conn
             .execute("UPDATE session SET ended_at = ?1 WHERE id = ?2", params![now_rfc3339(), id.0])
@@ -205,6 +230,10 @@ impl Database {
     /// or `None` for a skipped duplicate. If any trial is invalid (see [`NewTrial`]) or cannot be
     /// stored, nothing of the batch is.
     pub fn record_batch(&mut self, trials: &[NewTrial]) -> Result<Vec<Option<TrialId>>, DbError> {
+        retry_while_busy(|| self.record_batch_once(trials))
+    }
+
+    fn record_batch_once(&mut self, trials: &[NewTrial]) -> Result<Vec<Option<TrialId>>, DbError> {
         // Validate everything before writing anything.
         let mut columns = Vec::with_capacity(trials.len());
         for (index, trial) in trials.iter().enumerate() {
@@ -265,6 +294,10 @@ impl Database {
     /// a lucky moment, and a winner confirmed in more windows is what a tuning run should hand over.
     /// The trial's first repeats are kept; nothing else of the row changes.
     pub fn add_repeats(&mut self, id: TrialId, times_s: &[f64]) -> Result<(), DbError> {
+        retry_while_busy(|| self.add_repeats_once(id, times_s))
+    }
+
+    fn add_repeats_once(&mut self, id: TrialId, times_s: &[f64]) -> Result<(), DbError> {
         let refuse = |reason: String| DbError::CannotRetime { trial: id.0, reason };
         check_repeat_times(times_s).map_err(refuse)?;
         let error = sql_error(&self.location, "add repeat times");
@@ -436,6 +469,14 @@ impl Database {
     /// Records a measured ceiling of the target with `target_key`, unless one of the same kind is
     /// stored already (the first measurement is kept). Returns whether it was stored.
     pub fn record_machine_measurement(
+        &mut self,
+        target_key: &str,
+        measurement: &NewMachineMeasurement,
+    ) -> Result<bool, DbError> {
+        retry_while_busy(|| self.record_machine_measurement_once(target_key, measurement))
+    }
+
+    fn record_machine_measurement_once(
         &mut self,
         target_key: &str,
         measurement: &NewMachineMeasurement,

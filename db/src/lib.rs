@@ -16,6 +16,7 @@
 //! a winner; a failed trial stores no median or minimum, and no time is ever a sentinel value.
 //! [`Database::record_batch`] enforces this, and so do `CHECK` constraints in the file itself.
 
+mod busy;
 mod database;
 mod error;
 mod records;
