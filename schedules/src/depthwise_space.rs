@@ -270,16 +270,7 @@ mod tests {
         for level in [IsaLevel::Avx512, IsaLevel::Avx2, IsaLevel::Sse42] {
             for task in [depthwise(112, 112, 1, 1), depthwise(3, 40, 2, 2), depthwise(7, 5, 1, 2)] {
                 let space = DepthwiseSpace::new(&task, &CpuTarget::generic(level, 2)).expect("space");
-                for (name, domain) in space.flat().domains() {
-                    assert!(!domain.is_empty(), "{level}: `{name}` has no valid value");
-                }
-                let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(2);
-                for _ in 0..20 {
-                    let t = space.sample(&mut rng);
-                    space.lower(&t).expect("sampled points lower");
-                    space.decode(&space.mutate(&t, &mut rng)).expect("mutated");
-                }
-                space.lower(&space.default_trace()).expect("default lowers");
+                space.flat().assert_consistent(&space, &format!("{level} {}", task.description()), 20);
             }
         }
     }

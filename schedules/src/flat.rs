@@ -78,9 +78,20 @@ impl<K: FlatKnob, F: Fn(K) -> Vec<i64>> FlatSketch<K, F> {
         self.knobs.iter().map(|&k| (self.domain)(k).len() as u64).product()
     }
 
-    /// Every decision with its domain, for tests that check none is empty.
+    /// Asserts, for the space this sketch belongs to, that no domain is empty and that `n`
+    /// sampled points, their mutations and the default all decode and lower.
     #[cfg(test)]
-    pub fn domains(&self) -> Vec<(&'static str, Vec<i64>)> {
-        self.knobs.iter().map(|&k| (k.name(), (self.domain)(k))).collect()
+    pub fn assert_consistent(&self, space: &dyn crate::SpaceGenerator, what: &str, n: usize) {
+        use rand::SeedableRng;
+        for &knob in self.knobs {
+            assert!(!(self.domain)(knob).is_empty(), "{what}: `{}` has no valid value", knob.name());
+        }
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(2);
+        for _ in 0..n {
+            let t = space.sample(&mut rng);
+            space.lower(&t).unwrap_or_else(|e| panic!("{what}: sampled {}: {e}", t.display()));
+            space.lower(&space.mutate(&t, &mut rng)).unwrap_or_else(|e| panic!("{what}: mutated: {e}"));
+        }
+        space.lower(&space.default_trace()).unwrap_or_else(|e| panic!("{what}: default: {e}"));
     }
 }

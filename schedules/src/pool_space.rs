@@ -279,7 +279,6 @@ impl SpaceGenerator for PoolSpace {
 mod tests {
     use super::*;
     use autotune_ir::IsaLevel;
-    use rand::SeedableRng;
 
     fn pool(kind: PoolKind, h: usize, k: usize, stride: usize, pad: usize) -> Task {
         Task::new(
@@ -311,16 +310,7 @@ mod tests {
                     pool(PoolKind::Max, 5, 2, 2, 0),
                 ] {
                     let space = PoolSpace::new(&task, &CpuTarget::generic(level, threads)).expect("space");
-                    for (name, domain) in space.flat().domains() {
-                        assert!(!domain.is_empty(), "{level}: `{name}` has no valid value");
-                    }
-                    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
-                    for _ in 0..10 {
-                        let t = space.sample(&mut rng);
-                        space.lower(&t).expect("sampled points lower");
-                        space.decode(&space.mutate(&t, &mut rng)).expect("mutated");
-                    }
-                    space.lower(&space.default_trace()).expect("default lowers");
+                    space.flat().assert_consistent(&space, &format!("{level} {}", task.description()), 10);
                 }
             }
         }
