@@ -194,12 +194,26 @@ fn bad_input_gets_one_line_and_exit_1() {
     std::fs::write(&notes, "not a model").expect("write");
     let missing = dir.path().join("missing.onnx");
     let unwritable_db = dir.path().join("no/such/dir/x.db");
-    let cases: [(Vec<&str>, &str); 5] = [
+    let no_folder_report = dir.path().join("no/such/dir/r.html");
+    let int_input = dir.path().join("x_int.pb");
+    let ints = autotune_graph::Tensor::from_f64(
+        autotune_graph::ElemType::I32,
+        vec![1, 8, 16, 16],
+        (0..2048).map(f64::from),
+    );
+    autotune_graph::write_tensor_proto(&int_input, "x", &ints).expect("write the tensor");
+    let cases: [(Vec<&str>, &str); 7] = [
         (vec![utf8(&missing)], "cannot read"),
         (vec![utf8(&notes)], "not an ONNX model"),
         (vec![utf8(&model), "--budget", "soon"], "is not a duration"),
         (vec![utf8(&model), "--device", "cuda:0"], "not supported"),
         (vec![utf8(&model), "--db", utf8(&unwritable_db)], "x.db"),
+        // Found before tuning, not after it.
+        (vec![utf8(&model), "--report", utf8(&no_folder_report)], "does not exist: check --report"),
+        (
+            vec!["run", utf8(&model), "--input", utf8(&int_input)],
+            "input `x` is i32 but the model declares f32",
+        ),
     ];
     for (args, needle) in cases {
         fails_with_one_line(&autotune(&args), needle);

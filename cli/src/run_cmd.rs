@@ -165,6 +165,20 @@ fn load_with_inputs(args: &RunArgs) -> Result<(Graph, Vec<(String, Tensor)>)> {
         .zip(&names)
         .filter_map(|(f, name)| f.map(|f| (name.clone(), files[f].1.clone())))
         .collect();
+    // The runtime computes in float32 and would read any numbers; a tensor of another element
+    // type than the model declares is the wrong file, not something to convert silently.
+    for (name, t) in &placed {
+        if let Some(id) = graph.find(name) {
+            let declared = graph.tensor(id).dtype;
+            if declared != t.dtype {
+                return Err(bad(format!(
+                    "input `{name}` is {} but the model declares {}: pass a tensor of the model's element type",
+                    format!("{:?}", t.dtype).to_lowercase(),
+                    format!("{declared:?}").to_lowercase()
+                )));
+            }
+        }
+    }
     let differs =
         placed.iter().any(|(name, t)| graph.find(name).is_some_and(|id| graph.tensor(id).shape != t.shape));
     if differs {

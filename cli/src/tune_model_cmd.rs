@@ -116,6 +116,8 @@ pub fn tune_model_cmd(args: ModelTuneArgs) -> Result<ExitCode> {
     }
     let db_path = args.db.clone().unwrap_or_else(|| default_db_path(&model));
     let report_path = args.report.clone().unwrap_or_else(|| model.with_extension("report.html"));
+    // Found out now, not after a night of tuning.
+    check_report_path(&report_path)?;
     let mut db = open_db(&db_path)?;
 
     let mut spaces: Vec<(autotune_ir::Task, f64, Box<dyn SpaceGenerator>)> = Vec::new();
@@ -205,6 +207,30 @@ pub fn tune_model_cmd(args: ModelTuneArgs) -> Result<ExitCode> {
         Err(e) => eprintln!("autotune: {}", crate::error::one_line(&e)),
     }
     Ok(if summary.stopped == ModelStopReason::Cancelled { ExitCode::from(130) } else { ExitCode::SUCCESS })
+}
+
+/// The report can be written where asked: its folder exists and is not read-only.
+fn check_report_path(report_path: &Path) -> Result<()> {
+    let folder = match report_path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    let problem = if report_path.is_dir() {
+        Some("it is a directory".to_string())
+    } else if !folder.is_dir() {
+        Some(format!("directory {} does not exist", folder.display()))
+    } else if std::fs::metadata(folder).is_ok_and(|m| m.permissions().readonly()) {
+        Some(format!("directory {} is read-only", folder.display()))
+    } else {
+        None
+    };
+    match problem {
+        Some(problem) => Err(anyhow!(BadInput(format!(
+            "cannot write the report to {}: {problem}: check --report",
+            report_path.display()
+        )))),
+        None => Ok(()),
+    }
 }
 
 fn write_report(db: &Database, db_path: &Path, report_path: &Path) -> Result<()> {
