@@ -289,3 +289,58 @@ fn cpu_features_the_host_lacks_or_does_not_know_get_one_line() {
     }
     assert!(!dir.path().join("small.tuning.db").exists(), "nothing tuned, nothing written");
 }
+
+/// Every trial of the log (any task, this host at 1 thread) as (task, trace, space) triples, and
+/// the row count: after any kill the file must open for writing (its pages checked), hold each
+/// trace once, and keep every row committed before.
+fn committed_trials(db: &Path) -> (usize, std::collections::HashSet<(String, String, String)>) {
+    let log = autotune_db::Database::open(db).expect("the log opens for writing after a kill");
+    let target = autotune_codegen::host_cpu_target(1).expect("host").key();
+    let mut rows = 0;
+    let mut keys = std::collections::HashSet::new();
+    for (_, workload) in log.workloads().expect("workloads") {
+        for t in log.trials(&workload.task_key, &target).expect("trials") {
+            rows += 1;
+            keys.insert((workload.task_key.clone(), t.trace_key, t.space_version));
+        }
+    }
+    (rows, keys)
+}
+
+#[test]
+fn kill_9_at_any_moment_loses_no_committed_trial_and_the_run_resumes() {
+    let _serial = one_at_a_time();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let model = dir.path().join("small.onnx");
+    write_model(&model);
+    let db = dir.path().join("small.tuning.db");
+    let args = [utf8(&model), "--trials-per-task", "10", "--batch-size", "2", "--json"];
+    // Kill moments spread over defaults, search, the final confirmation rounds and the report
+    // (a resumed run goes on where the last one stopped, so later kills land in later phases).
+    let delays_ms = [700, 2500, 400, 4000, 1500, 6000, 900, 3000];
+    let mut before: std::collections::HashSet<(String, String, String)> = Default::default();
+    for (i, delay) in delays_ms.into_iter().enumerate() {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_autotune"))
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start autotune");
+        std::thread::sleep(Duration::from_millis(delay));
+        let _ = child.kill(); // SIGKILL; the run may have finished already
+        let _ = child.wait();
+        if !db.exists() {
+            continue;
+        }
+        let (rows, now) = committed_trials(&db);
+        assert_eq!(rows, now.len(), "kill {i}: a trace recorded twice");
+        assert!(now.is_superset(&before), "kill {i}: committed trials lost");
+        before = now;
+    }
+    // A run left alone finishes every task at its cap, measuring only what is missing.
+    let done = one_json(&autotune(&args));
+    assert_capped(&done, 10);
+    let (rows, after) = committed_trials(&db);
+    assert!(after.is_superset(&before));
+    assert_eq!(rows as u64, trials_in_log(&done).iter().sum::<u64>(), "{done}");
+}
