@@ -1,0 +1,55 @@
+//! End-to-end: a real JIT'd kernel that kills its process becomes a recorded `run_error`, in the
+//! real `autotune` measurement worker, and the worker is restarted for the next candidate.
+//!
+//! The planted kernels are ordinary ones built for a CPU this host is not: AVX-512 code on a host
+//! without AVX-512 dies of an illegal instruction (SIGILL), the fault a log copied between
+//! machines would cause if anything ever ran it.
+
+use autotune_ir::{CpuTarget, IsaLevel, Target, Task, Trace, TrialStatus};
+use autotune_measure::{MeasureConfig, Runner, WorkerConfig, WorkerRunner};
+use autotune_schedules::space_for;
+use rand::SeedableRng;
+
+fn worker(target: &Target) -> WorkerRunner {
+    let config = WorkerConfig {
+        program: env!("CARGO_BIN_EXE_autotune").into(),
+        args: vec!["__measure-worker".into()],
+        measure: MeasureConfig {
+            min_repeats: 1,
+            max_repeats: 2,
+            min_total_time_s: 0.0,
+            ..MeasureConfig::default()
+        },
+        build_timeout_s: 120.0,
+    };
+    WorkerRunner::new(target, config).expect("start the worker")
+}
+
+#[test]
+fn a_kernel_that_dies_of_an_illegal_instruction_is_a_run_error_and_the_worker_restarts() {
+    let levels = autotune_codegen::host_isa_levels().expect("levels");
+    if levels[0] >= IsaLevel::Avx512 {
+        eprintln!("skipped: this host runs AVX-512, so AVX-512 kernels cannot fault here");
+        return;
+    }
+    let task = Task::matmul(64, 64, 64);
+    let foreign = Target::Cpu(CpuTarget::generic(IsaLevel::Avx512, 1));
+    let space = space_for(&task, &foreign).expect("space");
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+    let traces: Vec<Trace> = (0..3).map(|_| space.sample(&mut rng)).collect();
+    let mut runner = worker(&foreign);
+    let outcomes = runner.measure_batch(&task, &traces);
+    assert_eq!(outcomes.len(), 3);
+    for outcome in &outcomes {
+        assert_eq!(outcome.status, TrialStatus::RunError, "{outcomes:?}");
+        assert!(outcome.repeat_times_s.is_empty(), "no time for a failed kernel");
+    }
+    assert!(runner.n_restarts() >= 3, "one restart per dead worker, got {}", runner.n_restarts());
+
+    // The host's own kernels of the same task still run, in a fresh worker.
+    let host = autotune_codegen::host_cpu_target(1).expect("host");
+    let host_space = space_for(&task, &host).expect("space");
+    let mut runner = worker(&host);
+    let outcomes = runner.measure_batch(&task, &[host_space.default_trace()]);
+    assert_eq!(outcomes[0].status, TrialStatus::Ok, "{outcomes:?}");
+}
