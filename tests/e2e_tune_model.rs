@@ -344,3 +344,46 @@ fn kill_9_at_any_moment_loses_no_committed_trial_and_the_run_resumes() {
     assert!(after.is_superset(&before));
     assert_eq!(rows as u64, trials_in_log(&done).iter().sum::<u64>(), "{done}");
 }
+
+#[test]
+fn a_disk_that_fills_up_during_a_run_gets_one_line_and_keeps_what_was_committed() {
+    let _serial = one_at_a_time();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mount = dir.path().join("small_disk");
+    std::fs::create_dir(&mount).expect("mkdir");
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=192k", "tmpfs"])
+        .arg(&mount)
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        eprintln!("skipped: cannot mount a small tmpfs here (needs root and mount permission)");
+        return;
+    }
+    let db = mount.join("full.tuning.db");
+    let out = autotune(&[
+        "op",
+        "matmul",
+        "--shape",
+        "24x24x24",
+        "--trials",
+        "2000",
+        "--batch-size",
+        "8",
+        "--db",
+        utf8(&db),
+        "--json",
+    ]);
+    let committed = db.exists().then(|| {
+        let log = autotune_db::Database::open_read_only(&db).expect("the full log still opens for reading");
+        let target = autotune_codegen::host_cpu_target(1).expect("host").key();
+        let task = autotune_ir::Task::matmul(24, 24, 24).key().0;
+        log.trials(&task, &target).expect("its trials read back").len()
+    });
+    let _ = Command::new("umount").arg(&mount).status();
+    fails_with_one_line(&out, "disk is full");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("run the same command again to resume"), "{stderr}");
+    assert!(committed.is_some(), "the log was created before the disk filled up");
+}

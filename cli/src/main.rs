@@ -50,8 +50,15 @@ fn main() -> ExitCode {
     match commands::run(cli) {
         Ok(code) => code,
         Err(e) => {
-            let code = if e.downcast_ref::<BadInput>().is_some() { 1 } else { 2 };
-            eprintln!("autotune: {}", error::one_line(&e));
+            let disk_full =
+                e.chain().any(|c| c.downcast_ref::<autotune_db::DbError>().is_some_and(|d| d.is_disk_full()));
+            let code = if e.downcast_ref::<BadInput>().is_some() || disk_full { 1 } else { 2 };
+            let advice = if disk_full {
+                ": every batch committed before is in the log; free some space and run the same command again to resume"
+            } else {
+                ""
+            };
+            eprintln!("autotune: {}{advice}", error::one_line(&e));
             ExitCode::from(code)
         }
     }

@@ -27,6 +27,17 @@ impl DbError {
         };
         matches!(source.sqlite_error_code(), Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked))
     }
+
+    /// Whether the disk (or the file system's quota) is full: what was committed before stays,
+    /// and the same command resumes once there is room.
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            DbError::Open { source, .. }
+            | DbError::Migration { source, .. }
+            | DbError::Sqlite { source, .. } => source.sqlite_error_code() == Some(ErrorCode::DiskFull),
+            _ => false,
+        }
+    }
 }
 
 /// Runs `op` until it succeeds, fails for another reason than a lock, or [`LOCK_PATIENCE`] is
