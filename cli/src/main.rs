@@ -20,7 +20,9 @@ pub const WORKER_ARG: &str = "__measure-worker";
 
 fn main() -> ExitCode {
     if std::env::args().nth(1).as_deref() == Some(WORKER_ARG) {
-        return match autotune_measure::serve_stdio() {
+        let plant_faults =
+            std::env::args().nth(2).as_deref() == Some(autotune_measure::planted::PLANT_FAULTS_ARG);
+        return match autotune_measure::serve_stdio(plant_faults) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("autotune worker: {e}");

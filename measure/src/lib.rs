@@ -13,6 +13,7 @@ mod cache;
 pub mod local;
 pub mod machine;
 pub mod outcome;
+pub mod planted;
 pub mod protocol;
 pub mod worker;
 

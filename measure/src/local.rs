@@ -91,7 +91,11 @@ impl Runner for LocalRunner {
 
     fn measure_batch(&mut self, task: &Task, traces: &[Trace]) -> Vec<MeasureOutcome> {
         let nests = match autotune_schedules::space_for(task, &self.target) {
-            Ok(space) => traces.iter().map(|t| space.lower(t).map_err(|e| e.to_string())).collect(),
+            // In-process, a planted fault would take this process down: it is never honoured.
+            Ok(space) => traces
+                .iter()
+                .map(|t| space.lower(&crate::planted::take_planted_fault(t).0).map_err(|e| e.to_string()))
+                .collect(),
             Err(e) => traces.iter().map(|_| Err(e.to_string())).collect(),
         };
         self.measure_nests(task, nests)

@@ -94,19 +94,32 @@ pub fn check_and_time(
         }
     };
     let inputs_before = inputs.clone();
-    // NaN-filled outputs: an element the kernel forgets to write cannot match by accident.
-    let mut outputs: Vec<OperandBuffer> =
-        data.expected.iter().map(|e| OperandBuffer::filled(e.len(), f32::NAN)).collect();
-    let run = |inputs: &mut Vec<OperandBuffer>, outputs: &mut Vec<OperandBuffer>| {
-        let mut buffers: Vec<&mut [f32]> =
-            inputs.iter_mut().chain(outputs.iter_mut()).map(|b| &mut b[..]).collect();
+    let mut outputs: Vec<GuardedOutput> = data.expected.iter().map(|e| GuardedOutput::new(e.len())).collect();
+    let run = |inputs: &mut Vec<OperandBuffer>, outputs: &mut Vec<GuardedOutput>| {
+        let mut buffers: Vec<&mut [f32]> = inputs
+            .iter_mut()
+            .map(|b| &mut b[..])
+            .chain(outputs.iter_mut().map(GuardedOutput::data_mut))
+            .collect();
         kernel.run(runtime, &mut buffers)
+    };
+    let out_of_bounds = |outputs: &[GuardedOutput]| {
+        let i = outputs.iter().position(|o| !o.guards_intact())?;
+        let name = data.task.outputs().get(i).map(|o| o.name).unwrap_or("output");
+        Some(MeasureOutcome::failed(
+            TrialStatus::RunError,
+            format!("kernel wrote outside {name} (its guard zone was changed)"),
+            build_time_s,
+        ))
     };
     if let Err(e) = run(&mut inputs, &mut outputs) {
         return MeasureOutcome::failed(TrialStatus::RunError, e.to_string(), build_time_s);
     }
+    if let Some(failed) = out_of_bounds(&outputs) {
+        return failed;
+    }
     for (i, (actual, expected)) in outputs.iter().zip(&data.expected).enumerate() {
-        if let Err(mismatch) = compare(actual, expected, data.tolerance) {
+        if let Err(mismatch) = compare(actual.data(), expected, data.tolerance) {
             let name = data.task.outputs().get(i).map(|o| o.name).unwrap_or("output");
             return MeasureOutcome::failed(
                 TrialStatus::WrongResult,
@@ -138,7 +151,7 @@ pub fn check_and_time(
                 }
             }
             for buffer in &outputs {
-                crate::cache::evict(buffer);
+                crate::cache::evict(buffer.data());
             }
         }
         let start = Instant::now();
@@ -154,5 +167,44 @@ pub fn check_and_time(
             break;
         }
     }
+    // A kernel that scribbles only on some runs (a race between threads) is caught here.
+    if let Some(failed) = out_of_bounds(&outputs) {
+        return failed;
+    }
     MeasureOutcome { status: TrialStatus::Ok, error: None, repeat_times_s, build_time_s }
+}
+
+/// An output buffer with a guard zone on each side, filled with a bit pattern no kernel computes,
+/// so a store just outside the output (which corrupts the heap silently instead of faulting) is
+/// caught. The data itself starts NaN-filled: an element the kernel forgets to write cannot
+/// match the reference by accident.
+struct GuardedOutput {
+    buffer: OperandBuffer,
+    len: usize,
+}
+
+impl GuardedOutput {
+    /// Elements per guard zone: 4 KiB, a multiple of the operand alignment.
+    const GUARD: usize = 1024;
+    const GUARD_BITS: u32 = 0x7fc0_dead;
+
+    fn new(len: usize) -> GuardedOutput {
+        let mut buffer = OperandBuffer::filled(len + 2 * Self::GUARD, f32::from_bits(Self::GUARD_BITS));
+        buffer[Self::GUARD..Self::GUARD + len].fill(f32::NAN);
+        GuardedOutput { buffer, len }
+    }
+
+    fn data(&self) -> &[f32] {
+        &self.buffer[Self::GUARD..Self::GUARD + self.len]
+    }
+
+    fn data_mut(&mut self) -> &mut [f32] {
+        &mut self.buffer[Self::GUARD..Self::GUARD + self.len]
+    }
+
+    fn guards_intact(&self) -> bool {
+        let (before, rest) = self.buffer.split_at(Self::GUARD);
+        let after = &rest[self.len..];
+        before.iter().chain(after).all(|v| v.to_bits() == Self::GUARD_BITS)
+    }
 }

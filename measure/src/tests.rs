@@ -302,6 +302,37 @@ fn a_kernel_that_forgets_outputs_is_caught() {
 }
 
 #[test]
+fn a_store_just_past_or_before_an_output_is_a_run_error_even_when_the_result_is_right() {
+    let task = Task::matmul(8, 8, 8);
+    let target = host_cpu_target(1).expect("host target");
+    let space = space_for(&task, &target).expect("space");
+    let mut past_end = space.lower_default();
+    crate::planted::plant(&mut past_end, crate::planted::PlantedFault::OutOfBoundsWrite);
+    let mut before_start = space.lower_default();
+    let output = *before_start.kernel.params.last().expect("output");
+    before_start.kernel.body.push(Stmt::store(output, Expr::int(-1), Expr::Float(0.5)));
+    let mut runner = LocalRunner::new(&target, quick_config()).expect("runner");
+    let outcomes =
+        runner.measure_nests(&task, vec![Ok(past_end), Ok(before_start), Ok(space.lower_default())]);
+    for outcome in &outcomes[..2] {
+        assert_eq!(outcome.status, TrialStatus::RunError, "{outcome:?}");
+        assert!(outcome.error.as_deref().unwrap_or("").contains("wrote outside C"), "{outcome:?}");
+        assert!(outcome.repeat_times_s.is_empty());
+    }
+    assert_eq!(outcomes[2].status, TrialStatus::Ok);
+}
+
+#[test]
+fn the_in_process_runner_never_honours_a_planted_fault() {
+    let task = Task::matmul(8, 8, 8);
+    let target = host_cpu_target(1).expect("host target");
+    let good = space_for(&task, &target).expect("space").default_trace();
+    let planted = crate::planted::PlantedFault::Segfault.plant_in(&good);
+    let mut runner = LocalRunner::new(&target, quick_config()).expect("runner");
+    assert_eq!(runner.measure_batch(&task, &[planted])[0].status, TrialStatus::Ok);
+}
+
+#[test]
 fn a_lowering_failure_is_a_build_error() {
     let task = Task::matmul(2, 2, 2);
     let mut runner = LocalRunner::new(&host_cpu_target(1).expect("t"), quick_config()).expect("runner");

@@ -33,7 +33,10 @@ enum Reply {
 
 /// The child side: serves requests from stdin until it closes. Called by the `autotune` binary's
 /// hidden worker entry point.
-pub fn serve_stdio() -> Result<(), MeasureError> {
+///
+/// With `plant_faults` (tests only, see [`crate::planted`]) a trace's planted-fault decision is
+/// applied to its kernel; otherwise that decision is dropped before lowering.
+pub fn serve_stdio(plant_faults: bool) -> Result<(), MeasureError> {
     let stdin = std::io::stdin();
     let mut stdout = std::io::stdout().lock();
     let mut runner: Option<LocalRunner> = None;
@@ -51,7 +54,18 @@ pub fn serve_stdio() -> Result<(), MeasureError> {
         }
         let Some(runner) = runner.as_mut() else { continue };
         let nests = match autotune_schedules::space_for(&request.task, &request.target) {
-            Ok(space) => request.traces.iter().map(|t| space.lower(t).map_err(|e| e.to_string())).collect(),
+            Ok(space) => request
+                .traces
+                .iter()
+                .map(|t| {
+                    let (trace, fault) = crate::planted::take_planted_fault(t);
+                    let mut program = space.lower(&trace).map_err(|e| e.to_string())?;
+                    if let Some(fault) = fault.filter(|_| plant_faults) {
+                        crate::planted::plant(&mut program, fault);
+                    }
+                    Ok(program)
+                })
+                .collect(),
             Err(e) => request.traces.iter().map(|_| Err(e.to_string())).collect(),
         };
         // Building happens inside measure_nests before the first timing; report outcomes as
