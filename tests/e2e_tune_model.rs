@@ -30,6 +30,18 @@ fn utf8(path: &Path) -> &str {
 /// Conv 3x3 (8 → 16 channels, bias) + Relu on [1, 8, 16, 16], MaxPool 2x2/2, GlobalAveragePool:
 /// three tuning tasks.
 fn write_model(path: &Path) {
+    write_model_with(path, None);
+}
+
+/// How a planted unsupported node (Hardmax after the Relu) is described to the loader.
+#[derive(Clone, Copy)]
+enum Unsupported {
+    /// Its output's shape is annotated in `value_info`, as `onnx.shape_inference` writes it.
+    Annotated,
+    NotAnnotated,
+}
+
+fn write_model_with(path: &Path, unsupported: Option<Unsupported>) {
     let tensor = |name: &str, dims: Vec<i64>| {
         let n: i64 = dims.iter().product();
         proto::TensorProto {
@@ -55,7 +67,11 @@ fn write_model(path: &Path) {
             name: Some("small_cnn".into()),
             node: vec![
                 node("Conv", &["x", "w", "b"], "c", vec![ints("pads", vec![1, 1, 1, 1])]),
-                node("Relu", &["c"], "r", vec![]),
+                node("Relu", &["c"], "r0", vec![]),
+                match unsupported {
+                    Some(_) => node("Hardmax", &["r0"], "r", vec![]),
+                    None => node("Identity", &["r0"], "r", vec![]),
+                },
                 node(
                     "MaxPool",
                     &["r"],
@@ -67,6 +83,10 @@ fn write_model(path: &Path) {
             initializer: vec![tensor("w", vec![16, 8, 3, 3]), tensor("b", vec![16])],
             input: vec![float_info("x", &[1, 8, 16, 16])],
             output: vec![float_info("y", &[1, 16, 1, 1])],
+            value_info: match unsupported {
+                Some(Unsupported::Annotated) => vec![float_info("r", &[1, 16, 16, 16])],
+                _ => vec![],
+            },
             ..Default::default()
         }),
         ..Default::default()
@@ -386,4 +406,40 @@ fn a_disk_that_fills_up_during_a_run_gets_one_line_and_keeps_what_was_committed(
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("run the same command again to resume"), "{stderr}");
     assert!(committed.is_some(), "the log was created before the disk filled up");
+}
+
+#[test]
+fn an_unsupported_node_is_listed_the_rest_is_tuned_and_run_names_it() {
+    let _serial = one_at_a_time();
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (unsupported, n_tasks, n_skipped) in
+        [(Unsupported::Annotated, 3, 1), (Unsupported::NotAnnotated, 1, 3)]
+    {
+        let model = dir.path().join("hardmax.onnx");
+        let db = dir.path().join("hardmax.tuning.db");
+        let _ = std::fs::remove_file(&db);
+        write_model_with(&model, Some(unsupported));
+        let out = autotune(&[utf8(&model), "--trials-per-task", "2", "--json"]);
+        let v = one_json(&out);
+        assert_eq!(v["n_tasks"], n_tasks, "{v}");
+        let skipped = v["skipped_nodes"].as_array().expect("skipped nodes");
+        assert_eq!(skipped.len(), n_skipped, "{v}");
+        assert_eq!(skipped[0]["op"], "Hardmax");
+        assert_eq!(skipped[0]["node"], "hardmax_r");
+        assert!(trials_in_log(&v).iter().all(|&n| n > 0), "every supported task was tuned: {v}");
+
+        // Without --json the user reads which nodes were left out, one line each.
+        let out = autotune(&[utf8(&model), "--trials-per-task", "2"]);
+        assert!(out.status.success());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let listed = stderr.lines().filter(|l| l.starts_with("autotune: not tuning")).count();
+        assert_eq!(listed, n_skipped, "{stderr}");
+        assert!(stderr.contains("unsupported operator `Hardmax`"), "{stderr}");
+
+        // The model cannot run: `run` refuses in one line that names the node and the op.
+        fails_with_one_line(
+            &autotune(&["run", utf8(&model), "--db", utf8(&db)]),
+            "node `hardmax_r` (Hardmax): unsupported operator `Hardmax`",
+        );
+    }
 }

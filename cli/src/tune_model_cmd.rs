@@ -106,13 +106,24 @@ pub fn tune_model_cmd(args: ModelTuneArgs) -> Result<ExitCode> {
         )));
     };
     let target = cpu_target(&args.search.device, args.search.threads, &args.search.cpu_features)?;
-    let graph = load(&model, &LoadConfig::default()).map_err(|e| anyhow!(BadInput(e.to_string())))?;
+    // An unsupported node does not cost the user the night: the rest is tuned, and `run` (which
+    // loads strictly) names the node.
+    let partial = LoadConfig { skip_unsupported: true, ..LoadConfig::default() };
+    let graph = load(&model, &partial).map_err(|e| anyhow!(BadInput(e.to_string())))?;
     let extracted = extract_tasks(&graph);
     if extracted.is_empty() {
-        return Err(anyhow!(BadInput(format!(
-            "{} has no operator autotune tunes (conv, matmul, dense, pooling): nothing to do",
-            model.display()
-        ))));
+        let why = match graph.skipped.first() {
+            Some(first) => format!(
+                " it can tune; {} node(s) are unsupported, first {}",
+                graph.skipped.len(),
+                first.reason
+            ),
+            None => " autotune tunes (conv, matmul, dense, pooling)".to_string(),
+        };
+        return Err(anyhow!(BadInput(format!("{} has no operator{why}: nothing to do", model.display()))));
+    }
+    if !args.search.json {
+        print_skipped_nodes(&graph.skipped);
     }
     let db_path = args.db.clone().unwrap_or_else(|| default_db_path(&model));
     let report_path = args.report.clone().unwrap_or_else(|| model.with_extension("report.html"));
@@ -194,12 +205,22 @@ pub fn tune_model_cmd(args: ModelTuneArgs) -> Result<ExitCode> {
     let report = write_report(&db, &db_path, &report_path);
     let elapsed = started.elapsed();
     if args.search.json {
-        println!(
-            "{}",
-            summary_json(&model, &db_path, &report_path, &tasks, &summary, elapsed, runner.n_restarts())
-        );
+        let mut json =
+            summary_json(&model, &db_path, &report_path, &tasks, &summary, elapsed, runner.n_restarts());
+        json["skipped_nodes"] = graph
+            .skipped
+            .iter()
+            .map(|s| json!({"node": s.node.name, "op": s.node.op_type, "reason": s.reason}))
+            .collect();
+        println!("{json}");
     } else {
         print_summary(&model, &db_path, &tasks, &summary, elapsed, args.search.threads, runner.n_restarts());
+        if !graph.skipped.is_empty() {
+            println!(
+                "  not tuned: {} unsupported node(s), listed above; `autotune run` refuses this model until they are supported",
+                graph.skipped.len()
+            );
+        }
     }
     match report {
         Ok(()) if !args.search.json => println!("  report: {}", report_path.display()),
@@ -207,6 +228,18 @@ pub fn tune_model_cmd(args: ModelTuneArgs) -> Result<ExitCode> {
         Err(e) => eprintln!("autotune: {}", crate::error::one_line(&e)),
     }
     Ok(if summary.stopped == ModelStopReason::Cancelled { ExitCode::from(130) } else { ExitCode::SUCCESS })
+}
+
+/// One line per node a partial load left out (the first few, then a count), so the user knows
+/// which part of the model the night's tuning does not cover.
+fn print_skipped_nodes(skipped: &[autotune_graph::SkippedNode]) {
+    const SHOWN: usize = 10;
+    for s in skipped.iter().take(SHOWN) {
+        eprintln!("autotune: not tuning {}", s.reason);
+    }
+    if skipped.len() > SHOWN {
+        eprintln!("autotune: … and {} more unsupported node(s)", skipped.len() - SHOWN);
+    }
 }
 
 /// The report can be written where asked: its folder exists and is not read-only.

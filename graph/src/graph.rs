@@ -104,6 +104,16 @@ pub struct Graph {
     pub nodes: Vec<Node>,
     /// Nodes in the ONNX model (before folding and fusion).
     pub n_onnx_nodes: usize,
+    /// Nodes a partial load ([`crate::LoadConfig::skip_unsupported`]) left out, in model order.
+    /// A graph with any is for tuning what it has; it cannot be run.
+    pub skipped: Vec<SkippedNode>,
+}
+
+/// A node a partial load could not lower, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SkippedNode {
+    pub node: crate::NodeRef,
+    pub reason: String,
 }
 
 impl Graph {

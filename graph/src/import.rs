@@ -4,7 +4,7 @@
 use crate::attrs::Attrs;
 use crate::builder::Builder;
 use crate::error::{GraphError, NodeRef};
-use crate::graph::{Graph, GraphOutput, Node, TensorId};
+use crate::graph::{Graph, GraphOutput, Node, SkippedNode, TensorId};
 use crate::lower::{self, Ctx, Lowered};
 use crate::proto::{self, type_proto, ModelProto, TensorShapeProto};
 use crate::tensor::{ElemType, Tensor};
@@ -70,57 +70,57 @@ pub(crate) fn load_bytes(
         inputs.push(b.add_named(&name, shape, dtype, None));
     }
 
+    // Shapes ONNX shape inference wrote into the model: what lets a partial load go on past a
+    // node it cannot lower.
+    let annotated: HashMap<&str, &proto::ValueInfoProto> =
+        graph.value_info.iter().chain(&graph.output).filter_map(|v| Some((v.name.as_deref()?, v))).collect();
+    let mut skipped: Vec<SkippedNode> = Vec::new();
+    let mut keep_alive: Vec<TensorId> = Vec::new();
+
     let order = topological_order(&graph.node, &b)?;
     for &i in &order {
         let node = &graph.node[i];
         let op_type = node.op_type.clone().unwrap_or_default();
         let name = node.name.clone().filter(|n| !n.is_empty()).unwrap_or_else(|| format!("#{i}"));
         let node_ref = NodeRef { name, op_type: op_type.clone() };
-        let domain = node.domain.as_deref().unwrap_or("");
-        if !matches!(domain, "" | "ai.onnx") || functions.contains(op_type.as_str()) {
-            let domain_note = if functions.contains(op_type.as_str()) {
-                " (a model-local function)".to_string()
-            } else {
-                format!(" from domain `{domain}`")
-            };
-            return Err(GraphError::UnsupportedOp { node: node_ref, op: op_type, domain_note });
-        }
-        let mut ins = Vec::with_capacity(node.input.len());
-        for input in &node.input {
-            if input.is_empty() {
-                ins.push(None);
-                continue;
-            }
-            let id = b.by_name.get(input).copied().ok_or_else(|| GraphError::Tensor {
-                tensor: input.clone(),
-                reason: match b.unavailable.get(input) {
-                    Some(why) => format!("{node_ref} reads it, but {why}"),
-                    None => format!("{node_ref} reads it, but nothing produces it"),
-                },
-            })?;
-            ins.push(Some(id));
-        }
-        let ctx = Ctx {
-            node: node_ref.clone(),
-            attrs: Attrs::new(&node_ref, &node.attribute),
-            inputs: ins,
-            outputs: node.output.clone(),
-            opset,
+        let lowered = lower_node(&mut b, node, &node_ref, &functions, opset);
+        let error = match lowered {
+            Ok(()) => continue,
+            Err(e) if config.skip_unsupported && skippable(&e) => e,
+            Err(e) => return Err(e),
         };
-        let lowered = lower::lower(&mut b, &ctx, &op_type)?;
-        apply(&mut b, &ctx, lowered)?;
+        // Partial load: what the node reads stays computed (tuned), what it writes is a run-time
+        // tensor of the annotated shape, or unavailable, which skips its readers in turn.
+        keep_alive.extend(node.input.iter().filter_map(|input| b.by_name.get(input).copied()));
+        for output in node.output.iter().filter(|o| !o.is_empty()) {
+            match annotated.get(output.as_str()).map(|v| input_type(v, config)) {
+                Some(Ok((dtype, shape))) => {
+                    b.add_named(output, shape, dtype, None);
+                }
+                _ => {
+                    let why = format!("it comes from {node_ref}, which was skipped (no shape is annotated)");
+                    b.unavailable.insert(output.clone(), why);
+                }
+            }
+        }
+        skipped.push(SkippedNode { node: node_ref, reason: error.to_string() });
     }
-
     let mut outputs = Vec::new();
     for out in &graph.output {
         let name = out.name.clone().unwrap_or_default();
-        let tensor = *b.by_name.get(&name).ok_or_else(|| GraphError::Tensor {
-            tensor: name.clone(),
-            reason: match b.unavailable.get(&name) {
-                Some(why) => format!("is a graph output, but {why}"),
-                None => "is a graph output, but nothing produces it".into(),
-            },
-        })?;
+        let tensor = match b.by_name.get(&name) {
+            Some(&tensor) => tensor,
+            None if !skipped.is_empty() => continue,
+            None => {
+                return Err(GraphError::Tensor {
+                    tensor: name.clone(),
+                    reason: match b.unavailable.get(&name) {
+                        Some(why) => format!("is a graph output, but {why}"),
+                        None => "is a graph output, but nothing produces it".into(),
+                    },
+                })
+            }
+        };
         if let Some(declared) = static_shape(out) {
             if declared != b.shape(tensor) {
                 return Err(GraphError::OutputShape {
@@ -133,8 +133,70 @@ pub(crate) fn load_bytes(
         outputs.push(GraphOutput { name, tensor });
     }
 
-    fuse::fuse(&mut b, &outputs)?;
-    Ok(finish(b, graph.name.clone().unwrap_or_default(), inputs, outputs, graph.node.len()))
+    let live_outputs: Vec<GraphOutput> = outputs
+        .iter()
+        .cloned()
+        .chain(keep_alive.iter().map(|&tensor| GraphOutput { name: String::new(), tensor }))
+        .collect();
+    fuse::fuse(&mut b, &live_outputs)?;
+    let mut graph =
+        finish(b, graph.name.clone().unwrap_or_default(), inputs, outputs, &keep_alive, graph.node.len());
+    graph.skipped = skipped;
+    Ok(graph)
+}
+
+/// Errors a partial load steps over: the operator or its use is unsupported, or the node reads
+/// what a skipped node would have written. A malformed model stays an error.
+fn skippable(error: &GraphError) -> bool {
+    match error {
+        GraphError::UnsupportedOp { .. } | GraphError::Unsupported { .. } => true,
+        GraphError::Tensor { reason, .. } => reason.contains("which was skipped"),
+        _ => false,
+    }
+}
+
+/// Lowers one ONNX node into the builder.
+fn lower_node(
+    b: &mut Builder,
+    node: &proto::NodeProto,
+    node_ref: &NodeRef,
+    functions: &HashSet<&str>,
+    opset: i64,
+) -> Result<(), GraphError> {
+    let op_type = node_ref.op_type.clone();
+    let domain = node.domain.as_deref().unwrap_or("");
+    if !matches!(domain, "" | "ai.onnx") || functions.contains(op_type.as_str()) {
+        let domain_note = if functions.contains(op_type.as_str()) {
+            " (a model-local function)".to_string()
+        } else {
+            format!(" from domain `{domain}`")
+        };
+        return Err(GraphError::UnsupportedOp { node: node_ref.clone(), op: op_type, domain_note });
+    }
+    let mut ins = Vec::with_capacity(node.input.len());
+    for input in &node.input {
+        if input.is_empty() {
+            ins.push(None);
+            continue;
+        }
+        let id = b.by_name.get(input).copied().ok_or_else(|| GraphError::Tensor {
+            tensor: input.clone(),
+            reason: match b.unavailable.get(input) {
+                Some(why) => format!("{node_ref} reads it, but {why}"),
+                None => format!("{node_ref} reads it, but nothing produces it"),
+            },
+        })?;
+        ins.push(Some(id));
+    }
+    let ctx = Ctx {
+        node: node_ref.clone(),
+        attrs: Attrs::new(node_ref, &node.attribute),
+        inputs: ins,
+        outputs: node.output.clone(),
+        opset,
+    };
+    let lowered = lower::lower(b, &ctx, &op_type)?;
+    apply(b, &ctx, lowered)
 }
 
 /// Element type and shape of a model input: `LoadConfig::input_shapes` wins; symbolic
@@ -284,11 +346,12 @@ fn finish(
     name: String,
     inputs: Vec<TensorId>,
     outputs: Vec<GraphOutput>,
+    keep_alive: &[TensorId],
     n_onnx: usize,
 ) -> Graph {
     let mut live = vec![false; b.tensors.len()];
-    for o in &outputs {
-        live[o.tensor.0] = true;
+    for t in outputs.iter().map(|o| &o.tensor).chain(keep_alive) {
+        live[t.0] = true;
     }
     let mut keep = vec![false; b.nodes.len()];
     for (i, node) in b.nodes.iter().enumerate().rev() {
@@ -328,5 +391,6 @@ fn finish(
         outputs: outputs.into_iter().map(|o| GraphOutput { tensor: map(&o.tensor), name: o.name }).collect(),
         nodes,
         n_onnx_nodes: n_onnx,
+        skipped: Vec::new(),
     }
 }

@@ -74,11 +74,11 @@ pub mod proto {
 
 pub use autotune_ir::Task;
 pub use error::{GraphError, NodeRef};
-pub use graph::{Graph, GraphOutput, Node, NodeKind, TensorId, TensorInfo};
+pub use graph::{Graph, GraphOutput, Node, NodeKind, SkippedNode, TensorId, TensorInfo};
 pub use lower::SUPPORTED_OPS;
 pub use plain::{BinaryOp, PadMode, PlainOp, ReduceKind, UnaryOp, VariadicOp};
 pub use tasks::{extract_tasks, GraphSummary};
-pub use tensor::{read_tensor_proto, write_tensor_proto, ElemType, Tensor, TensorData};
+pub use tensor::{decode_tensor_proto, read_tensor_proto, write_tensor_proto, ElemType, Tensor, TensorData};
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -98,11 +98,15 @@ pub struct LoadConfig {
     /// The size given to a symbolic input dimension (`N`, `batch`) that `input_shapes` does not
     /// set.
     pub symbolic_dim: usize,
+    /// Step over nodes this build cannot lower (listed in [`Graph::skipped`]) instead of
+    /// refusing the model, so the rest can still be tuned. Nodes that read a skipped node's output
+    /// are skipped too unless the model annotates its shape (`onnx.shape_inference`).
+    pub skip_unsupported: bool,
 }
 
 impl Default for LoadConfig {
     fn default() -> LoadConfig {
-        LoadConfig { input_shapes: BTreeMap::new(), symbolic_dim: 1 }
+        LoadConfig { input_shapes: BTreeMap::new(), symbolic_dim: 1, skip_unsupported: false }
     }
 }
 

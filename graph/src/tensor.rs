@@ -224,7 +224,10 @@ impl Tensor {
         for &d in &t.dims {
             shape.push(usize::try_from(d).map_err(|_| bad(format!("negative dimension {d}")))?);
         }
-        let len: usize = shape.iter().product();
+        let len = shape
+            .iter()
+            .try_fold(1usize, |n, &d| n.checked_mul(d))
+            .ok_or_else(|| bad(format!("shape {shape:?} has more elements than memory can hold")))?;
         if t.segment.is_some() {
             return Err(bad("segmented tensors are not supported".into()));
         }
@@ -282,11 +285,21 @@ impl Tensor {
 /// backend tests). Returns its name (empty when unnamed) and value.
 pub fn read_tensor_proto(path: &Path) -> Result<(String, Tensor), GraphError> {
     let bytes = std::fs::read(path).map_err(|source| GraphError::Io { path: path.to_path_buf(), source })?;
-    let t = proto::TensorProto::decode(bytes.as_slice()).map_err(|e| GraphError::NotOnnx {
-        what: path.display().to_string(),
+    decode_tensor_proto(&bytes, &path.display().to_string(), path.parent())
+}
+
+/// As [`read_tensor_proto`], from bytes already read (`what` names them in errors). External
+/// data is looked up in `data_dir`; with `None` a tensor that has some is refused.
+pub fn decode_tensor_proto(
+    bytes: &[u8],
+    what: &str,
+    data_dir: Option<&Path>,
+) -> Result<(String, Tensor), GraphError> {
+    let t = proto::TensorProto::decode(bytes).map_err(|e| GraphError::NotOnnx {
+        what: what.to_string(),
         reason: format!("not a serialized TensorProto ({e})"),
     })?;
-    let tensor = Tensor::from_proto(&t, path.parent())?;
+    let tensor = Tensor::from_proto(&t, data_dir)?;
     Ok((t.name.unwrap_or_default(), tensor))
 }
 

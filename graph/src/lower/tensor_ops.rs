@@ -319,7 +319,7 @@ pub fn slice(b: &mut Builder, ctx: &Ctx) -> Result<Lowered, GraphError> {
     };
     let axes: Vec<usize> = match axes {
         Some(a) => a.iter().map(|&a| ctx.axis(a, s.len())).collect::<Result<_, _>>()?,
-        None => (0..starts.len()).collect(),
+        None => (0..starts.len()).map(|a| ctx.axis(a as i64, s.len())).collect::<Result<_, _>>()?,
     };
     let steps = steps.unwrap_or_else(|| vec![1; axes.len()]);
     if starts.len() != axes.len() || ends.len() != axes.len() || steps.len() != axes.len() {
