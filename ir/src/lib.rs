@@ -16,6 +16,7 @@ pub mod stats;
 pub mod status;
 pub mod target;
 pub mod task;
+pub mod task_key;
 pub mod tolerance;
 pub mod trace;
 

@@ -74,7 +74,7 @@ impl TensorSpec {
     }
 }
 
-/// Stable identity of a task: the SHA-256 of its canonical JSON, hex. Stable across runs, machines
+/// Stable identity of a task: the SHA-256 of its canonical description (`task_key`), hex. Stable across runs, machines
 /// and builds (unlike a `Hash`-derived value), so it can key the tuning log that ships with a model.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TaskKey(pub String);
@@ -116,14 +116,17 @@ impl Task {
         Ok(())
     }
 
-    /// Canonical JSON: field order is fixed by the type definitions, no whitespace.
+    /// The task as serde JSON, for storing it (the log's `workload.task_json`) and reading it
+    /// back. Not what keys hash: see [`Task::key`].
     pub fn canonical_json(&self) -> String {
         // Serializing plain structs and enums of integers cannot fail.
         serde_json::to_string(self).unwrap_or_default()
     }
 
+    /// SHA-256 (hex) of the task's canonical description ([`crate::task_key`]), which is written
+    /// out field by field and documented, so no refactor of this type changes a key.
     pub fn key(&self) -> TaskKey {
-        TaskKey(stable_hash_hex(&self.canonical_json()))
+        TaskKey(stable_hash_hex(&crate::task_key::canonical_description(self)))
     }
 
     pub fn op_name(&self) -> &'static str {
