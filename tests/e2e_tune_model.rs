@@ -443,3 +443,60 @@ fn an_unsupported_node_is_listed_the_rest_is_tuned_and_run_names_it() {
         );
     }
 }
+
+#[test]
+fn a_log_tuned_for_a_narrower_isa_lends_its_winners_to_a_wider_cpu_with_a_note() {
+    let _serial = one_at_a_time();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let model = dir.path().join("small.onnx");
+    write_model(&model);
+    if narrower_level_than_the_host() == autotune_codegen::host_isa_levels().expect("levels")[0] {
+        eprintln!("skipped: this host has no ISA level below its own to tune at");
+        return;
+    }
+    let level = narrower_level_than_the_host().name();
+    let tuned = one_json(&autotune(&[
+        utf8(&model),
+        "--cpu-features",
+        level,
+        "--trials-per-task",
+        "3",
+        "--batch-size",
+        "3",
+        "--json",
+    ]));
+    assert_eq!(tuned["n_tasks"], 3);
+
+    let (exact, borrowed) = (dir.path().join("exact.pb"), dir.path().join("borrowed.pb"));
+    let run = |extra: &[&str], output: &Path| {
+        let mut args = vec!["run", utf8(&model), "--repeat", "1", "--output", utf8(output), "--json"];
+        args.extend_from_slice(extra);
+        autotune(&args)
+    };
+    let at_level = one_json(&run(&["--cpu-features", level], &exact));
+    assert_eq!(
+        (at_level["n_tuned"].as_u64(), at_level["n_tuned_for_another_target"].as_u64()),
+        (Some(3), Some(0))
+    );
+
+    // The host has no trial of its own: it runs the narrower target's winners, not defaults.
+    let out = run(&[], &borrowed);
+    let at_host = one_json(&out);
+    assert_eq!(
+        (
+            at_host["n_tuned"].as_u64(),
+            at_host["n_tuned_for_another_target"].as_u64(),
+            at_host["n_default"].as_u64()
+        ),
+        (Some(3), Some(3), Some(0)),
+        "{at_host}"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let notes: Vec<_> = stderr.lines().filter(|l| l.contains("run kernels tuned for")).collect();
+    assert_eq!(notes.len(), 1, "one note line per lending target:\n{stderr}");
+    assert!(notes[0].contains(level), "the note names the level: {}", notes[0]);
+
+    // Compiled for the level they were tuned at, they compute what they computed there.
+    let read = |path: &Path| autotune_graph::read_tensor_proto(path).expect("output").1.to_f32();
+    assert_eq!(read(&exact), read(&borrowed));
+}

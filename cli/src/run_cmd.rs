@@ -239,6 +239,16 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         )));
     }
 
+    let mut borrowed: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
+    for (_, from) in plan.borrowed_tasks() {
+        *borrowed.entry(from).or_default() += 1;
+    }
+    for (from, n) in &borrowed {
+        eprintln!(
+            "autotune: {n} task(s) run kernels tuned for {from}: {log_name} has none for this exact CPU, and that one's kernels run here"
+        );
+    }
+    let n_borrowed: usize = borrowed.values().sum();
     let untuned: Vec<_> = plan.untuned_tasks().cloned().collect();
     if !untuned.is_empty() {
         let mut text = String::new();
@@ -299,6 +309,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
             "n_repeats": times_s.len(),
             "n_kernels": plan.n_kernels(),
             "n_tuned": plan.n_tuned(),
+            "n_tuned_for_another_target": n_borrowed,
             "n_default": plan.n_default(),
             "n_tasks": plan.tasks().len(),
             "untuned_tasks": untuned.iter().map(|k| k.task.description()).collect::<Vec<_>>(),

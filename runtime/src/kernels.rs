@@ -20,6 +20,9 @@ pub enum KernelSource {
         /// Its median time when it was measured.
         median_s: f64,
         trace: Trace,
+        /// When the log held no trial of the task for this exact target: the compatible target
+        /// it was tuned for (its features a subset of this one's, same threads), for people.
+        borrowed_from: Option<String>,
     },
     /// The schedule space's default schedule.
     Default(DefaultReason),
@@ -85,32 +88,91 @@ impl TaskKernel {
 /// How many of a task's fastest trials are considered before giving up on the log.
 const TRIALS_CONSIDERED: usize = 64;
 
-/// The schedule of `task`: the log's best replayable trial, else the default.
+/// What `choose` decided for a task: its schedule, where it comes from, and, for a kernel
+/// borrowed from a narrower target, the target to compile it for (this CPU narrowed to that
+/// target's ISA level, so the schedule means the same kernel it meant there).
+struct Choice {
+    trace: Trace,
+    source: KernelSource,
+    build_for: Option<(Target, Box<dyn SpaceGenerator>)>,
+}
+
+/// The schedule of `task`: the log's best replayable trial for this exact target; else for the
+/// closest compatible target in the log ([`compatible_targets`]); else the default.
 fn choose(
     task: &Task,
     space: &dyn SpaceGenerator,
     target: &Target,
     log: Option<&Database>,
-) -> Result<(Trace, KernelSource), RuntimeError> {
-    let default = |reason| (space.default_trace(), KernelSource::Default(reason));
+) -> Result<Choice, RuntimeError> {
+    let default = |reason| Choice {
+        trace: space.default_trace(),
+        source: KernelSource::Default(reason),
+        build_for: None,
+    };
     let Some(db) = log else { return Ok(default(DefaultReason::NoLog)) };
     let trials = db.best(&task.key().0, &target.key(), TRIALS_CONSIDERED)?;
-    for t in &trials {
-        if t.space_version != space.version() || t.codegen_version != CODEGEN_VERSION {
-            continue;
-        }
-        let (Ok(trace), Some(median_s)) = (Trace::from_json(&t.trace_json), t.median_s) else { continue };
-        if space.lower(&trace).is_ok() {
-            return Ok((trace.clone(), KernelSource::Tuned { trial: t.id, median_s, trace }));
-        }
+    if let Some((trace, trial, median_s)) = first_replayable(&trials, space) {
+        let source = KernelSource::Tuned { trial, median_s, trace: trace.clone(), borrowed_from: None };
+        return Ok(Choice { trace, source, build_for: None });
     }
-    Ok(default(match trials.first() {
-        None => tuned_for_a_wider_cpu(db, task, target)?.unwrap_or(DefaultReason::NotTuned),
-        Some(t) => DefaultReason::Stale {
+    if let Some(t) = trials.first() {
+        return Ok(default(DefaultReason::Stale {
             space_version: t.space_version.clone(),
             codegen_version: t.codegen_version.clone(),
-        },
-    }))
+        }));
+    }
+    for (key, name, narrowed) in compatible_targets(db, target)? {
+        let theirs = db.best(&task.key().0, &key, TRIALS_CONSIDERED)?;
+        if theirs.is_empty() {
+            continue;
+        }
+        let Ok(narrowed_space) = space_for(task, &narrowed) else { continue };
+        if let Some((trace, trial, median_s)) = first_replayable(&theirs, narrowed_space.as_ref()) {
+            let source =
+                KernelSource::Tuned { trial, median_s, trace: trace.clone(), borrowed_from: Some(name) };
+            return Ok(Choice { trace, source, build_for: Some((narrowed, narrowed_space)) });
+        }
+    }
+    Ok(default(tuned_for_a_wider_cpu(db, task, target)?.unwrap_or(DefaultReason::NotTuned)))
+}
+
+/// The fastest of `trials` (best first) that this build's `space` still replays.
+fn first_replayable(
+    trials: &[autotune_db::TrialRecord],
+    space: &dyn SpaceGenerator,
+) -> Option<(Trace, TrialId, f64)> {
+    trials.iter().find_map(|t| {
+        if t.space_version != space.version() || t.codegen_version != CODEGEN_VERSION {
+            return None;
+        }
+        let (Ok(trace), Some(median_s)) = (Trace::from_json(&t.trace_json), t.median_s) else { return None };
+        space.lower(&trace).is_ok().then_some((trace, t.id, median_s))
+    })
+}
+
+/// The log's other CPU targets whose kernels this one can run — same thread count, every feature
+/// they use present here — closest first: the same ISA level as this target, then wider levels
+/// before narrower, then the most features in common. Each comes with this target narrowed to
+/// its level, which is what its kernels are compiled for here.
+fn compatible_targets(db: &Database, target: &Target) -> Result<Vec<(String, String, Target)>, RuntimeError> {
+    let Target::Cpu(ours) = target;
+    let our_level = ours.restricted_to.unwrap_or_else(|| ours.isa_level());
+    let mut found = Vec::new();
+    for (_, spec) in db.targets()? {
+        let Ok(Target::Cpu(theirs)) = serde_json::from_str::<Target>(&spec.target_json) else { continue };
+        if spec.target_key == target.key() || theirs.threads != ours.threads || !theirs.runs_on(ours) {
+            continue;
+        }
+        let level = theirs.restricted_to.unwrap_or_else(|| theirs.isa_level());
+        let Ok(narrowed) = ours.restricted(level.min(our_level)) else { continue };
+        let shared = theirs.features.iter().filter(|f| ours.features.contains(f)).count();
+        let rank = (level != our_level, std::cmp::Reverse(level), std::cmp::Reverse(shared));
+        let name = format!("{} ({level}, {} thread(s))", theirs.model_name, theirs.threads);
+        found.push((rank, spec.target_key, name, Target::Cpu(narrowed)));
+    }
+    found.sort_by_key(|a| a.0);
+    Ok(found.into_iter().map(|(_, key, name, narrowed)| (key, name, narrowed)).collect())
 }
 
 /// When the log holds `ok` trials of `task` only for CPU targets (with the same thread count)
@@ -172,7 +234,20 @@ fn lower_and_build(
     builder.build_program(&program).map_err(Failure::Codegen)
 }
 
-type Chosen<'a> = (&'a Task, usize, Box<dyn SpaceGenerator>, Trace, KernelSource);
+/// A task, its node count, its schedule, its space on this target, the kernel's source, and for
+/// a borrowed kernel the builder and space of the narrowed target it is compiled for.
+type Chosen<'a> = (
+    &'a Task,
+    usize,
+    Trace,
+    Box<dyn SpaceGenerator>,
+    KernelSource,
+    Option<(CpuBuilder, Box<dyn SpaceGenerator>)>,
+);
+
+fn source_is_tuned(source: &KernelSource) -> bool {
+    matches!(source, KernelSource::Tuned { .. })
+}
 
 /// Chooses and compiles the kernel of every task (`(task, n_nodes)`, distinct), in order.
 pub(crate) fn build(
@@ -188,13 +263,27 @@ pub(crate) fn build(
     for (task, n_nodes) in tasks {
         let space = space_for(task, target)
             .map_err(|source| RuntimeError::Schedule { task: task.description(), source })?;
-        let (trace, source) = choose(task, space.as_ref(), target, log)?;
-        chosen.push((task, *n_nodes, space, trace, source));
+        let choice = choose(task, space.as_ref(), target, log)?;
+        let borrowed = match choice.build_for {
+            Some((narrowed, narrowed_space)) => match CpuBuilder::new(&narrowed) {
+                Ok(narrowed_builder) => Some((narrowed_builder, narrowed_space)),
+                Err(e) => {
+                    let source = KernelSource::Default(DefaultReason::BuildFailed(e.to_string()));
+                    chosen.push((task, *n_nodes, space.default_trace(), space, source, None));
+                    continue;
+                }
+            },
+            None => None,
+        };
+        chosen.push((task, *n_nodes, choice.trace, space, choice.source, borrowed));
     }
-    let compile =
-        |(task, n_nodes, space, trace, source): Chosen| -> Result<(TaskKernel, CpuProgram), RuntimeError> {
+    let compile = |(task, n_nodes, trace, space, source, borrowed): Chosen| -> Result<(TaskKernel, CpuProgram), RuntimeError> {
             let start = Instant::now();
-            let (program, source) = match lower_and_build(&builder, space.as_ref(), &trace) {
+            let (tuned_builder, tuned_space) = match &borrowed {
+                Some((b, s)) => (b, s.as_ref()),
+                None => (&builder, space.as_ref()),
+            };
+            let (program, source) = match lower_and_build(tuned_builder, tuned_space, &trace) {
                 Ok(p) => (p, source),
                 Err(e) if matches!(source, KernelSource::Tuned { .. }) => {
                     // A tuned kernel that no longer compiles is not fatal: run the default one.
@@ -204,11 +293,12 @@ pub(crate) fn build(
                 }
                 Err(e) => return Err(e.into_error(task)),
             };
+            let space_version = if borrowed.is_some() && source_is_tuned(&source) { tuned_space.version() } else { space.version() };
             let kernel = TaskKernel {
                 task: task.clone(),
                 n_nodes,
                 source,
-                space_version: space.version(),
+                space_version,
                 build_time_s: start.elapsed().as_secs_f64(),
             };
             Ok((kernel, program))

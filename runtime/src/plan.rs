@@ -732,6 +732,15 @@ impl Plan {
         self.kernels.iter().filter(|k| !k.is_tuned())
     }
 
+    /// Tasks whose tuned kernel comes from another, compatible target of the log (none was tuned
+    /// for this exact one), with that target's name.
+    pub fn borrowed_tasks(&self) -> impl Iterator<Item = (&TaskKernel, &str)> {
+        self.kernels.iter().filter_map(|k| match &k.source {
+            crate::KernelSource::Tuned { borrowed_from: Some(name), .. } => Some((k, name.as_str())),
+            _ => None,
+        })
+    }
+
     /// Kernel nodes of the model (kernel calls per run).
     pub fn n_kernels(&self) -> usize {
         self.kernels.iter().map(|k| k.n_nodes).sum()
