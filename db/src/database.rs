@@ -731,5 +731,8 @@ fn seed_from_sql(stored: i64) -> u64 {
     stored as u64
 }
 
+mod transfer;
+pub use transfer::{read_jsonl, write_jsonl, ImportStats, LogRecord, PruneStats, TaskSummary};
+
 #[cfg(test)]
 mod tests;

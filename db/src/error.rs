@@ -73,6 +73,14 @@ pub enum DbError {
     #[error("tuning log {} is corrupt: {what}", path.display())]
     Corrupt { path: PathBuf, what: String },
 
+    /// A JSONL export (`autotune db export`) that cannot be imported; nothing of it was.
+    #[error("line {line} of the JSONL log: {reason}")]
+    Jsonl { line: usize, reason: String },
+
+    /// Reading or writing a JSONL export failed.
+    #[error("cannot read or write the JSONL log: {source}")]
+    JsonlIo { source: std::io::Error },
+
     /// Any other SQLite failure, with the operation that hit it.
     #[error("tuning log {}: cannot {operation}: {source}", path.display())]
     Sqlite { path: PathBuf, operation: &'static str, source: rusqlite::Error },

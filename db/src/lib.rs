@@ -25,7 +25,7 @@ mod time;
 mod timing;
 
 pub use autotune_ir::TrialStatus;
-pub use database::Database;
+pub use database::{read_jsonl, write_jsonl, Database, ImportStats, LogRecord, PruneStats, TaskSummary};
 pub use error::DbError;
 pub use records::{
     MachineMeasurementKind, MachineMeasurementRecord, NewMachineMeasurement, NewTrial, SessionId,
