@@ -45,6 +45,9 @@ pub enum Command {
     /// Run an ONNX model with the kernels of its tuning log (MODEL.tuning.db or --db; tasks
     /// without one run their default schedule): time it and write its outputs.
     Run(crate::run_cmd::RunArgs),
+    /// Tools for tuning logs: ls, merge, export --jsonl, import, prune --keep-best K, verify MODEL.
+    #[command(subcommand)]
+    Db(crate::db_cmd::DbCommand),
 }
 
 #[derive(Subcommand, Debug)]

@@ -43,6 +43,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Report(args) => report(args),
         Command::Tasks(args) => crate::tasks_cmd::tasks(args),
         Command::Run(args) => crate::run_cmd::run(args),
+        Command::Db(command) => crate::db_cmd::run(command),
     }
 }
 

@@ -6,6 +6,7 @@
 
 mod args;
 mod commands;
+mod db_cmd;
 mod error;
 mod run_cmd;
 mod tasks_cmd;

@@ -19,8 +19,8 @@ use autotune_graph::{extract_tasks, load, LoadConfig};
 use autotune_measure::MeasureConfig;
 use autotune_schedules::{space_for, SpaceGenerator};
 use autotune_search::{
-    make_strategy, tune_model, LoopNestFeaturizer, ModelEvent, ModelProgress, ModelStopReason, ModelTask,
-    ModelTuneConfig, ModelTuneSummary, SearchStrategy, TaskSchedulerConfig, TuneConfig, WarmStart,
+    assign_shards, make_strategy, tune_model, LoopNestFeaturizer, ModelEvent, ModelProgress, ModelStopReason,
+    ModelTask, ModelTuneConfig, ModelTuneSummary, SearchStrategy, TaskSchedulerConfig, TuneConfig, WarmStart,
 };
 use clap::Args;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
@@ -51,8 +51,40 @@ pub struct ModelTuneArgs {
     /// Where to write the HTML report [default: MODEL.report.html beside the model].
     #[arg(long)]
     pub report: Option<PathBuf>,
+    /// Tune shard I of N (I counts from 0): a deterministic 1/N of the model's tasks, balanced
+    /// by estimated tuning cost, into its own log [default: MODEL.shard-I-of-N.tuning.db]; join
+    /// the N logs with `autotune db merge`. For batch schedulers: see deploy/.
+    #[arg(long, value_name = "I/N", value_parser = parse_shard)]
+    pub shard: Option<Shard>,
     #[command(flatten)]
     pub search: SearchArgs,
+}
+
+/// `--shard I/N`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shard {
+    pub index: usize,
+    pub count: usize,
+}
+
+impl Shard {
+    fn suffix(self) -> String {
+        format!("shard-{}-of-{}", self.index, self.count)
+    }
+}
+
+pub fn parse_shard(text: &str) -> Result<Shard, String> {
+    let bad = || format!("`{text}` is not a shard: write I/N, e.g. 0/4 for the first of four");
+    let (index, count) = text.split_once('/').ok_or_else(bad)?;
+    let (index, count): (usize, usize) =
+        (index.trim().parse().map_err(|_| bad())?, count.trim().parse().map_err(|_| bad())?);
+    if count == 0 || count > 10_000 {
+        return Err(format!("`{text}`: the number of shards must be between 1 and 10000"));
+    }
+    if index >= count {
+        return Err(format!("`{text}`: shards count from 0, so the index must be below {count}"));
+    }
+    Ok(Shard { index, count })
 }
 
 /// `8h`, `45m`, `90s`, `1h30m`, `2.5h`, or plain seconds.
@@ -110,7 +142,29 @@ pub fn tune_model_cmd(args: ModelTuneArgs) -> Result<ExitCode> {
     // loads strictly) names the node.
     let partial = LoadConfig { skip_unsupported: true, ..LoadConfig::default() };
     let graph = load(&model, &partial).map_err(|e| anyhow!(BadInput(e.to_string())))?;
-    let extracted = extract_tasks(&graph);
+    let mut extracted = extract_tasks(&graph);
+    let n_model_tasks = extracted.len();
+    if let Some(shard) = args.shard {
+        let tasks: Vec<autotune_ir::Task> = extracted.iter().map(|(t, _)| t.clone()).collect();
+        let shard_of = assign_shards(&tasks, shard.count);
+        extracted =
+            extracted.into_iter().zip(shard_of).filter(|(_, s)| *s == shard.index).map(|(t, _)| t).collect();
+    }
+    if extracted.is_empty() && n_model_tasks > 0 {
+        // A job array may have more shards than the model has tasks: the extra ones leave an
+        // empty log (so a merge of every shard's log finds them all) and succeed.
+        let shard = args.shard.expect("only a shard can be empty");
+        let db_path = args.db.clone().unwrap_or_else(|| shard_db_path(&model, shard));
+        open_db(&db_path)?;
+        println!(
+            "autotune: shard {}/{} of {} has none of its {n_model_tasks} task(s): nothing to tune ({} is empty)",
+            shard.index,
+            shard.count,
+            model.display(),
+            db_path.display()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     if extracted.is_empty() {
         let why = match graph.skipped.first() {
             Some(first) => format!(
@@ -125,8 +179,26 @@ pub fn tune_model_cmd(args: ModelTuneArgs) -> Result<ExitCode> {
     if !args.search.json {
         print_skipped_nodes(&graph.skipped);
     }
-    let db_path = args.db.clone().unwrap_or_else(|| default_db_path(&model));
-    let report_path = args.report.clone().unwrap_or_else(|| model.with_extension("report.html"));
+    let db_path = match args.shard {
+        Some(shard) => args.db.clone().unwrap_or_else(|| shard_db_path(&model, shard)),
+        None => args.db.clone().unwrap_or_else(|| default_db_path(&model)),
+    };
+    let report_path = match args.shard {
+        Some(shard) => args
+            .report
+            .clone()
+            .unwrap_or_else(|| model.with_extension(format!("{}.report.html", shard.suffix()))),
+        None => args.report.clone().unwrap_or_else(|| model.with_extension("report.html")),
+    };
+    if let (Some(shard), false) = (args.shard, args.search.json) {
+        println!(
+            "autotune: shard {}/{}: tuning {} of the model's {n_model_tasks} task(s) into {}",
+            shard.index,
+            shard.count,
+            extracted.len(),
+            db_path.display()
+        );
+    }
     // Found out now, not after a night of tuning.
     check_report_path(&report_path)?;
     let mut db = open_db(&db_path)?;
@@ -207,6 +279,10 @@ pub fn tune_model_cmd(args: ModelTuneArgs) -> Result<ExitCode> {
     if args.search.json {
         let mut json =
             summary_json(&model, &db_path, &report_path, &tasks, &summary, elapsed, runner.n_restarts());
+        if let Some(shard) = args.shard {
+            json["shard"] =
+                json!({"index": shard.index, "count": shard.count, "n_model_tasks": n_model_tasks});
+        }
         json["skipped_nodes"] = graph
             .skipped
             .iter()
@@ -228,6 +304,11 @@ pub fn tune_model_cmd(args: ModelTuneArgs) -> Result<ExitCode> {
         Err(e) => eprintln!("autotune: {}", crate::error::one_line(&e)),
     }
     Ok(if summary.stopped == ModelStopReason::Cancelled { ExitCode::from(130) } else { ExitCode::SUCCESS })
+}
+
+/// The log of one shard: `MODEL.shard-I-of-N.tuning.db` beside the model.
+pub fn shard_db_path(model: &Path, shard: Shard) -> PathBuf {
+    model.with_extension(format!("{}.tuning.db", shard.suffix()))
 }
 
 /// One line per node a partial load left out (the first few, then a count), so the user knows

@@ -13,7 +13,9 @@
 //! area-under-curve bandit ([`AucBandit`]) crediting the technique whose candidates improved the
 //! best. [`WarmStart`] transfers samples and traces from other shapes and other logs.
 //! [`TaskScheduler`] decides which task of a model gets the next batch, and [`tune_model`] runs a
-//! whole model's tasks against one log under a trial cap and/or a wall-clock deadline.
+//! whole model's tasks against one log under a trial cap and/or a wall-clock deadline;
+//! [`assign_shards`] splits a model's tasks between machines (`--shard I/N`), balanced by
+//! estimated tuning cost.
 //!
 //! [`tune`] is the whole tuning loop on one screen: open a session in the tuning log, skip every
 //! trace an earlier session already measured (so a killed run resumes instead of starting over),
@@ -22,7 +24,7 @@
 //! in flight is always committed).
 //!
 //! Owns: search strategies, bandits (between techniques and between tasks), transfer, the tune
-//! loop, resume and cancellation.
+//! loop, resume and cancellation, and the shard split.
 //!
 //! Must not know: CPU vs GPU, how code is generated, built or timed — that is behind the
 //! [`Runner`](autotune_measure::Runner) it is handed.
@@ -35,6 +37,7 @@ mod featurize;
 mod learned;
 mod model;
 mod random;
+mod shard;
 mod strategies;
 mod strategy;
 mod surrogate;
@@ -56,6 +59,7 @@ pub use model::{
     TaskProgress,
 };
 pub use random::{RandomSearch, RandomSearchConfig};
+pub use shard::{assign_shards, estimated_trial_cost};
 pub use strategies::{make_strategy, StrategyKind};
 pub use strategy::SearchStrategy;
 pub use surrogate::{Surrogate, SurrogateConfig};
