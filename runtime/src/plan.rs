@@ -22,11 +22,14 @@ pub struct PlanConfig {
     pub reuse_buffers: bool,
     /// Compile the distinct tasks in parallel (rayon's global pool).
     pub parallel_build: bool,
+    /// Let producers write straight into their slice of a Concat's output instead of the Concat
+    /// copying them (`false`: every Concat copies; for comparisons).
+    pub concat_in_place: bool,
 }
 
 impl Default for PlanConfig {
     fn default() -> PlanConfig {
-        PlanConfig { reuse_buffers: true, parallel_build: true }
+        PlanConfig { reuse_buffers: true, parallel_build: true, concat_in_place: true }
     }
 }
 
@@ -73,6 +76,9 @@ struct TensorMeta {
     len: usize,
     constant: bool,
     storage: Storage,
+    /// Where its values start in its buffer, in elements: not 0 for a value written straight
+    /// into its slice of a Concat's output.
+    offset: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,6 +98,12 @@ enum StepKind {
     Plain(PlainOp),
     /// A reshape whose output shares its input's buffer: nothing to do.
     Alias,
+    /// A Concat whose inputs were (some of them) written by their producers straight into their
+    /// slice of its output: only the others are copied, each to its offset (in elements) within
+    /// the output. With nothing to copy the step does nothing.
+    ConcatInto {
+        copies: Vec<(TensorId, usize)>,
+    },
 }
 
 #[derive(Debug)]
@@ -201,6 +213,7 @@ impl Plan {
                 len: t.len(),
                 constant: t.is_constant(),
                 storage: Storage::None,
+                offset: 0,
             })
             .collect();
 
@@ -267,6 +280,11 @@ impl Plan {
             });
         }
 
+        let mut offset = vec![0usize; tensors.len()];
+        if config.concat_in_place {
+            plan_concats_in_place(graph, &tensors, &mut steps, &mut root, &mut offset);
+        }
+
         // The graph is sound: compile (the expensive part).
         let start = Instant::now();
         let (kernels, programs): (Vec<_>, Vec<_>) =
@@ -283,8 +301,9 @@ impl Plan {
         }
         for (i, step) in steps.iter().enumerate() {
             if !matches!(step.kind, StepKind::Alias) {
+                // A Concat's output is written first by the first producer that writes its slice.
                 for t in &step.outputs {
-                    first.insert(root[t.0], i + 1);
+                    first.entry(root[t.0]).or_insert(i + 1);
                 }
             }
             for t in &step.inputs {
@@ -316,6 +335,7 @@ impl Plan {
         for (t, meta) in tensors.iter_mut().enumerate() {
             if let Some(&b) = buffer_of_root.get(&root[t]) {
                 meta.storage = Storage::Buffer(b);
+                meta.offset = offset[t];
             }
         }
         let buffers: Vec<OperandBuffer> =
@@ -376,6 +396,7 @@ impl Plan {
                 }
                 (NodeKind::Plain(op), StepKind::Plain(mine)) => op == mine,
                 (NodeKind::Plain(PlainOp::Reshape), StepKind::Alias) => true,
+                (NodeKind::Plain(PlainOp::Concat { .. }), StepKind::ConcatInto { .. }) => true,
                 _ => false,
             };
             if !same_kind || node.inputs != step.inputs || node.outputs != step.outputs {
@@ -457,7 +478,7 @@ impl Plan {
                         };
                     }
                 }
-                StepKind::Plain(_) | StepKind::Alias => {
+                StepKind::Plain(_) | StepKind::Alias | StepKind::ConcatInto { .. } => {
                     for &t in &step.inputs {
                         if self.tensors[t.0].constant && !constant_of.contains_key(&t) {
                             constant_of.insert(t, constants.len());
@@ -515,6 +536,8 @@ impl Plan {
                 StepKind::Kernel { program, .. } => (self.kernels[*program].task.op_name(), Some(*program)),
                 StepKind::Plain(op) => (op.name(), None),
                 StepKind::Alias => ("reshape (shared buffer)", None),
+                StepKind::ConcatInto { copies } if copies.is_empty() => ("concat (in place)", None),
+                StepKind::ConcatInto { .. } => ("concat (partly in place)", None),
             };
             times.push(NodeTime {
                 node: step.node.clone(),
@@ -554,7 +577,7 @@ impl Plan {
                 });
             }
             if let Storage::Buffer(b) = meta.storage {
-                self.buffers[b][..meta.len].copy_from_slice(data);
+                self.buffers[b][meta.offset..meta.offset + meta.len].copy_from_slice(data);
             }
         }
         for (i, t) in self.inputs.iter().enumerate() {
@@ -573,7 +596,7 @@ impl Plan {
     fn value(&self, t: TensorId) -> &[f32] {
         let meta = &self.tensors[t.0];
         match meta.storage {
-            Storage::Buffer(b) => &self.buffers[b][..meta.len],
+            Storage::Buffer(b) => &self.buffers[b][meta.offset..meta.offset + meta.len],
             Storage::Constant(c) => &self.constants[c],
             Storage::None => &[],
         }
@@ -583,6 +606,8 @@ impl Plan {
         let step = &self.steps[i];
         match &step.kind {
             StepKind::Alias => Ok(()),
+            StepKind::ConcatInto { copies } if copies.is_empty() => Ok(()),
+            StepKind::ConcatInto { .. } => self.run_concat_into(i),
             StepKind::Kernel { program, args } => {
                 let (program, args) = (*program, args.clone());
                 self.run_kernel(i, program, &args)
@@ -599,13 +624,14 @@ impl Plan {
             Scratch,
         }
         let out = self.steps[i].outputs[0];
-        let mut held: Vec<(Home, OperandBuffer, usize)> = Vec::with_capacity(args.len() + 1);
+        // (where it goes back, the buffer, offset and length of the argument in it)
+        let mut held: Vec<(Home, OperandBuffer, usize, usize)> = Vec::with_capacity(args.len() + 1);
         let mut failure = None;
         for arg in args.iter().chain(std::iter::once(&KernelArg::Value(out))) {
             match *arg {
                 KernelArg::Weight(w) => {
                     let len = self.weights[w].len();
-                    held.push((Home::Weight(w), std::mem::take(&mut self.weights[w]), len));
+                    held.push((Home::Weight(w), std::mem::take(&mut self.weights[w]), 0, len));
                 }
                 KernelArg::Value(t) => {
                     let meta = &self.tensors[t.0];
@@ -613,18 +639,20 @@ impl Plan {
                         failure = Some(format!("`{}` has no buffer", meta.name));
                         break;
                     };
-                    let len = meta.len;
-                    let taken = held.iter().find(|(home, _, _)| matches!(home, Home::Buffer(x) if *x == b));
+                    let (offset, len) = (meta.offset, meta.len);
+                    let taken = held.iter().find(|(home, ..)| matches!(home, Home::Buffer(x) if *x == b));
                     match taken {
-                        Some((_, data, _)) if t != out => {
-                            let copy = OperandBuffer::from_slice(&data[..len]);
-                            held.push((Home::Scratch, copy, len));
+                        Some((_, data, ..)) if t != out => {
+                            let copy = OperandBuffer::from_slice(&data[offset..offset + len]);
+                            held.push((Home::Scratch, copy, 0, len));
                         }
                         Some(_) => {
                             failure = Some(format!("output `{}` shares a buffer with an input", meta.name));
                             break;
                         }
-                        None => held.push((Home::Buffer(b), std::mem::take(&mut self.buffers[b]), len)),
+                        None => {
+                            held.push((Home::Buffer(b), std::mem::take(&mut self.buffers[b]), offset, len))
+                        }
                     }
                 }
             }
@@ -632,8 +660,10 @@ impl Plan {
         let result = match failure {
             Some(reason) => Err(RuntimeError::InvalidGraph { node: self.steps[i].node.clone(), reason }),
             None => {
-                let mut slices: Vec<&mut [f32]> =
-                    held.iter_mut().map(|(_, data, len)| &mut data[..*len]).collect();
+                let mut slices: Vec<&mut [f32]> = held
+                    .iter_mut()
+                    .map(|(_, data, offset, len)| &mut data[*offset..*offset + *len])
+                    .collect();
                 self.programs[program]
                     .kernel
                     .run(&self.runtime, &mut slices)
@@ -641,7 +671,7 @@ impl Plan {
             }
         };
         // Put every buffer back, whatever happened.
-        for (home, data, _) in held {
+        for (home, data, ..) in held {
             match home {
                 Home::Buffer(b) => self.buffers[b] = data,
                 Home::Weight(w) => self.weights[w] = data,
@@ -654,19 +684,49 @@ impl Plan {
     fn run_plain(&mut self, i: usize) -> Result<(), RuntimeError> {
         let step = &self.steps[i];
         let StepKind::Plain(op) = &step.kind else { return Ok(()) };
+        let invalid = |reason: String| RuntimeError::InvalidGraph { node: step.node.clone(), reason };
+        // Each output's buffer, taken once: the outputs of a Split written into one Concat's
+        // output share it, in disjoint slices.
         let mut outs: Vec<(usize, OperandBuffer)> = Vec::with_capacity(step.outputs.len());
+        let mut home_of_output = Vec::with_capacity(step.outputs.len());
         for t in &step.outputs {
-            match self.tensors[t.0].storage {
-                Storage::Buffer(b) => outs.push((b, std::mem::take(&mut self.buffers[b]))),
-                _ => {
-                    return Err(RuntimeError::InvalidGraph {
-                        node: step.node.clone(),
-                        reason: format!("output `{}` has no buffer", self.tensors[t.0].name),
-                    })
+            let Storage::Buffer(b) = self.tensors[t.0].storage else {
+                return Err(invalid(format!("output `{}` has no buffer", self.tensors[t.0].name)));
+            };
+            match outs.iter().position(|(x, _)| *x == b) {
+                Some(k) => home_of_output.push(k),
+                None => {
+                    home_of_output.push(outs.len());
+                    outs.push((b, std::mem::take(&mut self.buffers[b])));
                 }
             }
         }
         let result = {
+            let mut slices: Vec<Option<&mut [f32]>> = (0..step.outputs.len()).map(|_| None).collect();
+            let mut carved = Ok(());
+            for (k, (_, data)) in outs.iter_mut().enumerate() {
+                let mut mine: Vec<(usize, usize, usize)> = (0..step.outputs.len())
+                    .filter(|&o| home_of_output[o] == k)
+                    .map(|o| {
+                        let meta = &self.tensors[step.outputs[o].0];
+                        (meta.offset, meta.len, o)
+                    })
+                    .collect();
+                mine.sort_unstable();
+                let mut rest: &mut [f32] = &mut data[..];
+                let mut consumed = 0;
+                for (offset, len, o) in mine {
+                    if offset < consumed || offset + len > consumed + rest.len() {
+                        carved = Err("two outputs overlap in one buffer".to_string());
+                        break;
+                    }
+                    let (_, tail) = std::mem::take(&mut rest).split_at_mut(offset - consumed);
+                    let (slice, tail) = tail.split_at_mut(len);
+                    slices[o] = Some(slice);
+                    rest = tail;
+                    consumed = offset + len;
+                }
+            }
             let inputs: Vec<Operand> = step
                 .inputs
                 .iter()
@@ -675,15 +735,17 @@ impl Plan {
                     Operand { data: self.value(*t), shape: &meta.shape }
                 })
                 .collect();
-            let mut outputs: Vec<OutBuf> = outs
-                .iter_mut()
+            let mut outputs: Vec<OutBuf> = slices
+                .into_iter()
                 .zip(&step.outputs)
-                .map(|((_, data), t)| {
+                .filter_map(|(slice, t)| {
                     let meta = &self.tensors[t.0];
-                    OutBuf { data: &mut data[..meta.len], shape: &meta.shape, dtype: meta.dtype }
+                    Some(OutBuf { data: slice?, shape: &meta.shape, dtype: meta.dtype })
                 })
                 .collect();
-            if inputs.iter().any(|x| x.data.len() != x.shape.iter().product::<usize>()) {
+            if let Err(reason) = carved {
+                Err(reason)
+            } else if inputs.iter().any(|x| x.data.len() != x.shape.iter().product::<usize>()) {
                 Err("an input has no value".to_string())
             } else {
                 plain::run(op, &inputs, &mut outputs, &Par::new(&self.runtime))
@@ -695,6 +757,37 @@ impl Plan {
             self.buffers[b] = data;
         }
         result.map_err(|reason| RuntimeError::Op { node, op: op_name, reason })
+    }
+
+    /// Copies the inputs of a partly in-place Concat that were not written in place. They live in
+    /// other buffers than the output (`plan_concats_in_place` sees to it).
+    fn run_concat_into(&mut self, i: usize) -> Result<(), RuntimeError> {
+        let step = &self.steps[i];
+        let StepKind::ConcatInto { copies } = &step.kind else { return Ok(()) };
+        let out = &self.tensors[step.outputs[0].0];
+        let Storage::Buffer(b) = out.storage else {
+            return Err(RuntimeError::InvalidGraph {
+                node: step.node.clone(),
+                reason: format!("output `{}` has no buffer", out.name),
+            });
+        };
+        let mut data = std::mem::take(&mut self.buffers[b]);
+        let mut failure = None;
+        for &(member, at) in copies {
+            let values = self.value(member);
+            let meta = &self.tensors[member.0];
+            if values.len() != meta.len {
+                failure = Some(format!("input `{}` has no value", meta.name));
+                break;
+            }
+            let start = out.offset + at;
+            data[start..start + meta.len].copy_from_slice(values);
+        }
+        self.buffers[b] = data;
+        match failure {
+            Some(reason) => Err(RuntimeError::InvalidGraph { node: step.node.clone(), reason }),
+            None => Ok(()),
+        }
     }
 
     /// The target the kernels were compiled for (CPU, features, threads).
@@ -765,4 +858,109 @@ impl Plan {
     pub fn build_time_s(&self) -> f64 {
         self.build_time_s
     }
+}
+
+/// Lets producers write straight into their slice of a Concat's output, so the Concat copies
+/// nothing (Inception's and SqueezeNet's branch outputs, DenseNet's growing feature maps).
+///
+/// A Concat qualifies when its slices are contiguous (every dimension before the axis is 1). An
+/// input is written in place when it is a run-time value written by a node of the plan (not a
+/// model input or output), appears once in the Concat and lives in no other value's buffer yet:
+/// then it, and everything sharing its buffer (its reshapes, the inputs of an earlier Concat
+/// that produced it), move into the output's buffer at the input's offset. A move is kept only
+/// if no node then reads and writes one buffer (`writes_into_what_it_reads`); a Concat that keeps
+/// none stays a plain copy.
+fn plan_concats_in_place(
+    graph: &Graph,
+    tensors: &[TensorMeta],
+    steps: &mut [Step],
+    root: &mut [usize],
+    offset: &mut [usize],
+) {
+    let mut written_by_a_step = vec![false; tensors.len()];
+    for step in steps.iter() {
+        if !matches!(step.kind, StepKind::Alias) {
+            for t in &step.outputs {
+                written_by_a_step[t.0] = true;
+            }
+        }
+    }
+    let mut at_the_edge = vec![false; tensors.len()];
+    for t in &graph.inputs {
+        at_the_edge[t.0] = true;
+    }
+    for o in &graph.outputs {
+        at_the_edge[o.tensor.0] = true;
+    }
+    for ci in 0..steps.len() {
+        let StepKind::Plain(PlainOp::Concat { axis }) = steps[ci].kind else { continue };
+        let (inputs, out) = match steps[ci].outputs.as_slice() {
+            [out] => (steps[ci].inputs.clone(), *out),
+            _ => continue,
+        };
+        let out_meta = &tensors[out.0];
+        if out_meta.constant || out_meta.shape[..axis].iter().product::<usize>() != 1 || root[out.0] != out.0
+        {
+            continue;
+        }
+        let (saved_root, saved_offset) = (root.to_vec(), offset.to_vec());
+        let mut in_place = vec![false; inputs.len()];
+        let mut at = 0;
+        for (k, &m) in inputs.iter().enumerate() {
+            let start = at;
+            at += tensors[m.0].len;
+            let movable = !tensors[m.0].constant
+                && written_by_a_step[m.0]
+                && !at_the_edge[m.0]
+                && root[m.0] == m.0
+                && inputs.iter().filter(|&&x| x == m).count() == 1;
+            if !movable {
+                continue;
+            }
+            let (before_root, before_offset) = (root.to_vec(), offset.to_vec());
+            for t in 0..root.len() {
+                if root[t] == m.0 {
+                    root[t] = out.0;
+                    offset[t] += start;
+                }
+            }
+            in_place[k] = true;
+            if writes_into_what_it_reads(steps, tensors, root, ci) {
+                root.copy_from_slice(&before_root);
+                offset.copy_from_slice(&before_offset);
+                in_place[k] = false;
+            }
+        }
+        // A copied input must not live in the output's buffer (it would be read while written).
+        let copied_from_the_output =
+            inputs.iter().zip(&in_place).any(|(m, &placed)| !placed && root[m.0] == out.0);
+        if !in_place.contains(&true) || copied_from_the_output {
+            root.copy_from_slice(&saved_root);
+            offset.copy_from_slice(&saved_offset);
+            continue;
+        }
+        let mut copies = Vec::new();
+        let mut at = 0;
+        for (&m, &placed) in inputs.iter().zip(&in_place) {
+            if !placed {
+                copies.push((m, at));
+            }
+            at += tensors[m.0].len;
+        }
+        steps[ci].kind = StepKind::ConcatInto { copies };
+    }
+}
+
+/// Whether a node (other than Concat `skip`, being planned, and other in-place Concats, whose
+/// placed inputs are their output's own slices) would write into the buffer of a value it reads.
+fn writes_into_what_it_reads(steps: &[Step], tensors: &[TensorMeta], root: &[usize], skip: usize) -> bool {
+    steps.iter().enumerate().any(|(i, step)| {
+        let reads: Vec<TensorId> = match &step.kind {
+            StepKind::Alias => return false,
+            _ if i == skip => return false,
+            StepKind::ConcatInto { copies } => copies.iter().map(|(t, _)| *t).collect(),
+            _ => step.inputs.clone(),
+        };
+        step.outputs.iter().any(|o| reads.iter().any(|r| !tensors[r.0].constant && root[r.0] == root[o.0]))
+    })
 }

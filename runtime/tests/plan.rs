@@ -118,7 +118,7 @@ fn memory_planning_and_threads_do_not_change_results() {
     let g = graph(2);
     let x = small_model::input(5);
     let mut planned = Plan::new(&g, None, &target(1), PlanConfig::default()).expect("plan");
-    let own = PlanConfig { reuse_buffers: false, parallel_build: false };
+    let own = PlanConfig { reuse_buffers: false, parallel_build: false, concat_in_place: false };
     let mut separate = Plan::new(&g, None, &target(1), own).expect("plan");
     let reference = run(&mut separate, &x);
     assert_eq!(run(&mut planned, &x), reference, "buffer reuse changed the outputs");
