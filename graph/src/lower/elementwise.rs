@@ -135,6 +135,43 @@ fn clip_bounds(b: &Builder, ctx: &Ctx) -> Result<(f32, f32), GraphError> {
     Ok((bound(1, f32::NEG_INFINITY, "min")?, bound(2, f32::INFINITY, "max")?))
 }
 
+/// Clip (opset ≥ 11) whose `min` or `max` is a graph input or computed: `Min(Max(x, min), max)`,
+/// each bound broadcast (ONNX: when min > max every value becomes max, which this order gives).
+/// `None` when both bounds are constants or absent (the plain Clip).
+fn clip_with_run_time_bounds(b: &mut Builder, ctx: &Ctx) -> Result<Option<Lowered>, GraphError> {
+    if ctx.opset < 11 {
+        return Ok(None);
+    }
+    let run_time = |i: usize| ctx.opt_input(i).filter(|&id| b.value(id).is_none());
+    let (min, max) = (run_time(1), run_time(2));
+    if min.is_none() && max.is_none() {
+        return Ok(None);
+    }
+    let x = ctx.input(0)?;
+    let (min, max) = (ctx.opt_input(1), ctx.opt_input(2));
+    let Some(max) = max else {
+        let min = min.ok_or_else(|| ctx.invalid("Clip without bounds"))?;
+        return binary_node(b, ctx, BinaryOp::Max, x, min).map(Some);
+    };
+    let lower = match min {
+        None => x,
+        Some(min) => match binary_node(b, ctx, BinaryOp::Max, x, min)? {
+            Lowered::Node { kind, inputs, outputs } => {
+                let (shape, dtype) = outputs[0].clone();
+                let out = b.add_temp(&format!("{}/at_least_min", b.info(x).name), shape, dtype);
+                b.push_node(&ctx.node.name, "Max", kind, inputs, vec![out]);
+                out
+            }
+            Lowered::Constants(mut folded) => {
+                let name = format!("{}/at_least_min", b.info(x).name);
+                b.add_constant(&name, folded.remove(0))
+            }
+            Lowered::Alias(ids) => ids[0],
+        },
+    };
+    binary_node(b, ctx, BinaryOp::Min, lower, max).map(Some)
+}
+
 pub fn unary(b: &mut Builder, ctx: &Ctx, op_type: &str) -> Result<Lowered, GraphError> {
     let a = &ctx.attrs;
     let op = match op_type {
@@ -163,6 +200,9 @@ pub fn unary(b: &mut Builder, ctx: &Ctx, op_type: &str) -> Result<Lowered, Graph
             UnaryOp::HardSigmoid { alpha: a.float_or("alpha", 0.2)?, beta: a.float_or("beta", 0.5)? }
         }
         _ => {
+            if let Some(lowered) = clip_with_run_time_bounds(b, ctx)? {
+                return Ok(lowered);
+            }
             let (min, max) = clip_bounds(b, ctx)?;
             UnaryOp::Clip { min, max }
         }

@@ -5,6 +5,7 @@
 use super::{Ctx, Lowered};
 use crate::builder::Builder;
 use crate::error::GraphError;
+use crate::fold;
 use crate::graph::{NodeKind, TensorId};
 use crate::plain::{PlainOp, ReduceKind};
 use crate::tensor::{ElemType, Tensor};
@@ -381,9 +382,45 @@ pub fn matmul(b: &mut Builder, ctx: &Ctx) -> Result<Lowered, GraphError> {
             b_constant: b.value(bm).is_some(),
         }
     } else {
-        return Err(
-            ctx.unsupported(format!("partly broadcast batch dimensions ({sa:?} × {sb:?}) are not supported"))
-        );
+        // Partly broadcast batch dimensions ([3,1,M,K] × [1,2,K,N]): each operand whose batch is
+        // not the output's is expanded to it, and the matmul is an ordinary batched one.
+        let mut expanded = |id: TensorId, matrix: &[usize]| -> TensorId {
+            let full: Vec<usize> = out_batch.iter().chain(matrix).copied().collect();
+            let info = b.info(id).clone();
+            if info.shape == full {
+                return id;
+            }
+            match info.value {
+                Some(v) => b.add_constant(&format!("{}/expanded", info.name), fold::expand(&v, &full)),
+                None => {
+                    let out = b.add_temp(&format!("{}/expanded", info.name), full, info.dtype);
+                    b.push_node(
+                        &ctx.node.name,
+                        "Expand",
+                        NodeKind::Plain(PlainOp::Expand),
+                        vec![id],
+                        vec![out],
+                    );
+                    out
+                }
+            }
+        };
+        let a_full = expanded(a, &a_mat);
+        let b_full = expanded(bm, &b_mat);
+        let spec = BatchMatmulSpec {
+            batch: nout,
+            m,
+            n,
+            k,
+            trans_a: false,
+            trans_b: false,
+            a_broadcast: false,
+            b_broadcast: false,
+            b_constant: b.value(b_full).is_some(),
+        };
+        let mut out = out_batch;
+        out.extend([m, n]);
+        return kernel_node(ctx, Task::new(Op::BatchMatmul(spec), vec![]), vec![a_full, b_full], out);
     };
     let mut out = out_batch;
     if sa.len() > 1 {
