@@ -69,13 +69,42 @@ struct ProfileRow {
 /// Per task or plain op of one profiled run: calls, seconds, calls × time measured alone.
 type RunProfile = std::collections::BTreeMap<String, (usize, f64, Option<f64>)>;
 
+/// One node's median time over the profiled runs, in plan order.
+#[derive(Debug)]
+struct NodeRow {
+    node: String,
+    /// The task's description for a kernel, `(plain) OP` otherwise.
+    what: String,
+    seconds: f64,
+}
+
 /// Runs the plan `repeat` times with a timer around every node and sums per task (kernels) or
-/// per op (plain ops), busiest first.
-fn profile(plan: &mut Plan, inputs: &[(&str, &[f32])], repeat: u64) -> Result<Vec<ProfileRow>> {
+/// per op (plain ops), busiest first; and each node's median, in plan order.
+fn profile(
+    plan: &mut Plan,
+    inputs: &[(&str, &[f32])],
+    repeat: u64,
+) -> Result<(Vec<ProfileRow>, Vec<NodeRow>)> {
     let mut per_run: Vec<RunProfile> = Vec::new();
+    let mut per_node: Vec<(String, String, Vec<f64>)> = Vec::new();
     for _ in 0..repeat {
         let (_, times) = plan.run_profiled(inputs).map_err(runtime_error)?;
         let mut rows = RunProfile::new();
+        if per_node.is_empty() {
+            per_node = times
+                .iter()
+                .map(|t| {
+                    let what = match t.task {
+                        Some(i) => plan.tasks()[i].task.description(),
+                        None => format!("(plain) {}", t.op),
+                    };
+                    (t.node.clone(), what, Vec::new())
+                })
+                .collect();
+        }
+        for (row, t) in per_node.iter_mut().zip(&times) {
+            row.2.push(t.seconds);
+        }
         for t in times {
             let (key, alone) = match t.task {
                 Some(i) => {
@@ -98,7 +127,14 @@ fn profile(plan: &mut Plan, inputs: &[(&str, &[f32])], repeat: u64) -> Result<Ve
         }
         per_run.push(rows);
     }
-    let Some(first) = per_run.first() else { return Ok(Vec::new()) };
+    let nodes = per_node
+        .into_iter()
+        .map(|(node, what, mut seconds)| {
+            seconds.sort_by(f64::total_cmp);
+            NodeRow { node, what, seconds: seconds[seconds.len() / 2] }
+        })
+        .collect();
+    let Some(first) = per_run.first() else { return Ok((Vec::new(), nodes)) };
     let mut rows: Vec<ProfileRow> = first
         .iter()
         .map(|(what, &(calls, _, alone))| {
@@ -113,7 +149,7 @@ fn profile(plan: &mut Plan, inputs: &[(&str, &[f32])], repeat: u64) -> Result<Ve
         })
         .collect();
     rows.sort_by(|a, b| b.seconds.total_cmp(&a.seconds));
-    Ok(rows)
+    Ok((rows, nodes))
 }
 
 fn bad(e: impl std::fmt::Display) -> anyhow::Error {
@@ -290,7 +326,13 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     times_s.sort_by(f64::total_cmp);
     let median = times_s[times_s.len() / 2];
     let min = times_s[0];
-    let profile_rows = if args.profile { Some(profile(&mut plan, &named, args.repeat)?) } else { None };
+    let (profile_rows, profile_nodes) = match args.profile {
+        true => {
+            let (rows, nodes) = profile(&mut plan, &named, args.repeat)?;
+            (Some(rows), Some(nodes))
+        }
+        false => (None, None),
+    };
 
     for ((path, info), (_, values)) in args.outputs.iter().zip(&outputs).zip(&results) {
         let tensor = Tensor::from_f64(info.dtype, info.shape.clone(), values.iter().map(|&v| f64::from(v)));
@@ -319,6 +361,9 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
             "build_time_s": plan.build_time_s(),
             "profile": profile_rows.as_ref().map(|rows| rows.iter().map(|r| json!({
                 "what": r.what, "calls": r.calls, "seconds": r.seconds, "measured_alone_s": r.measured_alone_s,
+            })).collect::<Vec<_>>()),
+            "profile_nodes": profile_nodes.as_ref().map(|nodes| nodes.iter().map(|n| json!({
+                "node": n.node, "what": n.what, "seconds": n.seconds,
             })).collect::<Vec<_>>()),
         });
         format!("{v}\n")
