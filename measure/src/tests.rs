@@ -250,6 +250,27 @@ fn awkward_conv_and_pool_cases_match_the_reference() {
         count_include_pad: false,
     };
     assert_space_points_match_reference(&Task::new(Op::Pool2d(global), vec![]), 2, 5, 3);
+    // Global pooling reduces each plane where it lies, vectors then lanes then a tail: sizes
+    // below, at and off a multiple of every vector width, both kinds, every point of the space.
+    for (i, (kind, size)) in [
+        (PoolKind::Avg, 13),
+        (PoolKind::Max, 13),
+        (PoolKind::Max, 7),
+        (PoolKind::Avg, 2),
+        (PoolKind::Avg, 4),
+        (PoolKind::Max, 1),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let spec = Pool2dSpec { kind, h: size, w: size, kh: size, kw: size, c: 5, ..global };
+        assert_space_points_match_reference(
+            &Task::new(Op::Pool2d(spec), vec![]),
+            1 + (i as u32 % 2),
+            300 + i as u64,
+            8,
+        );
+    }
 }
 
 #[test]

@@ -5,6 +5,10 @@
 //! contiguous along output columns: the output row is then computed a SIMD vector at a time.
 //! Average pooling multiplies by reciprocal window counts that depend only on the shape, so they
 //! are computed here, at lowering time, and emitted as constants.
+//!
+//! Global pooling (one window the size of an unpadded plane: GlobalAveragePool, GlobalMaxPool)
+//! needs neither padding nor phases: each plane is reduced where it lies, a SIMD vector of
+//! consecutive elements at a time, then across the vector's lanes.
 
 use crate::flat::{FlatKnob, FlatSketch};
 use crate::padded::{tap_offset, PhaseSplit};
@@ -16,7 +20,7 @@ use autotune_ir::{
 use rand::RngCore;
 
 pub const SKETCH: &str = "pool_rows";
-const VERSION: &str = "pool-cpu-v1";
+const VERSION: &str = "pool-cpu-v2";
 
 /// The decisions of `pool_rows`, in trace order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -73,14 +77,21 @@ impl PoolSpace {
     fn domain(&self, knob: Knob) -> Vec<i64> {
         match knob {
             Knob::Vectorize => {
-                if self.spec.out_w() as i64 >= self.lanes {
+                let global_plane = self.is_global().then(|| (self.spec.h * self.spec.w) as i64);
+                if global_plane.unwrap_or(self.spec.out_w() as i64) >= self.lanes {
                     vec![0, 1]
                 } else {
                     vec![0]
                 }
             }
             Knob::UnrollWindow => {
-                if self.spec.kh * self.spec.kw <= MAX_UNROLLED_TAPS {
+                // A global window is reduced a vector at a time: what unrolls is its vectors.
+                let taps = if self.is_global() {
+                    self.spec.kh * self.spec.kw / self.lanes.max(1) as usize
+                } else {
+                    self.spec.kh * self.spec.kw
+                };
+                if taps <= MAX_UNROLLED_TAPS {
                     vec![0, 1]
                 } else {
                     vec![0]
@@ -94,6 +105,105 @@ impl PoolSpace {
                 }
             }
         }
+    }
+
+    /// One window covering the whole unpadded plane, one output per plane.
+    fn is_global(&self) -> bool {
+        let p = &self.spec;
+        p.kh == p.h && p.kw == p.w && p.pad == [0; 4] && p.out_h() == 1 && p.out_w() == 1
+    }
+
+    /// Global pooling: each plane reduced in place, `lanes` consecutive elements at a time into a
+    /// vector accumulator, then its lanes and the tail into one value.
+    fn lower_global(&self, s: PoolSchedule) -> Program {
+        let p = &self.spec;
+        let size = (p.h * p.w) as i64;
+        let is_max = p.kind == PoolKind::Max;
+        let start_value = if is_max { f32::NEG_INFINITY } else { 0.0 };
+        let lanes = self.lanes;
+        let n_vec = if s.vectorize { size / lanes } else { 0 };
+        let mut b = NestBuilder::new();
+        let x = b.param("X", self.task.inputs()[0].len());
+        let y = b.param("Y", self.task.outputs()[0].len());
+        let (plane, chunk, lane, tail) = (b.var("plane"), b.var("chunk"), b.var("lane"), b.var("tail"));
+        let acc = b.buffer("acc", lanes as usize, BufScope::Register);
+        let total = b.buffer("total", 1, BufScope::Register);
+        let combine = |a: Expr, v: Expr| {
+            Expr::Bin(if is_max { BinOp::Max } else { BinOp::Add }, Box::new(a), Box::new(v))
+        };
+        let base = Expr::var(plane) * size;
+        let vectors = vec![
+            Stmt::for_loop(
+                lane,
+                Expr::int(0),
+                Expr::int(lanes),
+                LoopKind::Vectorized,
+                vec![Stmt::store(acc, Expr::var(lane), Expr::Float(start_value))],
+            ),
+            Stmt::for_loop(
+                chunk,
+                Expr::int(0),
+                Expr::int(n_vec),
+                if s.unroll_window { LoopKind::Unrolled } else { LoopKind::Serial },
+                vec![Stmt::for_loop(
+                    lane,
+                    Expr::int(0),
+                    Expr::int(lanes),
+                    LoopKind::Vectorized,
+                    vec![Stmt::store(
+                        acc,
+                        Expr::var(lane),
+                        combine(
+                            Expr::load(acc, Expr::var(lane)),
+                            Expr::load(x, base.clone() + Expr::var(chunk) * lanes + Expr::var(lane)),
+                        ),
+                    )],
+                )],
+            ),
+        ];
+        let result = if is_max {
+            Expr::load(total, Expr::int(0))
+        } else {
+            Expr::Bin(
+                BinOp::Mul,
+                Box::new(Expr::load(total, Expr::int(0))),
+                Box::new(Expr::Float(1.0 / size as f32)),
+            )
+        };
+        let reduce = vec![
+            Stmt::store(total, Expr::int(0), Expr::Float(start_value)),
+            Stmt::for_loop(
+                lane,
+                Expr::int(0),
+                Expr::int(if n_vec > 0 { lanes } else { 0 }),
+                LoopKind::Unrolled,
+                vec![Stmt::store(
+                    total,
+                    Expr::int(0),
+                    combine(Expr::load(total, Expr::int(0)), Expr::load(acc, Expr::var(lane))),
+                )],
+            ),
+            Stmt::for_loop(
+                tail,
+                Expr::int(n_vec * lanes),
+                Expr::int(size - n_vec * lanes),
+                LoopKind::Serial,
+                vec![Stmt::store(
+                    total,
+                    Expr::int(0),
+                    combine(Expr::load(total, Expr::int(0)), Expr::load(x, base.clone() + Expr::var(tail))),
+                )],
+            ),
+            Stmt::store(y, Expr::var(plane), result),
+        ];
+        let per_plane = vec![Stmt::Allocate {
+            buf: acc,
+            body: [vectors, vec![Stmt::Allocate { buf: total, body: reduce }]].concat(),
+        }];
+        let kind = if s.parallel { LoopKind::Parallel } else { LoopKind::Serial };
+        let body = vec![Stmt::for_loop(plane, Expr::int(0), Expr::int((p.n * p.c) as i64), kind, per_plane)];
+        let name = format!("{}_global_{}x{}", self.task.op_name(), p.h, p.w);
+        b.finish(&name, body).into()
     }
 
     fn flat(&self) -> FlatSketch<Knob, impl Fn(Knob) -> Vec<i64> + '_> {
@@ -111,6 +221,9 @@ impl PoolSpace {
     }
 
     fn lower_schedule(&self, s: PoolSchedule) -> Program {
+        if self.is_global() {
+            return self.lower_global(s);
+        }
         let p = &self.spec;
         let (h, w, oh, ow) = (p.h as i64, p.w as i64, p.out_h() as i64, p.out_w() as i64);
         let (kh, kw) = (p.kh as i64, p.kw as i64);
@@ -307,6 +420,9 @@ mod tests {
                 for task in [
                     pool(PoolKind::Max, 112, 3, 2, 1),
                     pool(PoolKind::Avg, 7, 7, 1, 0),
+                    pool(PoolKind::Max, 7, 7, 1, 0),
+                    pool(PoolKind::Avg, 13, 13, 1, 0),
+                    pool(PoolKind::Avg, 2, 2, 1, 0),
                     pool(PoolKind::Max, 5, 2, 2, 0),
                 ] {
                     let space = PoolSpace::new(&task, &CpuTarget::generic(level, threads)).expect("space");
