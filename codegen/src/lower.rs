@@ -677,6 +677,32 @@ impl<'a, 'ctx> ModuleLowering<'a, 'ctx> {
                 }
                 load.into_vector_value()
             }
+            // Every second element (a stride-2 phase of an input row): two overlapping unit
+            // loads and one shuffle instead of a load per lane. The second load starts one
+            // element early so that nothing past the last lane's element is read.
+            Expr::Load { buf, index } if linear_coeff(index, var) == Some(2) && lanes >= 2 => {
+                let base = *st.bufs.get(buf).ok_or_else(|| err(format!("buffer {} not in scope", buf.0)))?;
+                let offset = self.int_expr(st, index)?;
+                let second =
+                    b.build_int_add(offset, self.t.i64.const_int(u64::from(lanes - 1), false), "odd")?;
+                let mut halves = Vec::with_capacity(2);
+                for start in [offset, second] {
+                    let p = self.gep(st, self.t.f32.into(), base, start)?;
+                    let load = b.build_load(vt, p, "vld2")?;
+                    if let Some(inst) = load.into_vector_value().as_instruction() {
+                        inst.set_alignment(4).map_err(|e| CodegenError::Llvm(e.to_string()))?;
+                    }
+                    halves.push(load.into_vector_value());
+                }
+                let pick: Vec<_> = (0..lanes)
+                    .map(|i| {
+                        let at = if 2 * i < lanes { 2 * i } else { lanes + 2 * i - (lanes - 1) };
+                        self.cx.i32_type().const_int(u64::from(at), false)
+                    })
+                    .collect();
+                let mask = inkwell::types::VectorType::const_vector(&pick);
+                b.build_shuffle_vector(halves[0], halves[1], mask, "stride2")?
+            }
             Expr::Bin(op, x, y) => {
                 let x = self.splat(st, self.float_expr(st, x)?, lanes)?;
                 let y = self.splat(st, self.float_expr(st, y)?, lanes)?;

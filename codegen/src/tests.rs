@@ -159,6 +159,34 @@ fn gather_in_vectorized_loop_is_scalarized_correctly() {
     assert_eq!(o, (0..16).map(|v| (2 * v) as f32).collect::<Vec<_>>());
 }
 
+/// Stride-2 loads become two overlapping vector loads and a shuffle: every lane's element, for
+/// the even and the odd phase, with the last lane reading the buffer's last element.
+#[test]
+fn stride_two_loads_in_vectorized_loops_pick_every_second_element() {
+    for (phase, lanes) in [(0i64, 16usize), (1, 16), (1, 8), (0, 4)] {
+        let len = 2 * lanes + phase as usize - 1;
+        let mut b = NestBuilder::new();
+        let x = b.param("x", len);
+        let out = b.param("out", lanes);
+        let j = b.var("j");
+        let body = vec![Stmt::for_loop(
+            j,
+            Expr::int(0),
+            Expr::int(lanes as i64),
+            LoopKind::Vectorized,
+            vec![Stmt::store(out, Expr::var(j), Expr::load(x, Expr::var(j) * 2 + Expr::int(phase)))],
+        )];
+        let nest = b.finish("stride2", body);
+        let kernel =
+            CpuBuilder::new(&host_cpu_target(1).expect("t")).expect("b").build(&nest).expect("build");
+        let mut xs: Vec<f32> = (0..len).map(|v| v as f32).collect();
+        let mut o = vec![0.0; lanes];
+        kernel.run(&HostRuntime::new(1).expect("rt"), &mut [&mut xs, &mut o]).expect("run");
+        let expected: Vec<f32> = (0..lanes).map(|v| (2 * v as i64 + phase) as f32).collect();
+        assert_eq!(o, expected, "phase {phase}, {lanes} lanes");
+    }
+}
+
 #[test]
 fn wrong_buffer_lengths_are_an_error_not_a_crash() {
     let nest = tiled_matmul(4, 16, 2, 4, 16);

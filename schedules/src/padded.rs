@@ -112,9 +112,10 @@ impl PhaseSplit {
                 };
                 let to = |x: Expr| base.clone() + row.clone() + x;
                 let mut row_body: Vec<Stmt> = pad_run(b, row.clone(), x_lo).into_iter().collect();
-                // The copied run: whole vectors (unit stride only: a strided source would be read
-                // lane by lane), then single elements.
-                let n_vec = if sw == 1 { (x_hi - x_lo) / self.lanes } else { 0 };
+                // The copied run: whole vectors (a unit or stride-2 source, which the code
+                // generator loads as vectors; a wider stride would be read lane by lane), then
+                // single elements.
+                let n_vec = if sw <= 2 { (x_hi - x_lo) / self.lanes } else { 0 };
                 if n_vec > 0 {
                     let (xv, lane) = (b.var("fxv"), b.var("flane"));
                     let at = Expr::int(x_lo) + Expr::var(xv) * self.lanes + Expr::var(lane);
