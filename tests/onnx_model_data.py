@@ -10,6 +10,12 @@
         onnxruntime's outputs for the inputs DIR/input_<i>.pb (in the model's input order), as
         DIR/output_<i>.pb.
 
+    python3 tests/onnx_model_data.py node-cases OUT_DIR
+        The ONNX backend node test cases (the onnx wheel ships their generators, not their data),
+        written as the backend's own test data: OUT_DIR/node/<case>/model.onnx and
+        test_data_set_<i>/{input,output}_<j>.pb. Cases whose inputs or outputs are not tensors
+        (sequences, maps, optionals) are left out. Prints the number written.
+
     python3 tests/onnx_model_data.py randomize MODEL.onnx OUT_DIR [--seed S]
         The model with its constant weights (ConstantOfShape outputs, float initializers) replaced
         by seeded random ones of a sensible scale, as OUT_DIR/model.onnx; random inputs
@@ -178,6 +184,37 @@ def randomize(args):
     print(json.dumps({"randomized": dict(counts), "onnxruntime": version}))
 
 
+def node_cases(args):
+    import warnings
+
+    from onnx.backend.test.case import node as node_tests
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cases = node_tests.collect_testcases(None)
+    written = 0
+    for case in cases:
+        graph = case.model.graph
+        values = [v.type for v in list(graph.input) + list(graph.output)]
+        if any(not t.HasField("tensor_type") for t in values) or not case.data_sets:
+            continue
+        out = os.path.join(args.out_dir, "node", case.name)
+        os.makedirs(out, exist_ok=True)
+        with open(os.path.join(out, "model.onnx"), "wb") as f:
+            f.write(case.model.SerializeToString())
+        for i, (inputs, outputs) in enumerate(case.data_sets):
+            d = os.path.join(out, f"test_data_set_{i}")
+            os.makedirs(d, exist_ok=True)
+            for kind, values, infos in (("input", inputs, graph.input), ("output", outputs, graph.output)):
+                for j, value in enumerate(values):
+                    tensor = value if isinstance(value, onnx.TensorProto) else numpy_helper.from_array(
+                        np.asarray(value), infos[j].name)
+                    with open(os.path.join(d, f"{kind}_{j}.pb"), "wb") as f:
+                        f.write(tensor.SerializeToString())
+        written += 1
+    print(written)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -188,13 +225,16 @@ def main():
     o.add_argument("model")
     o.add_argument("dir")
     o.add_argument("--threads", type=int, default=1)
+    nc = sub.add_parser("node-cases")
+    nc.add_argument("out_dir")
     r = sub.add_parser("randomize")
     r.add_argument("model")
     r.add_argument("out_dir")
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
-    {"dummy-input": dummy_input, "onnxruntime": onnxruntime_outputs, "randomize": randomize}[args.command](args)
+    {"dummy-input": dummy_input, "onnxruntime": onnxruntime_outputs, "randomize": randomize,
+     "node-cases": node_cases}[args.command](args)
 
 
 if __name__ == "__main__":
