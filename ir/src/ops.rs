@@ -211,9 +211,6 @@ impl Pool2dSpec {
         if positive.contains(&0) || self.stride.contains(&0) || self.dilation.contains(&0) {
             return Err("sizes, strides and dilations must be positive".into());
         }
-        if self.kind == PoolKind::Avg && self.dilation != [1, 1] {
-            return Err("average pooling has no dilation".into());
-        }
         if self.pad[0] >= self.kh * self.dilation[0] || self.pad[1] >= self.kw * self.dilation[1] {
             return Err("padding must be smaller than the (dilated) window".into());
         }

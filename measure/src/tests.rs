@@ -160,7 +160,7 @@ proptest! {
         pad in proptest::array::uniform4(0usize..3), ceil_mode in any::<bool>(), count_include_pad in any::<bool>(),
         threads in 1u32..3, seed in any::<u64>(),
     ) {
-        let dilation = if max { [dh, dw] } else { [1, 1] };
+        let dilation = [dh, dw];
         let spec = Pool2dSpec {
             kind: if max { PoolKind::Max } else { PoolKind::Avg }, n, c, h, w, kh, kw, stride: [sh, sw], pad, dilation,
             ceil_mode, count_include_pad,
@@ -250,6 +250,24 @@ fn awkward_conv_and_pool_cases_match_the_reference() {
         count_include_pad: false,
     };
     assert_space_points_match_reference(&Task::new(Op::Pool2d(global), vec![]), 2, 5, 3);
+    // Average pooling with dilations (ONNX opset 19): the counts are of the taps inside.
+    for (i, (count_include_pad, ceil_mode)) in
+        [(false, false), (true, true), (false, true)].into_iter().enumerate()
+    {
+        let spec = Pool2dSpec {
+            h: 9,
+            w: 11,
+            kh: 3,
+            kw: 2,
+            stride: [2, 1],
+            pad: [1, 1, 2, 0],
+            dilation: [2, 3],
+            count_include_pad,
+            ceil_mode,
+            ..global
+        };
+        assert_space_points_match_reference(&Task::new(Op::Pool2d(spec), vec![]), 1, 400 + i as u64, 8);
+    }
     // Global pooling reduces each plane where it lies, vectors then lanes then a tail: sizes
     // below, at and off a multiple of every vector width, both kinds, every point of the space.
     for (i, (kind, size)) in [

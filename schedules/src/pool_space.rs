@@ -258,10 +258,11 @@ impl PoolSpace {
             split.fill(&mut b, x, &|_| Expr::var(plane_var) * (h * w), xp, pad_value, LoopKind::Serial);
 
         // Reciprocal window counts (average pooling), separable into rows × columns.
-        let count = |o: i64, s: i64, pad_begin: i64, pad_end: i64, k: i64, size: i64| -> i64 {
+        // The taps of a (dilated) window that fall inside the input, or the declared padding.
+        let count = |o: i64, s: i64, pad_begin: i64, pad_end: i64, k: i64, d: i64, size: i64| -> i64 {
             let start = o * s - pad_begin;
             let (lo, hi) = if p.count_include_pad { (-pad_begin, size + pad_end) } else { (0, size) };
-            ((start + k).min(hi) - start.max(lo)).max(1)
+            ((0..k).filter(|t| (lo..hi).contains(&(start + t * d))).count() as i64).max(1)
         };
         let (ry, rx) = (
             b.buffer("rcp_rows", oh as usize, BufScope::Heap),
@@ -270,11 +271,11 @@ impl PoolSpace {
         let mut tables = Vec::new();
         if !is_max {
             for o in 0..oh {
-                let c = count(o, sh, pt, p.pad[2] as i64, kh, h);
+                let c = count(o, sh, pt, p.pad[2] as i64, kh, dh, h);
                 tables.push(Stmt::store(ry, Expr::int(o), Expr::Float(1.0 / c as f32)));
             }
             for o in 0..ow {
-                let c = count(o, sw, pl, p.pad[3] as i64, kw, w);
+                let c = count(o, sw, pl, p.pad[3] as i64, kw, dw, w);
                 tables.push(Stmt::store(rx, Expr::int(o), Expr::Float(1.0 / c as f32)));
             }
         }
