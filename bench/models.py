@@ -31,17 +31,23 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT = os.path.join(ROOT, "bench", "out", "models")
 
+# python -c ORT_SCRIPT MODEL THREADS REPEAT [PROFILE_PREFIX]: with a prefix, onnxruntime's own
+# per-node profile is written too and its path printed as "trace" (bench/profile.py).
 ORT_SCRIPT = r"""
-import json, sys, time
+import json, os, sys, time
 import numpy as np
 import onnx
 import onnxruntime as ort
 path, threads, repeat = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+prefix = sys.argv[4] if len(sys.argv) > 4 else None
 so = ort.SessionOptions()
 so.intra_op_num_threads = threads
 so.inter_op_num_threads = 1
 so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
 so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+if prefix:
+    so.enable_profiling = True
+    so.profile_file_prefix = prefix
 sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
 rng = np.random.default_rng(0)
 feeds = {}
@@ -55,7 +61,10 @@ for _ in range(repeat):
     sess.run(None, feeds)
     times.append(time.perf_counter() - t)
 times.sort()
-print(json.dumps({"latency_s_median": times[len(times) // 2], "latency_s_min": times[0]}))
+result = {"latency_s_median": times[len(times) // 2], "latency_s_min": times[0]}
+if prefix:
+    result["trace"] = os.path.abspath(sess.end_profiling())
+print(json.dumps(result))
 """
 
 

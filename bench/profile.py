@@ -21,36 +21,10 @@ import sys
 import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "bench"))
+from models import ORT_SCRIPT  # noqa: E402  the same onnxruntime session as the model bench
 OUT = os.path.join(ROOT, "bench", "out", "profile")
 
-ORT_SCRIPT = r"""
-import json, os, sys, time
-import numpy as np
-import onnxruntime as ort
-path, threads, repeat, prefix = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
-so = ort.SessionOptions()
-so.intra_op_num_threads = threads
-so.inter_op_num_threads = 1
-so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-so.enable_profiling = True
-so.profile_file_prefix = prefix
-sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
-rng = np.random.default_rng(0)
-feeds = {}
-for i in sess.get_inputs():
-    shape = [d if isinstance(d, int) else 1 for d in i.shape]
-    feeds[i.name] = rng.uniform(-1, 1, size=shape).astype(np.float32)
-sess.run(None, feeds)
-times = []
-for _ in range(repeat):
-    t = time.perf_counter()
-    sess.run(None, feeds)
-    times.append(time.perf_counter() - t)
-trace = sess.end_profiling()
-times.sort()
-print(json.dumps({"latency_s_median": times[len(times) // 2], "trace": os.path.abspath(trace)}))
-"""
 
 # Our task ops and plain ops, and onnxruntime's (possibly fused) op types, as one kind each.
 KINDS = {

@@ -18,8 +18,9 @@ fn utf8(path: &Path) -> &str {
     path.to_str().expect("utf-8 path")
 }
 
-/// The onnx package's light SqueezeNet, or why it is not installed.
-fn squeezenet() -> Result<PathBuf, String> {
+/// A copy of the onnx package's light SqueezeNet in a fresh folder (which the tempdir owns), or
+/// why the package is not installed.
+fn squeezenet() -> Result<(tempfile::TempDir, PathBuf), String> {
     let out = Command::new("python3")
         .args(["-c", "import onnx, os; print(os.path.dirname(onnx.__file__))"])
         .output()
@@ -28,8 +29,14 @@ fn squeezenet() -> Result<PathBuf, String> {
         return Err("the onnx Python package is not installed (pip install -r requirements-dev.txt)".into());
     }
     let dir = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    let model = PathBuf::from(dir).join("backend/test/data/light/light_squeezenet.onnx");
-    model.is_file().then_some(model.clone()).ok_or_else(|| format!("{} is missing", model.display()))
+    let source = PathBuf::from(dir).join("backend/test/data/light/light_squeezenet.onnx");
+    if !source.is_file() {
+        return Err(format!("{} is missing", source.display()));
+    }
+    let folder = tempfile::tempdir().expect("tempdir");
+    let model = folder.path().join("squeezenet.onnx");
+    std::fs::copy(&source, &model).expect("copy the model");
+    Ok((folder, model))
 }
 
 fn task_keys_of_model(model: &Path) -> BTreeSet<String> {
@@ -75,13 +82,10 @@ fn import_from_stdin(jsonl: &[u8], db: &Path) -> Output {
 
 #[test]
 fn shards_tuned_at_once_merge_into_a_complete_log_that_run_uses_and_that_exports_losslessly() {
-    let source = match squeezenet() {
+    let (dir, model) = match squeezenet() {
         Ok(m) => m,
         Err(why) => return println!("SKIPPED: {why}"),
     };
-    let dir = tempfile::tempdir().expect("tempdir");
-    let model = dir.path().join("squeezenet.onnx");
-    std::fs::copy(&source, &model).expect("copy the model");
     let expected = task_keys_of_model(&model);
 
     let n = 3;
@@ -155,13 +159,10 @@ fn shards_tuned_at_once_merge_into_a_complete_log_that_run_uses_and_that_exports
 /// A log of the light SqueezeNet tuned with one trial per task (its default schedules).
 #[test]
 fn verify_passes_winners_that_hold_and_flags_one_whose_logged_time_this_machine_cannot_reach() {
-    let source = match squeezenet() {
+    let (dir, model) = match squeezenet() {
         Ok(m) => m,
         Err(why) => return println!("SKIPPED: {why}"),
     };
-    let dir = tempfile::tempdir().expect("tempdir");
-    let model = dir.path().join("squeezenet.onnx");
-    std::fs::copy(&source, &model).expect("copy the model");
     let tuned = one_json(&autotune(&[utf8(&model), "--trials-per-task", "1", "--json"]));
     let db = dir.path().join("squeezenet.tuning.db");
     // A wide tolerance: on a shared machine nothing honest is 11× slower than it was a minute ago.
