@@ -12,23 +12,36 @@ pub fn binary(op: BinaryOp, a: &Tensor, b: &Tensor) -> Result<Tensor, String> {
         .ok_or_else(|| format!("shapes {:?} and {:?} do not broadcast", a.shape, b.shape))?;
     let ia = broadcast_indices(&a.shape, &shape);
     let ib = broadcast_indices(&b.shape, &shape);
+    let dtype = if op.is_predicate() { ElemType::Bool } else { a.dtype };
     let data = match (&a.data, a.dtype.is_float() || b.dtype.is_float()) {
         (TensorData::I64(x), false) => {
             let y = b.to_i64();
             TensorData::I64(
-                ia.iter().zip(&ib).map(|(&i, &j)| a.dtype.wrap_int(op.apply_i64(x[i], y[j]))).collect(),
+                ia.iter().zip(&ib).map(|(&i, &j)| dtype.wrap_int(op.apply_i64(x[i], y[j]))).collect(),
             )
         }
         _ => {
             let (x, y) = (a.to_f64(), b.to_f64());
             return Ok(Tensor::from_f64(
-                a.dtype,
+                dtype,
                 shape,
                 ia.iter().zip(&ib).map(|(&i, &j)| op.apply(x[i], y[j])),
             ));
         }
     };
-    Ok(Tensor { dtype: a.dtype, shape, data })
+    Ok(Tensor { dtype, shape, data })
+}
+
+/// ONNX Where: `x` where `c` is nonzero, else `y`, broadcast to `shape`.
+pub fn select(c: &Tensor, x: &Tensor, y: &Tensor, shape: &[usize]) -> Tensor {
+    let (ic, ix, iy) = (
+        broadcast_indices(&c.shape, shape),
+        broadcast_indices(&x.shape, shape),
+        broadcast_indices(&y.shape, shape),
+    );
+    let (cv, xv, yv) = (c.to_f64(), x.to_f64(), y.to_f64());
+    let values = (0..ic.len()).map(|k| if cv[ic[k]] != 0.0 { xv[ix[k]] } else { yv[iy[k]] });
+    Tensor::from_f64(x.dtype, shape.to_vec(), values)
 }
 
 pub fn unary(op: UnaryOp, a: &Tensor) -> Tensor {

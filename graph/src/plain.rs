@@ -110,11 +110,52 @@ pub enum BinaryOp {
     Min,
     /// `a` if `a ≥ 0`, else `a · b` (ONNX PRelu: `b` is the slope).
     PRelu,
+    /// Comparisons and logic (ONNX Equal, Less, …, And, Or, Xor): 1 or 0, a boolean output.
+    Equal,
+    Less,
+    LessOrEqual,
+    Greater,
+    GreaterOrEqual,
+    And,
+    Or,
+    Xor,
 }
 
 impl BinaryOp {
+    /// Whether the output is a boolean (1 or 0) rather than of the inputs' type.
+    pub fn is_predicate(self) -> bool {
+        matches!(
+            self,
+            BinaryOp::Equal
+                | BinaryOp::Less
+                | BinaryOp::LessOrEqual
+                | BinaryOp::Greater
+                | BinaryOp::GreaterOrEqual
+                | BinaryOp::And
+                | BinaryOp::Or
+                | BinaryOp::Xor
+        )
+    }
+
+    fn predicate(self, a: f64, b: f64) -> bool {
+        match self {
+            BinaryOp::Equal => a == b,
+            BinaryOp::Less => a < b,
+            BinaryOp::LessOrEqual => a <= b,
+            BinaryOp::Greater => a > b,
+            BinaryOp::GreaterOrEqual => a >= b,
+            BinaryOp::And => a != 0.0 && b != 0.0,
+            BinaryOp::Or => a != 0.0 || b != 0.0,
+            BinaryOp::Xor => (a != 0.0) != (b != 0.0),
+            _ => false,
+        }
+    }
+
     /// The reference semantics (in f64).
     pub fn apply(self, a: f64, b: f64) -> f64 {
+        if self.is_predicate() {
+            return f64::from(u8::from(self.predicate(a, b)));
+        }
         match self {
             BinaryOp::Add => a + b,
             BinaryOp::Sub => a - b,
@@ -130,11 +171,16 @@ impl BinaryOp {
                     a * b
                 }
             }
+            _ => unreachable!("predicates are answered above"),
         }
     }
 
     /// The same on integers (Div truncates; Pow of a negative exponent is 0).
     pub fn apply_i64(self, a: i64, b: i64) -> i64 {
+        if self.is_predicate() {
+            // i64 → f64 is exact for the magnitudes tensors hold here (indices, shapes, masks).
+            return i64::from(self.predicate(a as f64, b as f64));
+        }
         match self {
             BinaryOp::Add => a.wrapping_add(b),
             BinaryOp::Sub => a.wrapping_sub(b),
@@ -150,6 +196,7 @@ impl BinaryOp {
                     a.wrapping_mul(b)
                 }
             }
+            _ => unreachable!("predicates are answered above"),
         }
     }
 }
@@ -264,6 +311,8 @@ pub enum PlainOp {
     },
     /// The input broadcast (numpy rules) to the output shape.
     Expand,
+    /// ONNX Where: `x` where `condition` is nonzero, else `y`, the three broadcast.
+    Where,
     /// Element type conversion (floats to integers truncate toward zero).
     Cast {
         to: ElemType,
@@ -307,6 +356,14 @@ impl PlainOp {
                 BinaryOp::Max => "max",
                 BinaryOp::Min => "min",
                 BinaryOp::PRelu => "prelu",
+                BinaryOp::Equal => "equal",
+                BinaryOp::Less => "less",
+                BinaryOp::LessOrEqual => "less_or_equal",
+                BinaryOp::Greater => "greater",
+                BinaryOp::GreaterOrEqual => "greater_or_equal",
+                BinaryOp::And => "and",
+                BinaryOp::Or => "or",
+                BinaryOp::Xor => "xor",
             },
             PlainOp::Variadic(v) => match v {
                 VariadicOp::Sum => "sum",
@@ -328,6 +385,7 @@ impl PlainOp {
             PlainOp::Reduce { .. } => "reduce",
             PlainOp::Tile { .. } => "tile",
             PlainOp::Expand => "expand",
+            PlainOp::Where => "where",
             PlainOp::Cast { .. } => "cast",
         }
     }

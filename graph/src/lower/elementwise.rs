@@ -8,7 +8,7 @@ use crate::fold;
 use crate::graph::{NodeKind, TensorId};
 use crate::plain::{BinaryOp, PlainOp, UnaryOp, VariadicOp};
 use crate::shape;
-use crate::tensor::Tensor;
+use crate::tensor::{ElemType, Tensor};
 
 /// Reshapes `id` to `shape`: a new constant, or an inserted Reshape node.
 fn reshape_operand(b: &mut Builder, ctx: &Ctx, id: TensorId, shape: Vec<usize>) -> TensorId {
@@ -37,7 +37,7 @@ fn binary_node(
         let v = fold::binary(op, &x, &y).map_err(|e| ctx.invalid(e))?;
         return Ok(Lowered::Constants(vec![v]));
     }
-    let dtype = b.info(a).dtype;
+    let dtype = if op.is_predicate() { ElemType::Bool } else { b.info(a).dtype };
     Ok(Lowered::Node {
         kind: NodeKind::Plain(PlainOp::Binary(op)),
         inputs: vec![a, c],
@@ -52,6 +52,14 @@ pub fn binary(b: &mut Builder, ctx: &Ctx, op_type: &str) -> Result<Lowered, Grap
         "Mul" => BinaryOp::Mul,
         "Div" => BinaryOp::Div,
         "Pow" => BinaryOp::Pow,
+        "Equal" => BinaryOp::Equal,
+        "Less" => BinaryOp::Less,
+        "LessOrEqual" => BinaryOp::LessOrEqual,
+        "Greater" => BinaryOp::Greater,
+        "GreaterOrEqual" => BinaryOp::GreaterOrEqual,
+        "And" => BinaryOp::And,
+        "Or" => BinaryOp::Or,
+        "Xor" => BinaryOp::Xor,
         _ => BinaryOp::PRelu,
     };
     let a = ctx.input(0)?;
@@ -170,6 +178,30 @@ fn clip_with_run_time_bounds(b: &mut Builder, ctx: &Ctx) -> Result<Option<Lowere
         },
     };
     binary_node(b, ctx, BinaryOp::Min, lower, max).map(Some)
+}
+
+/// ONNX Where(condition, x, y), the three broadcast; Not(x) as `x == 0`.
+pub fn where_(b: &mut Builder, ctx: &Ctx) -> Result<Lowered, GraphError> {
+    let (c, x, y) = (ctx.input(0)?, ctx.input(1)?, ctx.input(2)?);
+    let (sc, sx, sy) = (b.shape(c).to_vec(), b.shape(x).to_vec(), b.shape(y).to_vec());
+    let out = shape::broadcast(&sx, &sy)
+        .and_then(|xy| shape::broadcast(&sc, &xy))
+        .ok_or_else(|| ctx.invalid(format!("shapes {sc:?}, {sx:?} and {sy:?} do not broadcast")))?;
+    if let (Some(vc), Some(vx), Some(vy)) = (b.value(c), b.value(x), b.value(y)) {
+        return Ok(Lowered::Constants(vec![fold::select(&vc, &vx, &vy, &out)]));
+    }
+    let dtype = b.info(x).dtype;
+    Ok(Lowered::Node {
+        kind: NodeKind::Plain(PlainOp::Where),
+        inputs: vec![c, x, y],
+        outputs: vec![(out, dtype)],
+    })
+}
+
+pub fn not(b: &mut Builder, ctx: &Ctx) -> Result<Lowered, GraphError> {
+    let x = ctx.input(0)?;
+    let zero = b.add_constant("zero", Tensor::from_f64(ElemType::Bool, vec![], [0.0]));
+    binary_node(b, ctx, BinaryOp::Equal, x, zero)
 }
 
 pub fn unary(b: &mut Builder, ctx: &Ctx, op_type: &str) -> Result<Lowered, GraphError> {

@@ -97,6 +97,7 @@ pub(crate) fn all_constant(b: &Builder, ids: &[TensorId]) -> Option<Vec<Arc<Tens
 pub const SUPPORTED_OPS: &[&str] = &[
     "Abs",
     "Add",
+    "And",
     "AveragePool",
     "BatchNormalization",
     "Cast",
@@ -110,6 +111,7 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "Div",
     "Dropout",
     "Elu",
+    "Equal",
     "Exp",
     "Expand",
     "Flatten",
@@ -118,12 +120,16 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "Gemm",
     "GlobalAveragePool",
     "GlobalMaxPool",
+    "Greater",
+    "GreaterOrEqual",
     "HardSigmoid",
     "HardSwish",
     "Identity",
     "InstanceNormalization",
     "LRN",
     "LeakyRelu",
+    "Less",
+    "LessOrEqual",
     "Log",
     "LogSoftmax",
     "MatMul",
@@ -133,6 +139,8 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "Min",
     "Mul",
     "Neg",
+    "Not",
+    "Or",
     "PRelu",
     "Pad",
     "Pow",
@@ -163,6 +171,8 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "Tile",
     "Transpose",
     "Unsqueeze",
+    "Where",
+    "Xor",
 ];
 
 /// Lowers one node. `op_type` is in the default domain.
@@ -191,7 +201,10 @@ pub(crate) fn lower(b: &mut Builder, ctx: &Ctx, op_type: &str) -> Result<Lowered
         "Pad" => t::pad(b, ctx),
         "Tile" => t::tile(b, ctx),
         "Expand" => t::expand(b, ctx),
-        "Add" | "Sub" | "Mul" | "Div" | "Pow" | "PRelu" => e::binary(b, ctx, op_type),
+        "Add" | "Sub" | "Mul" | "Div" | "Pow" | "PRelu" | "Equal" | "Less" | "LessOrEqual" | "Greater"
+        | "GreaterOrEqual" | "And" | "Or" | "Xor" => e::binary(b, ctx, op_type),
+        "Where" => e::where_(b, ctx),
+        "Not" => e::not(b, ctx),
         "Sum" | "Max" | "Min" | "Mean" => e::variadic(b, ctx, op_type),
         "Relu" | "Sigmoid" | "Tanh" | "Exp" | "Log" | "Neg" | "Abs" | "Sqrt" | "Reciprocal" | "Floor"
         | "Ceil" | "Sin" | "Cos" | "Softplus" | "Softsign" | "HardSwish" | "Elu" | "Selu" | "LeakyRelu"

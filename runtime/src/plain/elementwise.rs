@@ -47,6 +47,14 @@ pub fn binary(op: BinaryOp, a: Operand, b: Operand, out: &mut OutBuf, par: &Par)
         BinaryOp::Min => zip(a, b, shape, out.data, par, f32::min),
         BinaryOp::PRelu => zip(a, b, shape, out.data, par, |x, y| if x >= 0.0 { x } else { x * y }),
         BinaryOp::Pow => zip(a, b, shape, out.data, par, |x, y| op.apply(f64::from(x), f64::from(y)) as f32),
+        BinaryOp::Equal => zip(a, b, shape, out.data, par, |x, y| f32::from(u8::from(x == y))),
+        BinaryOp::Less => zip(a, b, shape, out.data, par, |x, y| f32::from(u8::from(x < y))),
+        BinaryOp::LessOrEqual => zip(a, b, shape, out.data, par, |x, y| f32::from(u8::from(x <= y))),
+        BinaryOp::Greater => zip(a, b, shape, out.data, par, |x, y| f32::from(u8::from(x > y))),
+        BinaryOp::GreaterOrEqual => zip(a, b, shape, out.data, par, |x, y| f32::from(u8::from(x >= y))),
+        BinaryOp::And | BinaryOp::Or | BinaryOp::Xor => {
+            zip(a, b, shape, out.data, par, |x, y| op.apply(f64::from(x), f64::from(y)) as f32)
+        }
     }
     normalize_ints(out);
 }
@@ -98,6 +106,20 @@ pub fn cast(to: ElemType, x: &[f32], out: &mut [f32]) {
         for (d, &v) in out.iter_mut().zip(x) {
             *d = int_value(to, v);
         }
+    }
+}
+
+/// ONNX Where: `x` where `c` is nonzero, else `y`, the three broadcast to the output.
+pub fn select(c: Operand, x: Operand, y: Operand, out: &mut OutBuf, par: &Par) {
+    let shape = out.shape;
+    let broadcast = |o: Operand| -> Vec<f32> {
+        let mut full = vec![0.0; out.data.len()];
+        super::strided::gather(o.data, 0, shape, &broadcast_strides(o.shape, shape), &mut full, par);
+        full
+    };
+    let (c, x, y) = (broadcast(c), broadcast(x), broadcast(y));
+    for (k, d) in out.data.iter_mut().enumerate() {
+        *d = if c[k] != 0.0 { x[k] } else { y[k] };
     }
 }
 

@@ -92,6 +92,11 @@ pub(crate) fn run(op: &PlainOp, inputs: &[Operand], outputs: &mut [OutBuf], par:
             elementwise::binary(*b, first, second, out, par);
             Ok(())
         }
+        PlainOp::Where => {
+            let [_, x, y] = inputs else { return Err("needs three inputs".into()) };
+            elementwise::select(first, *x, *y, out, par);
+            Ok(())
+        }
         PlainOp::Variadic(v) => {
             elementwise::variadic(*v, inputs, out, par);
             Ok(())
