@@ -52,6 +52,33 @@ pub enum UnaryOp {
         min: f32,
         max: f32,
     },
+    /// The error function.
+    Erf,
+    /// `x · Φ(x)` (ONNX Gelu): with `tanh`, its tanh approximation.
+    Gelu {
+        tanh: bool,
+    },
+}
+
+/// The error function, to within 1.2e-7 everywhere (Numerical Recipes' `erfcc`, a Chebyshev
+/// fit): std has none, and f32 results need no more.
+pub fn erf(x: f64) -> f64 {
+    let z = x.abs();
+    let t = 1.0 / (1.0 + 0.5 * z);
+    let poly = -z * z - 1.265_512_23
+        + t * (1.000_023_68
+            + t * (0.374_091_96
+                + t * (0.096_784_18
+                    + t * (-0.186_288_06
+                        + t * (0.278_868_07
+                            + t * (-1.135_203_98
+                                + t * (1.488_515_87 + t * (-0.822_152_23 + t * 0.170_872_77))))))));
+    let erfc = t * poly.exp();
+    if x >= 0.0 {
+        1.0 - erfc
+    } else {
+        erfc - 1.0
+    }
 }
 
 impl UnaryOp {
@@ -93,6 +120,12 @@ impl UnaryOp {
             }
             UnaryOp::HardSigmoid { alpha, beta } => (f64::from(alpha) * x + f64::from(beta)).clamp(0.0, 1.0),
             UnaryOp::Clip { min, max } => x.max(f64::from(min)).min(f64::from(max)),
+            UnaryOp::Erf => erf(x),
+            UnaryOp::Gelu { tanh: false } => 0.5 * x * (1.0 + erf(x / std::f64::consts::SQRT_2)),
+            UnaryOp::Gelu { tanh: true } => {
+                let k = (2.0 / std::f64::consts::PI).sqrt();
+                0.5 * x * (1.0 + (k * (x + 0.044_715 * x * x * x)).tanh())
+            }
         }
     }
 }
@@ -251,6 +284,13 @@ pub enum PlainOp {
     },
     /// `y = scale · (x − mean) / √(var + epsilon) + bias`, mean and variance over the spatial
     /// dimensions (2..) of each (n, c). Inputs `x, scale, bias` (each `[C]`).
+    /// ONNX LayerNormalization: each run of the dimensions from `axis` on normalized to zero
+    /// mean and unit variance, then scaled and shifted (inputs x, scale, and optionally bias,
+    /// broadcast to those dimensions).
+    LayerNorm {
+        axis: usize,
+        epsilon: f32,
+    },
     InstanceNorm {
         epsilon: f32,
     },
@@ -346,6 +386,8 @@ impl PlainOp {
                 UnaryOp::LeakyRelu { .. } => "leaky_relu",
                 UnaryOp::HardSigmoid { .. } => "hard_sigmoid",
                 UnaryOp::Clip { .. } => "clip",
+                UnaryOp::Erf => "erf",
+                UnaryOp::Gelu { .. } => "gelu",
             },
             PlainOp::Binary(b) => match b {
                 BinaryOp::Add => "add",
@@ -373,6 +415,7 @@ impl PlainOp {
             },
             PlainOp::BatchNorm { .. } => "batch_norm",
             PlainOp::InstanceNorm { .. } => "instance_norm",
+            PlainOp::LayerNorm { .. } => "layer_norm",
             PlainOp::Lrn { .. } => "lrn",
             PlainOp::Softmax { log: false, .. } => "softmax",
             PlainOp::Softmax { log: true, .. } => "log_softmax",

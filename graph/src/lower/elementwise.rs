@@ -223,6 +223,12 @@ pub fn unary(b: &mut Builder, ctx: &Ctx, op_type: &str) -> Result<Lowered, Graph
         "Softplus" => UnaryOp::Softplus,
         "Softsign" => UnaryOp::Softsign,
         "HardSwish" => UnaryOp::HardSwish,
+        "Erf" => UnaryOp::Erf,
+        "Gelu" => match a.string("approximate")?.as_deref().unwrap_or("none") {
+            "none" => UnaryOp::Gelu { tanh: false },
+            "tanh" => UnaryOp::Gelu { tanh: true },
+            other => return Err(ctx.invalid(format!("approximate `{other}`: none or tanh"))),
+        },
         "Elu" => UnaryOp::Elu { alpha: a.float_or("alpha", 1.0)? },
         "Selu" => {
             UnaryOp::Selu { alpha: a.float_or("alpha", 1.673_263_2)?, gamma: a.float_or("gamma", 1.050_701)? }

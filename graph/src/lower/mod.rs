@@ -112,11 +112,13 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "Dropout",
     "Elu",
     "Equal",
+    "Erf",
     "Exp",
     "Expand",
     "Flatten",
     "Floor",
     "Gather",
+    "Gelu",
     "Gemm",
     "GlobalAveragePool",
     "GlobalMaxPool",
@@ -127,6 +129,7 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "Identity",
     "InstanceNormalization",
     "LRN",
+    "LayerNormalization",
     "LeakyRelu",
     "Less",
     "LessOrEqual",
@@ -208,7 +211,7 @@ pub(crate) fn lower(b: &mut Builder, ctx: &Ctx, op_type: &str) -> Result<Lowered
         "Sum" | "Max" | "Min" | "Mean" => e::variadic(b, ctx, op_type),
         "Relu" | "Sigmoid" | "Tanh" | "Exp" | "Log" | "Neg" | "Abs" | "Sqrt" | "Reciprocal" | "Floor"
         | "Ceil" | "Sin" | "Cos" | "Softplus" | "Softsign" | "HardSwish" | "Elu" | "Selu" | "LeakyRelu"
-        | "HardSigmoid" | "Clip" => e::unary(b, ctx, op_type),
+        | "HardSigmoid" | "Clip" | "Erf" | "Gelu" => e::unary(b, ctx, op_type),
         "Conv" => n::conv(b, ctx),
         "MaxPool" | "AveragePool" => n::pool(b, ctx, op_type),
         "GlobalAveragePool" | "GlobalMaxPool" => n::global_pool(b, ctx, op_type),
@@ -218,6 +221,7 @@ pub(crate) fn lower(b: &mut Builder, ctx: &Ctx, op_type: &str) -> Result<Lowered
         "InstanceNormalization" => n::instance_norm(b, ctx),
         "LRN" => n::lrn(b, ctx),
         "Softmax" | "LogSoftmax" => n::softmax(b, ctx, op_type),
+        "LayerNormalization" => n::layer_norm(b, ctx),
         "ReduceSum" | "ReduceMean" | "ReduceMax" | "ReduceMin" | "ReduceProd" => n::reduce(b, ctx, op_type),
         _ => Err(GraphError::UnsupportedOp {
             node: ctx.node.clone(),

@@ -498,6 +498,35 @@ pub fn lrn(b: &mut Builder, ctx: &Ctx) -> Result<Lowered, GraphError> {
     Ok(Lowered::Node { kind: NodeKind::Plain(op), inputs: vec![x], outputs: vec![(xs, b.info(x).dtype)] })
 }
 
+pub fn layer_norm(b: &mut Builder, ctx: &Ctx) -> Result<Lowered, GraphError> {
+    let x = ctx.input(0)?;
+    let xs = b.shape(x).to_vec();
+    if ctx.attrs.int_or("stash_type", 1)? != 1 {
+        return Err(ctx.unsupported("stash_type other than float is not supported"));
+    }
+    let axis = ctx.axis(ctx.attrs.int_or("axis", -1)?, xs.len())?;
+    let normalized = &xs[axis..];
+    let mut inputs = vec![x];
+    for (i, what) in [(1, "scale"), (2, "bias")] {
+        let Some(id) = ctx.opt_input(i) else { continue };
+        let shape = b.shape(id).to_vec();
+        if crate::shape::broadcast(&shape, normalized).as_deref() != Some(normalized) {
+            return Err(
+                ctx.invalid(format!("{what} {shape:?} does not broadcast to the normalized {normalized:?}"))
+            );
+        }
+        inputs.push(id);
+    }
+    let epsilon = ctx.attrs.float_or("epsilon", 1e-5)?;
+    let mut outputs = vec![(xs.clone(), b.info(x).dtype)];
+    if (1..3).any(|i| ctx.has_output(i)) {
+        // Mean and InvStdDev: one value per normalized run, the normalized dims kept as 1.
+        let stats: Vec<usize> = xs.iter().enumerate().map(|(d, &n)| if d < axis { n } else { 1 }).collect();
+        outputs.extend([(stats.clone(), ElemType::F32), (stats, ElemType::F32)]);
+    }
+    Ok(Lowered::Node { kind: NodeKind::Plain(PlainOp::LayerNorm { axis, epsilon }), inputs, outputs })
+}
+
 pub fn softmax(b: &mut Builder, ctx: &Ctx, op_type: &str) -> Result<Lowered, GraphError> {
     let x = ctx.input(0)?;
     let xs = b.shape(x).to_vec();

@@ -107,6 +107,7 @@ pub(crate) fn run(op: &PlainOp, inputs: &[Operand], outputs: &mut [OutBuf], par:
         }
         PlainOp::BatchNorm { epsilon } => nn::batch_norm(*epsilon, inputs, out, par),
         PlainOp::InstanceNorm { epsilon } => nn::instance_norm(*epsilon, inputs, out),
+        PlainOp::LayerNorm { axis, epsilon } => nn::layer_norm(*axis, *epsilon, inputs, outputs),
         PlainOp::Lrn { size, alpha, beta, bias } => {
             nn::lrn(*size, *alpha, *beta, *bias, first, out, par);
             Ok(())

@@ -59,6 +59,53 @@ pub fn instance_norm(epsilon: f32, inputs: &[Operand], out: &mut OutBuf) -> Resu
     Ok(())
 }
 
+/// ONNX LayerNormalization over the dimensions from `axis` on; scale and bias (optional)
+/// broadcast to them. Statistics in f64.
+pub fn layer_norm(
+    axis: usize,
+    epsilon: f32,
+    inputs: &[Operand],
+    outputs: &mut [OutBuf],
+) -> Result<(), String> {
+    let [out, stats @ ..] = outputs else { return Err("no output".into()) };
+    let (x, scale, bias) = match inputs {
+        [x, scale] => (x, scale, None),
+        [x, scale, bias] => (x, scale, Some(bias)),
+        _ => return Err(format!("needs x, scale and optionally bias, got {} inputs", inputs.len())),
+    };
+    let normalized = &x.shape[axis..];
+    let inner: usize = normalized.iter().product();
+    let spread = |o: &Operand| -> Vec<f64> {
+        let s = super::strided::broadcast_strides(o.shape, normalized);
+        let mut full = vec![0.0; inner];
+        for (k, f) in full.iter_mut().enumerate() {
+            let (mut rest, mut at) = (k, 0isize);
+            for d in (0..normalized.len()).rev() {
+                at += (rest % normalized[d]) as isize * s[d];
+                rest /= normalized[d];
+            }
+            *f = f64::from(o.data[at as usize]);
+        }
+        full
+    };
+    let gamma = spread(scale);
+    let beta = bias.map(spread).unwrap_or_else(|| vec![0.0; inner]);
+    for (row, (dst, src)) in out.data.chunks_mut(inner.max(1)).zip(x.data.chunks(inner.max(1))).enumerate() {
+        let n = src.len().max(1) as f64;
+        let mean = src.iter().map(|&v| f64::from(v)).sum::<f64>() / n;
+        let var = src.iter().map(|&v| (f64::from(v) - mean).powi(2)).sum::<f64>() / n;
+        let inv = 1.0 / (var + f64::from(epsilon)).sqrt();
+        if let [mean_out, inv_out] = stats {
+            mean_out.data[row] = mean as f32;
+            inv_out.data[row] = inv as f32;
+        }
+        for (k, (d, &v)) in dst.iter_mut().zip(src).enumerate() {
+            *d = ((f64::from(v) - mean) * inv * gamma[k] + beta[k]) as f32;
+        }
+    }
+    Ok(())
+}
+
 /// Local response normalization across channels (ONNX LRN), one output plane at a time: the
 /// window's sum of squares plane by plane (vectorizes), then `x · (bias + alpha/size · sum)^-beta`
 /// in f32 (the common beta = 0.75 as square roots).
