@@ -143,6 +143,9 @@ pub enum BinaryOp {
     Min,
     /// `a` if `a ≥ 0`, else `a · b` (ONNX PRelu: `b` is the slope).
     PRelu,
+    /// ONNX Mod: the remainder with the divisor's sign (`fmod = 0`), or the dividend's (`FMod`).
+    Mod,
+    FMod,
     /// Comparisons and logic (ONNX Equal, Less, …, And, Or, Xor): 1 or 0, a boolean output.
     Equal,
     Less,
@@ -204,6 +207,15 @@ impl BinaryOp {
                     a * b
                 }
             }
+            BinaryOp::FMod => a % b,
+            BinaryOp::Mod => {
+                let r = a % b;
+                if r != 0.0 && (r < 0.0) != (b < 0.0) {
+                    r + b
+                } else {
+                    r
+                }
+            }
             _ => unreachable!("predicates are answered above"),
         }
     }
@@ -229,6 +241,8 @@ impl BinaryOp {
                     a.wrapping_mul(b)
                 }
             }
+            BinaryOp::FMod => a.checked_rem(b).unwrap_or(0),
+            BinaryOp::Mod => a.checked_rem_euclid(b).map_or(0, |r| if b < 0 && r != 0 { r + b } else { r }),
             _ => unreachable!("predicates are answered above"),
         }
     }
@@ -398,6 +412,8 @@ impl PlainOp {
                 BinaryOp::Max => "max",
                 BinaryOp::Min => "min",
                 BinaryOp::PRelu => "prelu",
+                BinaryOp::Mod => "mod",
+                BinaryOp::FMod => "fmod",
                 BinaryOp::Equal => "equal",
                 BinaryOp::Less => "less",
                 BinaryOp::LessOrEqual => "less_or_equal",

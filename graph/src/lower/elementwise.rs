@@ -60,6 +60,9 @@ pub fn binary(b: &mut Builder, ctx: &Ctx, op_type: &str) -> Result<Lowered, Grap
         "And" => BinaryOp::And,
         "Or" => BinaryOp::Or,
         "Xor" => BinaryOp::Xor,
+        // fmod=1: the sign of the dividend (C fmod); 0: the sign of the divisor (Python %).
+        "Mod" if ctx.attrs.int_or("fmod", 0)? != 0 => BinaryOp::FMod,
+        "Mod" => BinaryOp::Mod,
         _ => BinaryOp::PRelu,
     };
     let a = ctx.input(0)?;

@@ -102,12 +102,17 @@ pub fn dropout(b: &mut Builder, ctx: &Ctx) -> Result<Lowered, GraphError> {
     Ok(Lowered::Alias(vec![ctx.input(0)?]))
 }
 
-pub fn cast(b: &mut Builder, ctx: &Ctx) -> Result<Lowered, GraphError> {
-    let code = ctx.attrs.int("to")?.ok_or_else(|| ctx.invalid("missing attribute `to`"))?;
-    let to = i32::try_from(code)
-        .ok()
-        .and_then(ElemType::from_onnx)
-        .ok_or_else(|| ctx.unsupported(format!("cast to {}", ElemType::onnx_name(code as i32))))?;
+/// Cast, and CastLike (the type of its second input instead of `to`).
+pub fn cast(b: &mut Builder, ctx: &Ctx, like: bool) -> Result<Lowered, GraphError> {
+    let to = if like {
+        b.info(ctx.input(1)?).dtype
+    } else {
+        let code = ctx.attrs.int("to")?.ok_or_else(|| ctx.invalid("missing attribute `to`"))?;
+        i32::try_from(code)
+            .ok()
+            .and_then(ElemType::from_onnx)
+            .ok_or_else(|| ctx.unsupported(format!("cast to {}", ElemType::onnx_name(code as i32))))?
+    };
     let x = ctx.input(0)?;
     if let Some(v) = b.value(x) {
         return Ok(Lowered::Constants(vec![fold::cast(&v, to)]));

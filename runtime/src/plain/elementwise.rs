@@ -52,7 +52,7 @@ pub fn binary(op: BinaryOp, a: Operand, b: Operand, out: &mut OutBuf, par: &Par)
         BinaryOp::LessOrEqual => zip(a, b, shape, out.data, par, |x, y| f32::from(u8::from(x <= y))),
         BinaryOp::Greater => zip(a, b, shape, out.data, par, |x, y| f32::from(u8::from(x > y))),
         BinaryOp::GreaterOrEqual => zip(a, b, shape, out.data, par, |x, y| f32::from(u8::from(x >= y))),
-        BinaryOp::And | BinaryOp::Or | BinaryOp::Xor => {
+        BinaryOp::And | BinaryOp::Or | BinaryOp::Xor | BinaryOp::Mod | BinaryOp::FMod => {
             zip(a, b, shape, out.data, par, |x, y| op.apply(f64::from(x), f64::from(y)) as f32)
         }
     }
