@@ -367,6 +367,11 @@ pub enum PlainOp {
     Expand,
     /// ONNX Where: `x` where `condition` is nonzero, else `y`, the three broadcast.
     Where,
+    /// ONNX Trilu: each matrix of the last two dimensions with the elements below (`upper`) or
+    /// above the `k`-th diagonal zeroed; `k` is the optional second input, read at run time.
+    Trilu {
+        upper: bool,
+    },
     /// Element type conversion (floats to integers truncate toward zero).
     Cast {
         to: ElemType,
@@ -445,6 +450,8 @@ impl PlainOp {
             PlainOp::Tile { .. } => "tile",
             PlainOp::Expand => "expand",
             PlainOp::Where => "where",
+            PlainOp::Trilu { upper: true } => "triu",
+            PlainOp::Trilu { upper: false } => "tril",
             PlainOp::Cast { .. } => "cast",
         }
     }

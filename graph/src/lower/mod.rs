@@ -175,6 +175,7 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "Tanh",
     "Tile",
     "Transpose",
+    "Trilu",
     "Unsqueeze",
     "Where",
     "Xor",
@@ -206,6 +207,7 @@ pub(crate) fn lower(b: &mut Builder, ctx: &Ctx, op_type: &str) -> Result<Lowered
         "Split" => t::split(b, ctx),
         "Pad" => t::pad(b, ctx),
         "Tile" => t::tile(b, ctx),
+        "Trilu" => t::trilu(b, ctx),
         "Expand" => t::expand(b, ctx),
         "Add" | "Sub" | "Mul" | "Div" | "Pow" | "PRelu" | "Equal" | "Less" | "LessOrEqual" | "Greater"
         | "GreaterOrEqual" | "And" | "Or" | "Xor" | "Mod" => e::binary(b, ctx, op_type),

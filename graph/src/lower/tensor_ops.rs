@@ -445,6 +445,24 @@ pub fn pad(b: &mut Builder, ctx: &Ctx) -> Result<Lowered, GraphError> {
     Ok(plain(PlainOp::Pad { pads, mode }, vec![x], out, dtype))
 }
 
+pub fn trilu(b: &mut Builder, ctx: &Ctx) -> Result<Lowered, GraphError> {
+    let x = ctx.input(0)?;
+    let s = b.shape(x).to_vec();
+    if s.len() < 2 {
+        return Err(ctx.invalid(format!("the input {s:?} has fewer than 2 dimensions")));
+    }
+    let upper = ctx.attrs.int_or("upper", 1)? != 0;
+    let mut inputs = vec![x];
+    if let Some(k) = ctx.opt_input(1) {
+        if b.shape(k).iter().product::<usize>() != 1 {
+            return Err(ctx.invalid("k must be a single value"));
+        }
+        inputs.push(k);
+    }
+    let dtype = b.info(x).dtype;
+    Ok(plain(PlainOp::Trilu { upper }, inputs, s, dtype))
+}
+
 pub fn tile(b: &mut Builder, ctx: &Ctx) -> Result<Lowered, GraphError> {
     let x = ctx.input(0)?;
     let s = b.shape(x).to_vec();

@@ -92,6 +92,11 @@ pub(crate) fn run(op: &PlainOp, inputs: &[Operand], outputs: &mut [OutBuf], par:
             elementwise::binary(*b, first, second, out, par);
             Ok(())
         }
+        PlainOp::Trilu { upper } => {
+            let k = inputs.get(1).and_then(|k| k.data.first()).map_or(0, |&v| v as i64);
+            movement::trilu(*upper, k, first, out);
+            Ok(())
+        }
         PlainOp::Where => {
             let [_, x, y] = inputs else { return Err("needs three inputs".into()) };
             elementwise::select(first, *x, *y, out, par);

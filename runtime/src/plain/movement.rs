@@ -18,6 +18,17 @@ pub fn concat(axis: usize, inputs: &[Operand], out: &mut OutBuf) {
     }
 }
 
+/// Zeroes each matrix (last two dimensions) below (`upper`) or above the `k`-th diagonal.
+pub fn trilu(upper: bool, k: i64, x: Operand, out: &mut OutBuf) {
+    let r = x.shape.len();
+    let (rows, cols) = (x.shape[r - 2], x.shape[r - 1]);
+    for (e, (d, &v)) in out.data.iter_mut().zip(x.data).enumerate() {
+        let (i, j) = (((e / cols.max(1)) % rows.max(1)) as i64, (e % cols.max(1)) as i64);
+        let keep = if upper { j - i >= k } else { j - i <= k };
+        *d = if keep { v } else { 0.0 };
+    }
+}
+
 pub fn split(axis: usize, x: Operand, outputs: &mut [OutBuf], par: &Par) {
     let s = strides(x.shape);
     let mut offset = 0isize;
