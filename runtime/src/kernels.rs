@@ -94,7 +94,8 @@ const TRIALS_CONSIDERED: usize = 64;
 struct Choice {
     trace: Trace,
     source: KernelSource,
-    build_for: Option<(Target, Box<dyn SpaceGenerator>)>,
+    /// The lending target's key, this CPU narrowed to its level, and the space there.
+    build_for: Option<(String, Target, Box<dyn SpaceGenerator>)>,
 }
 
 /// The schedule of `task`: the log's best replayable trial for this exact target; else for the
@@ -104,6 +105,7 @@ fn choose(
     space: &dyn SpaceGenerator,
     target: &Target,
     log: Option<&Database>,
+    compatible: &[(String, String, Target)],
 ) -> Result<Choice, RuntimeError> {
     let default = |reason| Choice {
         trace: space.default_trace(),
@@ -122,16 +124,24 @@ fn choose(
             codegen_version: t.codegen_version.clone(),
         }));
     }
-    for (key, name, narrowed) in compatible_targets(db, target)? {
-        let theirs = db.best(&task.key().0, &key, TRIALS_CONSIDERED)?;
+    for (key, name, narrowed) in compatible {
+        let theirs = db.best(&task.key().0, key, TRIALS_CONSIDERED)?;
         if theirs.is_empty() {
             continue;
         }
-        let Ok(narrowed_space) = space_for(task, &narrowed) else { continue };
+        let Ok(narrowed_space) = space_for(task, narrowed) else { continue };
         if let Some((trace, trial, median_s)) = first_replayable(&theirs, narrowed_space.as_ref()) {
-            let source =
-                KernelSource::Tuned { trial, median_s, trace: trace.clone(), borrowed_from: Some(name) };
-            return Ok(Choice { trace, source, build_for: Some((narrowed, narrowed_space)) });
+            let source = KernelSource::Tuned {
+                trial,
+                median_s,
+                trace: trace.clone(),
+                borrowed_from: Some(name.clone()),
+            };
+            return Ok(Choice {
+                trace,
+                source,
+                build_for: Some((key.clone(), narrowed.clone(), narrowed_space)),
+            });
         }
     }
     Ok(default(tuned_for_a_wider_cpu(db, task, target)?.unwrap_or(DefaultReason::NotTuned)))
@@ -235,19 +245,9 @@ fn lower_and_build(
 }
 
 /// A task, its node count, its schedule, its space on this target, the kernel's source, and for
-/// a borrowed kernel the builder and space of the narrowed target it is compiled for.
-type Chosen<'a> = (
-    &'a Task,
-    usize,
-    Trace,
-    Box<dyn SpaceGenerator>,
-    KernelSource,
-    Option<(CpuBuilder, Box<dyn SpaceGenerator>)>,
-);
-
-fn source_is_tuned(source: &KernelSource) -> bool {
-    matches!(source, KernelSource::Tuned { .. })
-}
+/// a borrowed kernel the index of the narrowed target's builder and its space there.
+type Chosen<'a> =
+    (&'a Task, usize, Trace, Box<dyn SpaceGenerator>, KernelSource, Option<(usize, Box<dyn SpaceGenerator>)>);
 
 /// Chooses and compiles the kernel of every task (`(task, n_nodes)`, distinct), in order.
 pub(crate) fn build(
@@ -259,20 +259,35 @@ pub(crate) fn build(
     let builder = CpuBuilder::new(target)
         .map_err(|source| RuntimeError::Build { task: "every task".into(), source })?;
     // The log is read on this thread (a SQLite connection is not shared across threads).
+    let compatible = match log {
+        Some(db) => compatible_targets(db, target)?,
+        None => Vec::new(),
+    };
+    // One builder per lending target, made when a task first borrows from it.
+    let mut narrowed_builders: Vec<(String, CpuBuilder)> = Vec::new();
     let mut chosen: Vec<Chosen> = Vec::with_capacity(tasks.len());
     for (task, n_nodes) in tasks {
         let space = space_for(task, target)
             .map_err(|source| RuntimeError::Schedule { task: task.description(), source })?;
-        let choice = choose(task, space.as_ref(), target, log)?;
+        let choice = choose(task, space.as_ref(), target, log, &compatible)?;
         let borrowed = match choice.build_for {
-            Some((narrowed, narrowed_space)) => match CpuBuilder::new(&narrowed) {
-                Ok(narrowed_builder) => Some((narrowed_builder, narrowed_space)),
-                Err(e) => {
-                    let source = KernelSource::Default(DefaultReason::BuildFailed(e.to_string()));
-                    chosen.push((task, *n_nodes, space.default_trace(), space, source, None));
-                    continue;
+            Some((key, narrowed, narrowed_space)) => {
+                let index = match narrowed_builders.iter().position(|(k, _)| *k == key) {
+                    Some(index) => Ok(index),
+                    None => CpuBuilder::new(&narrowed).map(|b| {
+                        narrowed_builders.push((key, b));
+                        narrowed_builders.len() - 1
+                    }),
+                };
+                match index {
+                    Ok(index) => Some((index, narrowed_space)),
+                    Err(e) => {
+                        let source = KernelSource::Default(DefaultReason::BuildFailed(e.to_string()));
+                        chosen.push((task, *n_nodes, space.default_trace(), space, source, None));
+                        continue;
+                    }
                 }
-            },
+            }
             None => None,
         };
         chosen.push((task, *n_nodes, choice.trace, space, choice.source, borrowed));
@@ -280,7 +295,7 @@ pub(crate) fn build(
     let compile = |(task, n_nodes, trace, space, source, borrowed): Chosen| -> Result<(TaskKernel, CpuProgram), RuntimeError> {
             let start = Instant::now();
             let (tuned_builder, tuned_space) = match &borrowed {
-                Some((b, s)) => (b, s.as_ref()),
+                Some((index, s)) => (&narrowed_builders[*index].1, s.as_ref()),
                 None => (&builder, space.as_ref()),
             };
             let (program, source) = match lower_and_build(tuned_builder, tuned_space, &trace) {
@@ -293,7 +308,10 @@ pub(crate) fn build(
                 }
                 Err(e) => return Err(e.into_error(task)),
             };
-            let space_version = if borrowed.is_some() && source_is_tuned(&source) { tuned_space.version() } else { space.version() };
+            let space_version = match source {
+                KernelSource::Tuned { .. } => tuned_space.version(),
+                KernelSource::Default(_) => space.version(),
+            };
             let kernel = TaskKernel {
                 task: task.clone(),
                 n_nodes,
