@@ -265,12 +265,7 @@ fn merge(args: MergeArgs) -> Result<ExitCode> {
     let mut out = open_db(&args.output)?;
     let mut total = ImportStats::default();
     for (path, input) in args.inputs.iter().zip(&inputs) {
-        let stats = out.merge_from(input).with_context(|| format!("merging {}", path.display()))?;
-        total.trials_added += stats.trials_added;
-        total.trials_already_present += stats.trials_already_present;
-        total.sessions_added += stats.sessions_added;
-        total.workloads_added += stats.workloads_added;
-        total.targets_added += stats.targets_added;
+        total += out.merge_from(input).with_context(|| format!("merging {}", path.display()))?;
     }
     println!("merged {} log(s) into {}: {}", inputs.len(), args.output.display(), stats_line(&total));
     Ok(ExitCode::SUCCESS)

@@ -114,6 +114,16 @@ pub struct ImportStats {
     pub targets_added: usize,
 }
 
+impl std::ops::AddAssign for ImportStats {
+    fn add_assign(&mut self, other: ImportStats) {
+        self.trials_added += other.trials_added;
+        self.trials_already_present += other.trials_already_present;
+        self.sessions_added += other.sessions_added;
+        self.workloads_added += other.workloads_added;
+        self.targets_added += other.targets_added;
+    }
+}
+
 /// What `prune_keep_best` removed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PruneStats {
