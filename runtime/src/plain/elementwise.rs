@@ -1,7 +1,9 @@
 //! Element-wise ops: unary functions, binary ops and n-ary Sum/Max/Min/Mean with numpy
-//! broadcasting, and casts. Simple arithmetic is computed in f32 (as onnxruntime does); the
-//! transcendental functions through the f64 reference semantics of `autotune_graph`.
+//! broadcasting, and casts. Simple arithmetic is computed in f32 (as onnxruntime does); exp,
+//! tanh, erf and the functions built on them with the vectorizable f32 forms of [`fast_math`],
+//! the rarer transcendental functions through the f64 reference semantics of `autotune_graph`.
 
+use super::fast_math;
 use super::strided::{broadcast_strides, zip};
 use super::{Operand, OutBuf, Par};
 use autotune_graph::{BinaryOp, ElemType, UnaryOp, VariadicOp};
@@ -28,6 +30,12 @@ pub fn unary(op: UnaryOp, x: &[f32], out: &mut [f32], par: &Par) {
         UnaryOp::Ceil => map(x, out, par, f32::ceil),
         UnaryOp::LeakyRelu { alpha } => map(x, out, par, |v| if v >= 0.0 { v } else { alpha * v }),
         UnaryOp::Clip { min, max } => map(x, out, par, |v| v.max(min).min(max)),
+        UnaryOp::Exp => map(x, out, par, fast_math::exp),
+        UnaryOp::Tanh => map(x, out, par, fast_math::tanh),
+        UnaryOp::Erf => map(x, out, par, fast_math::erf),
+        UnaryOp::Sigmoid => map(x, out, par, fast_math::sigmoid),
+        UnaryOp::Gelu { tanh: false } => map(x, out, par, fast_math::gelu_erf),
+        UnaryOp::Gelu { tanh: true } => map(x, out, par, fast_math::gelu_tanh),
         other => map(x, out, par, |v| other.apply(f64::from(v)) as f32),
     }
 }
@@ -46,7 +54,14 @@ pub fn binary(op: BinaryOp, a: Operand, b: Operand, out: &mut OutBuf, par: &Par)
         BinaryOp::Max => zip(a, b, shape, out.data, par, f32::max),
         BinaryOp::Min => zip(a, b, shape, out.data, par, f32::min),
         BinaryOp::PRelu => zip(a, b, shape, out.data, par, |x, y| if x >= 0.0 { x } else { x * y }),
-        BinaryOp::Pow => zip(a, b, shape, out.data, par, |x, y| op.apply(f64::from(x), f64::from(y)) as f32),
+        BinaryOp::Pow => match small_integer_exponent(b.0, b.1) {
+            // x² and x³ (variance, Gelu's cubic) as products, exactly what powf rounds to
+            // within an ulp, without a libm call per element.
+            Some(2) => zip(a, b, shape, out.data, par, |x, _| x * x),
+            Some(3) => zip(a, b, shape, out.data, par, |x, _| x * x * x),
+            Some(1) => zip(a, b, shape, out.data, par, |x, _| x),
+            _ => zip(a, b, shape, out.data, par, |x, y| op.apply(f64::from(x), f64::from(y)) as f32),
+        },
         BinaryOp::Equal => zip(a, b, shape, out.data, par, |x, y| f32::from(u8::from(x == y))),
         BinaryOp::Less => zip(a, b, shape, out.data, par, |x, y| f32::from(u8::from(x < y))),
         BinaryOp::LessOrEqual => zip(a, b, shape, out.data, par, |x, y| f32::from(u8::from(x <= y))),
@@ -57,6 +72,13 @@ pub fn binary(op: BinaryOp, a: Operand, b: Operand, out: &mut OutBuf, par: &Par)
         }
     }
     normalize_ints(out);
+}
+
+/// The exponent of a Pow when every element of it is the same small integer (1 to 3).
+fn small_integer_exponent(data: &[f32], strides: &[isize]) -> Option<u8> {
+    let first = *data.first()?;
+    let all_same = strides.iter().all(|&s| s == 0) || data.iter().all(|&v| v == first);
+    (all_same && [1.0, 2.0, 3.0].contains(&first)).then_some(first as u8)
 }
 
 pub fn variadic(op: VariadicOp, inputs: &[Operand], out: &mut OutBuf, par: &Par) {
@@ -175,8 +197,10 @@ mod tests {
         let x = [-1.0f32, 0.0, 2.0];
         let mut out = vec![0.0; 3];
         unary(UnaryOp::Sigmoid, &x, &mut out, &Par::serial());
-        let expected: Vec<f32> = x.iter().map(|&v| (1.0 / (1.0 + (-f64::from(v)).exp())) as f32).collect();
-        assert_eq!(out, expected);
+        for (&got, &v) in out.iter().zip(&x) {
+            let want = 1.0 / (1.0 + (-f64::from(v)).exp());
+            assert!((f64::from(got) - want).abs() <= 3e-7 * want, "sigmoid({v}) = {got}, want {want}");
+        }
         unary(UnaryOp::Clip { min: -0.5, max: 1.0 }, &x, &mut out, &Par::serial());
         assert_eq!(out, vec![-0.5, 0.0, 1.0]);
     }

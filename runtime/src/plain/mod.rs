@@ -4,6 +4,7 @@
 //! supported models need at run time: integer arithmetic is folded at load time.
 
 mod elementwise;
+mod fast_math;
 mod movement;
 mod nn;
 mod reduce;
@@ -118,7 +119,7 @@ pub(crate) fn run(op: &PlainOp, inputs: &[Operand], outputs: &mut [OutBuf], par:
             Ok(())
         }
         PlainOp::Softmax { axis, log, coerce_2d } => {
-            nn::softmax(*axis, *log, *coerce_2d, first, out);
+            nn::softmax(*axis, *log, *coerce_2d, first, out, par);
             Ok(())
         }
         PlainOp::Concat { axis } => {
