@@ -24,6 +24,12 @@
         output (the logits) becomes one more output. Prints one JSON line describing what was
         randomized.
 
+    python3 tests/onnx_model_data.py encoder OUT_DIR [--layers L] [--hidden H] [--heads A]
+                                         [--sizes BxS,...] [--seed S]
+        A BERT-like encoder (tests/encoder_model.py) with symbolic batch and sequence dims as
+        OUT_DIR/encoder.onnx, and for every size BxS random token ids and a padding mask
+        (OUT_DIR/bB_sS/input_<i>.pb) with onnxruntime's outputs for them (output_<i>.pb).
+
 Weights by role (the first node that reads the tensor): Conv / Gemm / MatMul weights are He
 initialized (normal, std sqrt(2 / fan_in)); biases and BatchNormalization means are normal with
 std 0.1; BatchNormalization scales and variances, and per-channel Mul factors, uniform in
@@ -215,6 +221,25 @@ def node_cases(args):
     print(written)
 
 
+def encoder(args):
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import encoder_model
+
+    os.makedirs(args.out_dir, exist_ok=True)
+    model = encoder_model.build(layers=args.layers, hidden=args.hidden, heads=args.heads, seed=args.seed)
+    onnx.checker.check_model(model, full_check=True)
+    path = os.path.join(args.out_dir, "encoder.onnx")
+    onnx.save(model, path)
+    for size in args.sizes.split(","):
+        batch, seq = (int(v) for v in size.lower().split("x"))
+        out = os.path.join(args.out_dir, f"b{batch}_s{seq}")
+        os.makedirs(out, exist_ok=True)
+        feeds = encoder_model.inputs(batch, seq, seed=args.seed)
+        for i, (name, value) in enumerate(feeds.items()):
+            write_tensor(os.path.join(out, f"input_{i}.pb"), value, name)
+        run_onnxruntime(path, feeds, out, 1)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -232,9 +257,16 @@ def main():
     r.add_argument("out_dir")
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--threads", type=int, default=1)
+    e = sub.add_parser("encoder")
+    e.add_argument("out_dir")
+    e.add_argument("--layers", type=int, default=2)
+    e.add_argument("--hidden", type=int, default=256)
+    e.add_argument("--heads", type=int, default=4)
+    e.add_argument("--sizes", default="1x128")
+    e.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     {"dummy-input": dummy_input, "onnxruntime": onnxruntime_outputs, "randomize": randomize,
-     "node-cases": node_cases}[args.command](args)
+     "node-cases": node_cases, "encoder": encoder}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -356,11 +356,11 @@ fn verify(args: VerifyArgs) -> Result<ExitCode> {
     let mut verdicts = Vec::new();
     let (mut n_default, mut n_borrowed) = (0usize, 0usize);
     for kernel in plan.tasks() {
-        let KernelSource::Tuned { median_s, trace, borrowed_from, .. } = &kernel.source else {
+        let KernelSource::Tuned { median_s, trace, borrowed_from, nearest_shape, .. } = &kernel.source else {
             n_default += 1;
             continue;
         };
-        if borrowed_from.is_some() {
+        if borrowed_from.is_some() || nearest_shape.is_some() {
             // Its logged time is another machine's: nothing here to hold it to.
             n_borrowed += 1;
             continue;

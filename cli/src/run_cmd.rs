@@ -285,6 +285,17 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         );
     }
     let n_borrowed: usize = borrowed.values().sum();
+    let nearest: Vec<(String, String)> =
+        plan.nearest_shape_tasks().map(|(k, shape)| (k.task.description(), shape.to_string())).collect();
+    if !nearest.is_empty() {
+        eprintln!(
+            "autotune: {} task(s) have a shape {log_name} never tuned; they run the schedule of the nearest tuned shape:",
+            nearest.len()
+        );
+        for (task, shape) in &nearest {
+            eprintln!("  {task}  <-  {shape}");
+        }
+    }
     let untuned: Vec<_> = plan.untuned_tasks().cloned().collect();
     if !untuned.is_empty() {
         let mut text = String::new();
@@ -352,6 +363,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
             "n_kernels": plan.n_kernels(),
             "n_tuned": plan.n_tuned(),
             "n_tuned_for_another_target": n_borrowed,
+            "n_nearest_shape": nearest.len(),
             "n_default": plan.n_default(),
             "n_tasks": plan.tasks().len(),
             "untuned_tasks": untuned.iter().map(|k| k.task.description()).collect::<Vec<_>>(),

@@ -56,8 +56,88 @@ pub struct ModelTuneArgs {
     /// the N logs with `autotune db merge`. For batch schedulers: see deploy/.
     #[arg(long, value_name = "I/N", value_parser = parse_shard)]
     pub shard: Option<Shard>,
+    /// Sizes to tune a symbolic input dimension for, e.g. `--dim batch=1,8 --dim seq=128,384`
+    /// (repeatable): every combination is a set of tasks, tuned together. A symbolic dimension
+    /// not named is 1. At run time any size runs: a tuned one with its kernels, another with the
+    /// nearest tuned schedule that fits it, else the default.
+    #[arg(long = "dim", value_name = "NAME=SIZES", value_parser = parse_dim)]
+    pub dims: Vec<(String, Vec<usize>)>,
     #[command(flatten)]
     pub search: SearchArgs,
+}
+
+/// `--dim NAME=S1,S2,…`.
+pub fn parse_dim(text: &str) -> Result<(String, Vec<usize>), String> {
+    let bad = || format!("`{text}` is not a dimension: write NAME=SIZES, e.g. seq=128,384");
+    let (name, sizes) = text.split_once('=').ok_or_else(bad)?;
+    let name = name.trim();
+    if name.is_empty() {
+        return Err(bad());
+    }
+    let sizes: Vec<usize> = sizes
+        .split(',')
+        .map(|v| v.trim().parse::<usize>().ok().filter(|&v| (1..=1 << 20).contains(&v)))
+        .collect::<Option<_>>()
+        .ok_or_else(|| format!("`{text}`: the sizes of {name} must be whole numbers from 1 to 1048576"))?;
+    Ok((name.to_string(), sizes))
+}
+
+/// Every combination of the `--dim` sizes (one empty binding without any).
+fn dim_bindings(dims: &[(String, Vec<usize>)]) -> Vec<std::collections::BTreeMap<String, usize>> {
+    let mut bindings = vec![std::collections::BTreeMap::new()];
+    for (name, sizes) in dims {
+        bindings = bindings
+            .into_iter()
+            .flat_map(|b| {
+                sizes.iter().map(move |&size| {
+                    let mut b = b.clone();
+                    b.insert(name.clone(), size);
+                    b
+                })
+            })
+            .collect();
+    }
+    bindings
+}
+
+/// The model loaded for every `--dim` binding, and their tasks with the weights summed (a task
+/// that occurs at several sizes, like a weight-only one, is tuned once).
+fn load_for_dims(
+    model: &std::path::Path,
+    dims: &[(String, Vec<usize>)],
+) -> Result<(autotune_graph::Graph, Vec<(autotune_ir::Task, usize)>)> {
+    let bad = |e: String| anyhow!(BadInput(e));
+    let mut first: Option<autotune_graph::Graph> = None;
+    let mut tasks: Vec<(autotune_ir::Task, usize)> = Vec::new();
+    for binding in dim_bindings(dims) {
+        // An unsupported node does not cost the user the night: the rest is tuned, and `run`
+        // (which loads strictly) names the node.
+        let config = LoadConfig { skip_unsupported: true, dims: binding.clone(), ..LoadConfig::default() };
+        let graph = load(model, &config).map_err(|e| {
+            let at = binding.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ");
+            bad(if at.is_empty() { e.to_string() } else { format!("at {at}: {e}") })
+        })?;
+        if let Some(unknown) = binding.keys().find(|k| !graph.symbolic_dims.contains_key(*k)) {
+            let known: Vec<&str> = graph.symbolic_dims.keys().map(String::as_str).collect();
+            return Err(bad(format!(
+                "--dim {unknown}: {} has no symbolic input dimension of that name ({})",
+                model.display(),
+                if known.is_empty() {
+                    "it has none".to_string()
+                } else {
+                    format!("it has {}", known.join(", "))
+                }
+            )));
+        }
+        for (task, weight) in extract_tasks(&graph) {
+            match tasks.iter_mut().find(|(t, _)| t.key() == task.key()) {
+                Some((_, w)) => *w += weight,
+                None => tasks.push((task, weight)),
+            }
+        }
+        first.get_or_insert(graph);
+    }
+    Ok((first.expect("at least one binding"), tasks))
 }
 
 /// `--shard I/N`.
@@ -138,11 +218,7 @@ pub fn tune_model_cmd(args: ModelTuneArgs) -> Result<ExitCode> {
         )));
     };
     let target = cpu_target(&args.search.device, args.search.threads, &args.search.cpu_features)?;
-    // An unsupported node does not cost the user the night: the rest is tuned, and `run` (which
-    // loads strictly) names the node.
-    let partial = LoadConfig { skip_unsupported: true, ..LoadConfig::default() };
-    let graph = load(&model, &partial).map_err(|e| anyhow!(BadInput(e.to_string())))?;
-    let mut extracted = extract_tasks(&graph);
+    let (graph, mut extracted) = load_for_dims(&model, &args.dims)?;
     let n_model_tasks = extracted.len();
     if let Some(shard) = args.shard {
         let tasks: Vec<autotune_ir::Task> = extracted.iter().map(|(t, _)| t.clone()).collect();

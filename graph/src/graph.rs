@@ -107,6 +107,9 @@ pub struct Graph {
     /// Nodes a partial load ([`crate::LoadConfig::skip_unsupported`]) left out, in model order.
     /// A graph with any is for tuning what it has; it cannot be run.
     pub skipped: Vec<SkippedNode>,
+    /// The model inputs' named symbolic dimensions (`batch`, `seq`) and the size each was bound
+    /// to for this graph.
+    pub symbolic_dims: std::collections::BTreeMap<String, usize>,
 }
 
 /// A node a partial load could not lower, and why.

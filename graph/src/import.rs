@@ -61,12 +61,18 @@ pub(crate) fn load_bytes(
         b.add_named(&name, t.shape.clone(), t.dtype, Some(Arc::new(t)));
     }
     let mut inputs = Vec::new();
+    let mut symbolic_dims = std::collections::BTreeMap::new();
     for input in &graph.input {
         let name = input.name.clone().unwrap_or_default();
         if b.by_name.contains_key(&name) {
             continue; // an initializer listed as an input (IR < 4): a constant here
         }
         let (dtype, shape) = input_type(input, config)?;
+        for (param, &size) in dim_params(input).iter().zip(&shape) {
+            if let Some(param) = param {
+                symbolic_dims.insert(param.clone(), size);
+            }
+        }
         inputs.push(b.add_named(&name, shape, dtype, None));
     }
 
@@ -138,10 +144,12 @@ pub(crate) fn load_bytes(
         .cloned()
         .chain(keep_alive.iter().map(|&tensor| GraphOutput { name: String::new(), tensor }))
         .collect();
+    crate::fuse_chains::fuse_chains(&mut b, &live_outputs);
     fuse::fuse(&mut b, &live_outputs)?;
     let mut graph =
         finish(b, graph.name.clone().unwrap_or_default(), inputs, outputs, &keep_alive, graph.node.len());
     graph.skipped = skipped;
+    graph.symbolic_dims = symbolic_dims;
     Ok(graph)
 }
 
@@ -199,8 +207,8 @@ fn lower_node(
     apply(b, &ctx, lowered)
 }
 
-/// Element type and shape of a model input: `LoadConfig::input_shapes` wins; symbolic
-/// dimensions take `LoadConfig::symbolic_dim`.
+/// Element type and shape of a model input: `LoadConfig::input_shapes` wins; a symbolic
+/// dimension takes its size from `LoadConfig::dims` by name, else `LoadConfig::symbolic_dim`.
 fn input_type(
     input: &proto::ValueInfoProto,
     config: &LoadConfig,
@@ -227,10 +235,30 @@ fn input_type(
         .iter()
         .map(|d| match d.value {
             Some(proto::tensor_shape_proto::dimension::Value::DimValue(v)) if v >= 0 => v as usize,
+            Some(proto::tensor_shape_proto::dimension::Value::DimParam(ref param)) => {
+                config.dims.get(param).copied().unwrap_or(config.symbolic_dim)
+            }
             _ => config.symbolic_dim,
         })
         .collect();
     Ok((dtype, shape))
+}
+
+/// The name of each declared dimension of a value that is symbolic (`dim_param`).
+fn dim_params(v: &proto::ValueInfoProto) -> Vec<Option<String>> {
+    let Some(type_proto::Value::TensorType(t)) = v.r#type.as_ref().and_then(|t| t.value.as_ref()) else {
+        return Vec::new();
+    };
+    t.shape
+        .iter()
+        .flat_map(|s| &s.dim)
+        .map(|d| match &d.value {
+            Some(proto::tensor_shape_proto::dimension::Value::DimParam(p)) if !p.is_empty() => {
+                Some(p.clone())
+            }
+            _ => None,
+        })
+        .collect()
 }
 
 /// The declared shape of a value, if every dimension is a number.
@@ -392,5 +420,6 @@ fn finish(
         nodes,
         n_onnx_nodes: n_onnx,
         skipped: Vec::new(),
+        symbolic_dims: Default::default(),
     }
 }

@@ -30,6 +30,7 @@ mod builder;
 mod error;
 mod fold;
 mod fuse;
+mod fuse_chains;
 mod graph;
 mod import;
 mod lower;
@@ -95,8 +96,10 @@ pub const MAX_OPSET: i64 = 28;
 pub struct LoadConfig {
     /// Shapes of model inputs, by name, replacing what the model declares.
     pub input_shapes: BTreeMap<String, Vec<usize>>,
-    /// The size given to a symbolic input dimension (`N`, `batch`) that `input_shapes` does not
-    /// set.
+    /// Sizes of named symbolic input dimensions (`batch`, `seq`), for inputs `input_shapes`
+    /// does not set.
+    pub dims: BTreeMap<String, usize>,
+    /// The size given to a symbolic input dimension that neither `input_shapes` nor `dims` sets.
     pub symbolic_dim: usize,
     /// Step over nodes this build cannot lower (listed in [`Graph::skipped`]) instead of
     /// refusing the model, so the rest can still be tuned. Nodes that read a skipped node's output
@@ -106,7 +109,12 @@ pub struct LoadConfig {
 
 impl Default for LoadConfig {
     fn default() -> LoadConfig {
-        LoadConfig { input_shapes: BTreeMap::new(), symbolic_dim: 1, skip_unsupported: false }
+        LoadConfig {
+            input_shapes: BTreeMap::new(),
+            dims: BTreeMap::new(),
+            symbolic_dim: 1,
+            skip_unsupported: false,
+        }
     }
 }
 

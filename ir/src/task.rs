@@ -264,6 +264,48 @@ impl Task {
 
     /// Indices of the inputs that are constants of the model (weights, biases): they may be
     /// packed into another layout once, before the kernel runs.
+    /// How far `other`'s sizes are from this task's (Σ |ln ratio| over the sizes that differ) when
+    /// the two differ only in sizes a dynamic dimension changes — batch, rows and columns of a
+    /// matmul, a convolution's or pooling's batch and spatial extent — and in nothing that makes a
+    /// different kernel (op, flags, channels, window, dtype, epilogue); `None` otherwise. The
+    /// runtime runs the nearest tuned shape's schedule for a shape nobody tuned.
+    pub fn shape_distance(&self, other: &Task) -> Option<f64> {
+        if self.dtype != other.dtype || self.epilogue != other.epilogue {
+            return None;
+        }
+        let sizes: Vec<(usize, usize)> = match (&self.op, &other.op) {
+            (Op::Matmul(a), Op::Matmul(b)) => vec![(a.m, b.m), (a.n, b.n), (a.k, b.k)],
+            (Op::BatchMatmul(a), Op::BatchMatmul(b)) => {
+                let flags = |s: &crate::BatchMatmulSpec| {
+                    (s.trans_a, s.trans_b, s.a_broadcast, s.b_broadcast, s.b_constant)
+                };
+                if flags(a) != flags(b) {
+                    return None;
+                }
+                vec![(a.batch, b.batch), (a.m, b.m), (a.n, b.n), (a.k, b.k)]
+            }
+            (Op::Conv2d(a), Op::Conv2d(b)) => {
+                let fixed =
+                    |s: &crate::Conv2dSpec| (s.c, s.o, s.kh, s.kw, s.stride, s.pad, s.dilation, s.groups);
+                if fixed(a) != fixed(b) {
+                    return None;
+                }
+                vec![(a.n, b.n), (a.h, b.h), (a.w, b.w)]
+            }
+            (Op::Pool2d(a), Op::Pool2d(b)) => {
+                let fixed = |s: &crate::Pool2dSpec| {
+                    (s.kind, s.c, s.kh, s.kw, s.stride, s.pad, s.dilation, s.ceil_mode, s.count_include_pad)
+                };
+                if fixed(a) != fixed(b) {
+                    return None;
+                }
+                vec![(a.n, b.n), (a.h, b.h), (a.w, b.w)]
+            }
+            _ => return None,
+        };
+        Some(sizes.iter().map(|&(a, b)| (a.max(1) as f64 / b.max(1) as f64).ln().abs()).sum())
+    }
+
     pub fn constant_inputs(&self) -> Vec<usize> {
         let mut constant = match &self.op {
             Op::Conv2d(_) => vec![1],

@@ -23,6 +23,10 @@ pub enum KernelSource {
         /// When the log held no trial of the task for this exact target: the compatible target
         /// it was tuned for (its features a subset of this one's, same threads), for people.
         borrowed_from: Option<String>,
+        /// When the log held no trial of this task's shape (a dynamic dimension at a size nobody
+        /// tuned): the nearest tuned shape of the same kind ([`Task::shape_distance`]) whose
+        /// schedule this task's space replays, described.
+        nearest_shape: Option<String>,
     },
     /// The schedule space's default schedule.
     Default(DefaultReason),
@@ -106,6 +110,7 @@ fn choose(
     target: &Target,
     log: Option<&Database>,
     compatible: &[(String, String, Target)],
+    shapes: &[(String, Task, String)],
 ) -> Result<Choice, RuntimeError> {
     let default = |reason| Choice {
         trace: space.default_trace(),
@@ -115,7 +120,13 @@ fn choose(
     let Some(db) = log else { return Ok(default(DefaultReason::NoLog)) };
     let trials = db.best(&task.key().0, &target.key(), TRIALS_CONSIDERED)?;
     if let Some((trace, trial, median_s)) = first_replayable(&trials, space) {
-        let source = KernelSource::Tuned { trial, median_s, trace: trace.clone(), borrowed_from: None };
+        let source = KernelSource::Tuned {
+            trial,
+            median_s,
+            trace: trace.clone(),
+            borrowed_from: None,
+            nearest_shape: None,
+        };
         return Ok(Choice { trace, source, build_for: None });
     }
     if let Some(t) = trials.first() {
@@ -136,6 +147,7 @@ fn choose(
                 median_s,
                 trace: trace.clone(),
                 borrowed_from: Some(name.clone()),
+                nearest_shape: None,
             };
             return Ok(Choice {
                 trace,
@@ -144,7 +156,57 @@ fn choose(
             });
         }
     }
-    Ok(default(tuned_for_a_wider_cpu(db, task, target)?.unwrap_or(DefaultReason::NotTuned)))
+    if let Some(reason) = tuned_for_a_wider_cpu(db, task, target)? {
+        return Ok(default(reason));
+    }
+    if let Some((trace, trial, median_s, shape)) = nearest_tuned_shape(db, task, space, target, shapes)? {
+        let source = KernelSource::Tuned {
+            trial,
+            median_s,
+            trace: trace.clone(),
+            borrowed_from: None,
+            nearest_shape: Some(shape),
+        };
+        return Ok(Choice { trace, source, build_for: None });
+    }
+    Ok(default(DefaultReason::NotTuned))
+}
+
+/// The log's tasks (key, task, description), parsed once per plan: the candidates for
+/// [`nearest_tuned_shape`].
+fn logged_tasks(db: &Database) -> Result<Vec<(String, Task, String)>, RuntimeError> {
+    Ok(db
+        .workloads()?
+        .into_iter()
+        .filter_map(|(_, w)| {
+            Some((w.task_key, serde_json::from_str::<Task>(&w.task_json).ok()?, w.description))
+        })
+        .collect())
+}
+
+/// For a task whose shape the log never tuned on this target: the schedule of the nearest
+/// tuned shape of the same kind that this task's space replays (its fastest replayable trial),
+/// nearest first, with that shape's description.
+fn nearest_tuned_shape(
+    db: &Database,
+    task: &Task,
+    space: &dyn SpaceGenerator,
+    target: &Target,
+    shapes: &[(String, Task, String)],
+) -> Result<Option<(Trace, TrialId, f64, String)>, RuntimeError> {
+    let mut near: Vec<(f64, &String, &String)> = shapes
+        .iter()
+        .filter_map(|(key, other, description)| Some((task.shape_distance(other)?, key, description)))
+        .filter(|(distance, _, _)| *distance > 0.0)
+        .collect();
+    near.sort_by(|a, b| a.0.total_cmp(&b.0).then_with(|| a.1.cmp(b.1)));
+    for (_, key, description) in near {
+        let trials = db.best(key, &target.key(), TRIALS_CONSIDERED)?;
+        if let Some((trace, trial, median_s)) = first_replayable(&trials, space) {
+            return Ok(Some((trace, trial, median_s, description.clone())));
+        }
+    }
+    Ok(None)
 }
 
 /// The fastest of `trials` (best first) that this build's `space` still replays.
@@ -259,9 +321,9 @@ pub(crate) fn build(
     let builder = CpuBuilder::new(target)
         .map_err(|source| RuntimeError::Build { task: "every task".into(), source })?;
     // The log is read on this thread (a SQLite connection is not shared across threads).
-    let compatible = match log {
-        Some(db) => compatible_targets(db, target)?,
-        None => Vec::new(),
+    let (compatible, shapes) = match log {
+        Some(db) => (compatible_targets(db, target)?, logged_tasks(db)?),
+        None => (Vec::new(), Vec::new()),
     };
     // One builder per lending target, made when a task first borrows from it.
     let mut narrowed_builders: Vec<(String, CpuBuilder)> = Vec::new();
@@ -269,7 +331,7 @@ pub(crate) fn build(
     for (task, n_nodes) in tasks {
         let space = space_for(task, target)
             .map_err(|source| RuntimeError::Schedule { task: task.description(), source })?;
-        let choice = choose(task, space.as_ref(), target, log, &compatible)?;
+        let choice = choose(task, space.as_ref(), target, log, &compatible, &shapes)?;
         let borrowed = match choice.build_for {
             Some((key, narrowed, narrowed_space)) => {
                 let index = match narrowed_builders.iter().position(|(k, _)| *k == key) {

@@ -834,6 +834,15 @@ impl Plan {
         })
     }
 
+    /// Tasks that run the schedule of the nearest tuned shape of the log (their own shape was
+    /// never tuned: a dynamic dimension at a new size), with that shape's description.
+    pub fn nearest_shape_tasks(&self) -> impl Iterator<Item = (&TaskKernel, &str)> {
+        self.kernels.iter().filter_map(|k| match &k.source {
+            crate::KernelSource::Tuned { nearest_shape: Some(shape), .. } => Some((k, shape.as_str())),
+            _ => None,
+        })
+    }
+
     /// Kernel nodes of the model (kernel calls per run).
     pub fn n_kernels(&self) -> usize {
         self.kernels.iter().map(|k| k.n_nodes).sum()
