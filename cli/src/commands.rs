@@ -65,6 +65,7 @@ pub(crate) fn host_target(threads: u32, features: &CpuFeaturesArg) -> Result<Tar
         (Some(level), Target::Cpu(cpu)) => Target::Cpu(cpu.restricted(level).map_err(|e| {
             anyhow!(BadInput(format!("--cpu-features {level}: {e}; name a level this CPU has")))
         })?),
+        (Some(_), Target::Cuda(_)) => return Err(anyhow!("the host CPU was described as a GPU")),
     };
     if let Some(warning) = slow_isa_warning(&target) {
         eprintln!("autotune: warning: {warning}");
