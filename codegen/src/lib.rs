@@ -11,6 +11,7 @@
 //! SSE2 code); this crate is the only one with `unsafe` (JIT entry points, FFI callbacks).
 
 mod buffer;
+pub mod cuda;
 mod gpu_host;
 mod jit;
 mod lower;
@@ -30,6 +31,13 @@ pub enum CodegenError {
     Unsupported(String),
     #[error("LLVM failed: {0}")]
     Llvm(String),
+    /// CUDA (driver or NVRTC) is missing here; the text says what to install.
+    #[error("{0}")]
+    NoCuda(String),
+    #[error("NVRTC failed to compile {0}")]
+    Nvrtc(String),
+    #[error("ptxas failed: {0}")]
+    Ptxas(String),
     #[error("{0} is not a CPU: its kernels are built by the CUDA backend, not the LLVM JIT")]
     NotCpu(String),
     #[error("kernel called with buffers of lengths {got:?}, it expects {expected:?}")]

@@ -48,6 +48,11 @@ impl GpuGemmSchedule {
             1
         }
     }
+    /// Elements one thread copies into shared memory per reduction tile (A and B).
+    pub(crate) fn loads_in_flight(&self) -> i64 {
+        let per_thread = |tile_elems: i64| ceil_div(tile_elems / self.vec, self.n_threads()) * self.vec;
+        per_thread(self.bm * self.bk) + per_thread(self.bn * self.bk)
+    }
     /// Static shared memory of one block, bytes.
     pub(crate) fn shared_bytes(&self) -> i64 {
         4 * self.stages() * self.bk * (self.bm + self.bn)

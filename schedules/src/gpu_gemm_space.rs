@@ -106,8 +106,10 @@ pub struct GpuResources {
     pub n_threads: i64,
     /// Static shared memory of a block: exactly what the kernel declares.
     pub shared_bytes: i64,
-    /// Estimated 32-bit registers per thread: accumulators, one A and one B fragment, a vector
-    /// load in flight and [`OVERHEAD_REGISTERS`].
+    /// Estimated 32-bit registers per thread: accumulators, one A and one B fragment, the
+    /// elements of a tile copy (its loads are unrolled, and all issued before the first store)
+    /// and [`OVERHEAD_REGISTERS`]. Without the copy's share, points with few threads and big
+    /// tiles spilled (ptxas: 424 bytes at 16 threads copying 16×32 and 64×32 tiles).
     pub registers_per_thread: i64,
     /// The most registers per thread a block of `n_threads` can have on the target: what the
     /// kernel is compiled for (`__launch_bounds__`), so ptxas must stay within it.
@@ -123,7 +125,7 @@ impl GpuResources {
         GpuResources {
             n_threads,
             shared_bytes: s.shared_bytes(),
-            registers_per_thread: s.tm * s.tn + s.tm + s.tn + s.vec * s.stages() + OVERHEAD_REGISTERS,
+            registers_per_thread: s.tm * s.tn + s.tm + s.tn + s.loads_in_flight() + OVERHEAD_REGISTERS,
             register_limit,
         }
     }
