@@ -2,7 +2,8 @@
 # Sets up a fresh Debian 12 (bookworm) machine to build, test and benchmark autotune:
 #   1. system packages (apt): LLVM 19 for the JIT, SQLite for the tuning log, Chromium for the
 #      report's end-to-end test;
-#   2. Python packages (pip, requirements-dev.txt): numpy for the bench baseline, onnx/onnxruntime;
+#   2. Python packages (pip, requirements-dev.txt): numpy for the bench baseline, onnx/onnxruntime,
+#      the NVRTC and ptxas wheels for the GPU backend's offline checks;
 #   3. cargo build --release --workspace.
 # Safe to run again: installed pieces are skipped, the build is incremental.
 # Needs Rust (rustup, see README.md) and Python 3 with pip already on the machine.

@@ -226,7 +226,7 @@ fn bad_input_gets_one_line_and_exit_1() {
         (vec![utf8(&missing)], "cannot read"),
         (vec![utf8(&notes)], "not an ONNX model"),
         (vec![utf8(&model), "--budget", "soon"], "is not a duration"),
-        (vec![utf8(&model), "--device", "cuda:0"], "not supported"),
+        (vec![utf8(&model), "--device", "cuda:0"], "--device cuda:0: "),
         (vec![utf8(&model), "--db", utf8(&unwritable_db)], "x.db"),
         // Found before tuning, not after it.
         (vec![utf8(&model), "--report", utf8(&no_folder_report)], "does not exist: check --report"),

@@ -87,7 +87,7 @@ pub fn parse_device(text: &str) -> Result<Device, String> {
             .map(Device::Cuda)
             .map_err(|_| format!("`{text}` is not a device: use cpu or cuda:N"));
     }
-    Err(format!("unknown device `{text}`: use cpu (cuda:N comes with the GPU backend)"))
+    Err(format!("unknown device `{text}`: use cpu or cuda:N"))
 }
 
 /// `M×N×K` for matmul, written `1024x1024x1024`.
@@ -244,7 +244,7 @@ pub struct TuneArgs {
 /// Options every tuning command shares (`autotune op …` and model tuning).
 #[derive(Args, Debug, Clone)]
 pub struct SearchArgs {
-    /// cpu (cuda:N is not available yet).
+    /// `cpu`, or `cuda:N` (the CUDA device N of this machine, described by its driver).
     #[arg(long, default_value = "cpu", value_parser = parse_device)]
     pub device: Device,
     /// Threads the kernels run on: a kernel is tuned for a thread count, so use the one it will

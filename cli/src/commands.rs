@@ -47,12 +47,13 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     }
 }
 
-pub(crate) fn cpu_target(device: &Device, threads: u32, features: &CpuFeaturesArg) -> Result<Target> {
+/// The target `--device` names: this CPU (narrowed to `--cpu-features`), or CUDA device N
+/// described by its driver. No driver or no such device is the user's to fix: one line, exit 1.
+pub(crate) fn device_target(device: &Device, threads: u32, features: &CpuFeaturesArg) -> Result<Target> {
     match device {
         Device::Cpu => host_target(threads, features),
-        Device::Cuda(_) => Err(anyhow!(BadInput(
-            "--device cuda:N is not supported by this build yet: use --device cpu".into()
-        ))),
+        Device::Cuda(ordinal) => autotune_codegen::cuda::cuda_target(*ordinal)
+            .map_err(|e| anyhow!(BadInput(format!("--device cuda:{ordinal}: {e}")))),
     }
 }
 
@@ -65,6 +66,7 @@ pub(crate) fn host_target(threads: u32, features: &CpuFeaturesArg) -> Result<Tar
         (Some(level), Target::Cpu(cpu)) => Target::Cpu(cpu.restricted(level).map_err(|e| {
             anyhow!(BadInput(format!("--cpu-features {level}: {e}; name a level this CPU has")))
         })?),
+        (Some(_), Target::Cuda(_)) => return Err(anyhow!("the host CPU was described as a GPU")),
     };
     if let Some(warning) = slow_isa_warning(&target) {
         eprintln!("autotune: warning: {warning}");
@@ -180,7 +182,7 @@ fn op_task(op: OpCommand) -> Result<(Task, TuneArgs)> {
 }
 
 fn tune_task(task: Task, args: TuneArgs) -> Result<ExitCode> {
-    let target = cpu_target(&args.search.device, args.search.threads, &args.search.cpu_features)?;
+    let target = device_target(&args.search.device, args.search.threads, &args.search.cpu_features)?;
     let mut db = open_db(&args.db)?;
     let space = space_for(&task, &target).context("no schedule space")?;
     let measure = MeasureConfig { timeout_s: args.search.timeout_s, ..MeasureConfig::default() };
@@ -377,7 +379,7 @@ fn print_summary(task: &Task, args: &TuneArgs, summary: &TuneSummary, n_restarts
 }
 
 fn best(args: BestArgs) -> Result<ExitCode> {
-    let target = cpu_target(&args.device, args.threads, &args.cpu_features)?;
+    let target = device_target(&args.device, args.threads, &args.cpu_features)?;
     if !args.db.exists() {
         return Err(anyhow!(BadInput(format!(
             "no tuning log at {}: tune first with `autotune op …`",

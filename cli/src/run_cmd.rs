@@ -26,6 +26,9 @@ pub struct RunArgs {
     /// used).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub threads: u32,
+    /// Where the model runs: `cpu`, or `cuda:N` (the log's kernels tuned for that GPU).
+    #[arg(long, default_value = "cpu", value_parser = crate::args::parse_device)]
+    pub device: crate::args::Device,
     /// Run kernels for this ISA level at most (see `autotune --help`): a log's kernels tuned for
     /// a wider one are never run; their tasks fall back to the default schedule, listed on stderr.
     #[command(flatten)]
@@ -263,7 +266,7 @@ fn runtime_error(e: RuntimeError) -> anyhow::Error {
 pub fn run(args: RunArgs) -> Result<ExitCode> {
     let (graph, given) = load_with_inputs(&args)?;
     let (log, log_name) = open_log(&args)?;
-    let target = crate::commands::host_target(args.threads, &args.cpu_features)?;
+    let target = crate::commands::device_target(&args.device, args.threads, &args.cpu_features)?;
     let mut plan =
         Plan::from_graph(graph, log.as_ref(), &target, PlanConfig::default()).map_err(runtime_error)?;
     let outputs = plan.outputs();

@@ -6,7 +6,7 @@
 
 use crate::args::SearchArgs;
 use crate::commands::{
-    cancel_on_ctrl_c, cpu_target, load_warm_start, open_db, record_machine_ceilings, strategy_kind,
+    cancel_on_ctrl_c, device_target, load_warm_start, open_db, record_machine_ceilings, strategy_kind,
     worker_runner,
 };
 use crate::error::BadInput;
@@ -217,7 +217,7 @@ pub fn tune_model_cmd(args: ModelTuneArgs) -> Result<ExitCode> {
             "no model given: run `autotune MODEL.onnx` to tune a model, or see `autotune --help`".into()
         )));
     };
-    let target = cpu_target(&args.search.device, args.search.threads, &args.search.cpu_features)?;
+    let target = device_target(&args.search.device, args.search.threads, &args.search.cpu_features)?;
     let (graph, mut extracted) = load_for_dims(&model, &args.dims)?;
     let n_model_tasks = extracted.len();
     if let Some(shard) = args.shard {

@@ -51,20 +51,22 @@ pub fn cpu_target_at(level: Option<IsaLevel>, threads: u32) -> Result<Target, Co
         (Some(level), Target::Cpu(cpu)) => {
             Ok(Target::Cpu(cpu.restricted(level).map_err(|e| CodegenError::Unsupported(e.to_string()))?))
         }
+        (Some(_), Target::Cuda(_)) => Err(CodegenError::NotCpu(host.name().to_string())),
     }
 }
 
 /// Every ISA level this host can run, widest first, down to SSE4.2: what the test suites build
 /// and check each space at (an AVX-512 host also checks the AVX2 and SSE4.2 spaces).
 pub fn host_isa_levels() -> Result<Vec<IsaLevel>, CodegenError> {
-    let Target::Cpu(host) = host_cpu_target(1)?;
+    let host = host_cpu_target(1)?;
+    let host = host.as_cpu().ok_or_else(|| CodegenError::NotCpu(host.name().to_string()))?;
     let own = host.isa_level();
     Ok(IsaLevel::ALL.into_iter().rev().filter(|&l| l <= own && l >= IsaLevel::Sse42.min(own)).collect())
 }
 
 /// A line to print when a target's kernels will be slow because its CPU has no SSE4.2.
 pub fn slow_isa_warning(target: &Target) -> Option<String> {
-    let Target::Cpu(cpu) = target;
+    let cpu = target.as_cpu()?;
     (cpu.isa_level() < IsaLevel::Sse42).then(|| {
         format!(
             "{} has no SSE4.2/AVX2/AVX-512 that autotune knows: kernels use 128-bit or scalar code and run slowly",
@@ -133,6 +135,7 @@ impl CpuBuilder {
         init_llvm()?;
         match target {
             Target::Cpu(cpu) => Ok(CpuBuilder { target: cpu.clone() }),
+            Target::Cuda(gpu) => Err(CodegenError::NotCpu(gpu.name.clone())),
         }
     }
 

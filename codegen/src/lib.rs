@@ -11,11 +11,14 @@
 //! SSE2 code); this crate is the only one with `unsafe` (JIT entry points, FFI callbacks).
 
 mod buffer;
+pub mod cuda;
+mod gpu_host;
 mod jit;
 mod lower;
 mod runtime;
 
 pub use buffer::OperandBuffer;
+pub use gpu_host::gpu_nest_for_host;
 pub use jit::{
     cpu_target_at, detect_host_caches, host_cpu_target, host_isa_levels, slow_isa_warning, CpuBuilder,
     CpuKernel, CpuProgram, CODEGEN_VERSION,
@@ -28,6 +31,15 @@ pub enum CodegenError {
     Unsupported(String),
     #[error("LLVM failed: {0}")]
     Llvm(String),
+    /// CUDA (driver or NVRTC) is missing here; the text says what to install.
+    #[error("{0}")]
+    NoCuda(String),
+    #[error("NVRTC failed to compile {0}")]
+    Nvrtc(String),
+    #[error("ptxas failed: {0}")]
+    Ptxas(String),
+    #[error("{0} is not a CPU: its kernels are built by the CUDA backend, not the LLVM JIT")]
+    NotCpu(String),
     #[error("kernel called with buffers of lengths {got:?}, it expects {expected:?}")]
     BufferMismatch { expected: Vec<usize>, got: Vec<usize> },
 }

@@ -173,6 +173,9 @@ impl<'a, 'ctx> ModuleLowering<'a, 'ctx> {
             Stmt::For(l) => self.lower_loop(st, l),
             Stmt::Store { buf, index, value } => self.lower_store(st, *buf, index, value),
             Stmt::Allocate { buf, body } => self.lower_allocate(st, *buf, body),
+            // A CPU kernel has no thread blocks: GPU nests run on the host only after
+            // `gpu_nest_for_host` split their thread loops at every barrier.
+            Stmt::Barrier => Err(err("a GPU barrier in a CPU kernel (lower it with gpu_nest_for_host)")),
             Stmt::If { cond, then_body, else_body } => {
                 if st.vector.is_some() {
                     return Err(err("an `if` inside a vectorized loop"));

@@ -129,6 +129,8 @@ impl Walker<'_> {
                     self.walk(then_body, &taken, weight * p);
                     self.walk(else_body, &not_taken, weight * (1.0 - p));
                 }
+                // A block-wide wait: no work of its own; the features see GPU nests by their loops.
+                Stmt::Barrier => {}
                 Stmt::Allocate { buf, body } => {
                     if self.nest.buffers.get(buf.0 as usize).map(|b| b.scope) == Some(BufScope::Heap) {
                         self.heap_allocations += weight;

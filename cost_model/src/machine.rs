@@ -27,6 +27,20 @@ impl MachineModel {
                 vector_registers: cpu.vector_registers(),
                 threads: cpu.threads.max(1),
             },
+            // The features are CPU-shaped; for a GPU nest they are read against its memory
+            // hierarchy (shared memory as the first level, then L2) and its float4 accesses. The
+            // surrogate also sees the raw decisions, so this is a rough but honest stand-in.
+            Target::Cuda(gpu) => MachineModel {
+                caches: CacheSizes {
+                    l1d_bytes: gpu.shared_bytes_per_block,
+                    l2_bytes: gpu.l2_bytes,
+                    l3_bytes: gpu.l2_bytes,
+                    line_bytes: 128,
+                },
+                vector_lanes: 4,
+                vector_registers: gpu.max_registers_per_thread,
+                threads: gpu.sm_count.max(1),
+            },
         }
     }
 

@@ -8,6 +8,7 @@
 //! Must not know: I/O, LLVM, CUDA, SQLite, search. It has no heavy dependencies so every crate
 //! can depend on it.
 
+pub mod cuda_target;
 pub mod loop_nest;
 pub mod ops;
 pub mod printer;
@@ -26,7 +27,7 @@ pub use loop_nest::{
 };
 pub use ops::{BatchMatmulSpec, Conv2dSpec, EpilogueOp, Pool2dSpec, PoolKind, Scalar};
 pub use status::TrialStatus;
-pub use target::{CacheSizes, CpuTarget, IsaLevel, Target, UnsupportedLevel};
+pub use target::{CacheSizes, CpuTarget, CudaTarget, IsaLevel, Target, UnsupportedLevel};
 pub use task::{DType, MatmulShape, Op, Task, TaskKey, TensorSpec};
 pub use tolerance::{compare, Mismatch, Tolerance};
 pub use trace::{Decision, Trace};

@@ -140,6 +140,11 @@ pub enum Stmt {
         then_body: Vec<Stmt>,
         else_body: Vec<Stmt>,
     },
+    /// Every thread of the enclosing GPU block waits here until all have arrived, and their
+    /// shared-memory writes before it are visible after it (`__syncthreads()`). Only inside a
+    /// `GpuThread` loop, and only under control flow that is the same for every thread of the
+    /// block (the host lowering splits the thread loop here, which needs that).
+    Barrier,
 }
 
 /// A kernel: `params` (in argument order) are the caller's buffers, the other buffers are scratch.

@@ -52,6 +52,9 @@ fn print_block(nest: &LoopNest, body: &[Stmt], depth: usize, out: &mut String) {
                 print_block(nest, body, depth + 1, out);
                 let _ = writeln!(out, "{pad}}}");
             }
+            Stmt::Barrier => {
+                let _ = writeln!(out, "{pad}barrier");
+            }
             Stmt::If { cond, then_body, else_body } => {
                 let _ = writeln!(out, "{pad}if {} {{", expr(nest, cond));
                 print_block(nest, then_body, depth + 1, out);

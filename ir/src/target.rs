@@ -8,6 +8,8 @@
 use crate::task::stable_hash_hex;
 use serde::{Deserialize, Serialize};
 
+pub use crate::cuda_target::CudaTarget;
+
 /// The x86-64 ISA levels autotune generates and tests code for, narrowest first. A level is a
 /// set of LLVM features (the x86-64 psABI micro-architecture levels v2, v3 and v4's core); a CPU
 /// can run a level when it has every one of them.
@@ -345,30 +347,37 @@ impl CpuTarget {
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum Target {
     Cpu(CpuTarget),
+    Cuda(CudaTarget),
 }
 
 impl Target {
     pub fn kind(&self) -> &'static str {
         match self {
             Target::Cpu(_) => "cpu",
+            Target::Cuda(_) => "cuda",
         }
     }
     pub fn name(&self) -> &str {
         match self {
             Target::Cpu(cpu) => &cpu.model_name,
+            Target::Cuda(gpu) => &gpu.name,
         }
     }
+    /// Host threads a kernel runs with; a GPU kernel is launched from one.
     pub fn threads(&self) -> u32 {
         match self {
             Target::Cpu(cpu) => cpu.threads,
+            Target::Cuda(_) => 1,
         }
     }
-    /// The ISA features, comma separated without the `+`, only the enabled ones.
+    /// The ISA features, comma separated without the `+`, only the enabled ones (a GPU: its
+    /// architecture, `sm_90`).
     pub fn feature_summary(&self) -> String {
         match self {
             Target::Cpu(cpu) => {
                 cpu.features.iter().filter_map(|f| f.strip_prefix('+')).collect::<Vec<_>>().join(",")
             }
+            Target::Cuda(gpu) => gpu.arch(),
         }
     }
     pub fn canonical_json(&self) -> String {
@@ -381,6 +390,13 @@ impl Target {
     pub fn as_cpu(&self) -> Option<&CpuTarget> {
         match self {
             Target::Cpu(cpu) => Some(cpu),
+            Target::Cuda(_) => None,
+        }
+    }
+    pub fn as_cuda(&self) -> Option<&CudaTarget> {
+        match self {
+            Target::Cuda(gpu) => Some(gpu),
+            Target::Cpu(_) => None,
         }
     }
 }

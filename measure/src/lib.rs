@@ -32,4 +32,6 @@ pub enum MeasureError {
 }
 
 #[cfg(test)]
+mod gpu_semantics_tests;
+#[cfg(test)]
 mod tests;

@@ -228,7 +228,8 @@ fn first_replayable(
 /// before narrower, then the most features in common. Each comes with this target narrowed to
 /// its level, which is what its kernels are compiled for here.
 fn compatible_targets(db: &Database, target: &Target) -> Result<Vec<(String, String, Target)>, RuntimeError> {
-    let Target::Cpu(ours) = target;
+    // Borrowing between targets is a CPU notion (ISA levels); a GPU target borrows nothing.
+    let Some(ours) = target.as_cpu() else { return Ok(Vec::new()) };
     let our_level = ours.restricted_to.unwrap_or_else(|| ours.isa_level());
     let mut found = Vec::new();
     for (_, spec) in db.targets()? {
@@ -254,7 +255,7 @@ fn tuned_for_a_wider_cpu(
     task: &Task,
     target: &Target,
 ) -> Result<Option<DefaultReason>, RuntimeError> {
-    let Target::Cpu(ours) = target;
+    let Some(ours) = target.as_cpu() else { return Ok(None) };
     for (_, spec) in db.targets()? {
         let Ok(Target::Cpu(theirs)) = serde_json::from_str::<Target>(&spec.target_json) else { continue };
         if spec.target_key == target.key() || theirs.threads != ours.threads {

@@ -9,12 +9,15 @@ mod epilogue;
 mod flat;
 mod gemm;
 pub mod gemm_space;
+mod gpu_gemm;
+pub mod gpu_gemm_space;
 mod padded;
 pub mod pool_space;
 pub mod space;
 
 pub use depthwise_space::DepthwiseSpace;
 pub use gemm_space::GemmSpace;
+pub use gpu_gemm_space::{GpuGemmSpace, GpuResources};
 pub use pool_space::PoolSpace;
 pub use space::{ScheduleError, SpaceGenerator};
 
@@ -30,5 +33,12 @@ pub fn space_for(task: &Task, target: &Target) -> Result<Box<dyn SpaceGenerator>
             Ok(Box::new(GemmSpace::new(task, cpu)?))
         }
         (Op::Pool2d(_), Target::Cpu(cpu)) => Ok(Box::new(PoolSpace::new(task, cpu)?)),
+        (Op::Matmul(_) | Op::BatchMatmul(_), Target::Cuda(gpu)) => {
+            Ok(Box::new(GpuGemmSpace::new(task, gpu)?))
+        }
+        // Conv and pooling have no GPU space yet: a typed refusal, which model tuning reports.
+        (Op::Conv2d(_) | Op::Pool2d(_), Target::Cuda(gpu)) => {
+            Err(ScheduleError::Unsupported { task: task.description(), target: gpu.name.clone() })
+        }
     }
 }
