@@ -361,7 +361,7 @@ fn verify(args: VerifyArgs) -> Result<ExitCode> {
             continue;
         };
         if borrowed_from.is_some() || nearest_shape.is_some() {
-            // Its logged time is another machine's: nothing here to hold it to.
+            // Its logged time is another machine's or another shape's: nothing here to hold it to.
             n_borrowed += 1;
             continue;
         }

@@ -109,6 +109,7 @@ fn load_for_dims(
     let bad = |e: String| anyhow!(BadInput(e));
     let mut first: Option<autotune_graph::Graph> = None;
     let mut tasks: Vec<(autotune_ir::Task, usize)> = Vec::new();
+    let mut index: std::collections::HashMap<autotune_ir::TaskKey, usize> = std::collections::HashMap::new();
     for binding in dim_bindings(dims) {
         // An unsupported node does not cost the user the night: the rest is tuned, and `run`
         // (which loads strictly) names the node.
@@ -130,9 +131,12 @@ fn load_for_dims(
             )));
         }
         for (task, weight) in extract_tasks(&graph) {
-            match tasks.iter_mut().find(|(t, _)| t.key() == task.key()) {
-                Some((_, w)) => *w += weight,
-                None => tasks.push((task, weight)),
+            match index.entry(task.key()) {
+                std::collections::hash_map::Entry::Occupied(at) => tasks[*at.get()].1 += weight,
+                std::collections::hash_map::Entry::Vacant(slot) => {
+                    slot.insert(tasks.len());
+                    tasks.push((task, weight));
+                }
             }
         }
         first.get_or_insert(graph);

@@ -174,31 +174,21 @@ impl Chains {
         let mut chain = vec![first, sub, square, var_node, add_eps, sqrt, div];
         let mut out = self.out(div)?;
         let width = shape[last_axis];
-        let per_feature = |b: &Builder, t: TensorId| -> Option<Vec<f32>> {
-            let v = b.value(t)?;
+        // The affine part: `· γ` then `+ β`, each a per-feature constant, each optional.
+        let mut affine = |op: BinaryOp, out: &mut TensorId| -> Option<Vec<f32>> {
+            let j = self.sole_reader(*out)?;
+            let (found, c) = self.with_operand(j, *out)?;
+            let v = b.value(c)?;
             let dims: Vec<usize> = v.shape.iter().copied().skip_while(|&d| d == 1).collect();
-            (v.dtype.is_float() && dims == [width]).then(|| v.to_f32())
+            if found != op || !v.dtype.is_float() || dims != [width] {
+                return None;
+            }
+            *out = self.out(j)?;
+            chain.push(j);
+            Some(v.to_f32())
         };
-        let mut gamma = None;
-        let mut beta = None;
-        if let Some(j) = self.sole_reader(out) {
-            if let Some((BinaryOp::Mul, g)) = self.with_operand(j, out) {
-                if let Some(values) = per_feature(b, g) {
-                    gamma = Some(values);
-                    chain.push(j);
-                    out = self.out(j)?;
-                }
-            }
-        }
-        if let Some(j) = self.sole_reader(out) {
-            if let Some((BinaryOp::Add, c)) = self.with_operand(j, out) {
-                if let Some(values) = per_feature(b, c) {
-                    beta = Some(values);
-                    chain.push(j);
-                    out = self.out(j)?;
-                }
-            }
-        }
+        let gamma = affine(BinaryOp::Mul, &mut out);
+        let beta = affine(BinaryOp::Add, &mut out);
         let name = self.node(*chain.last()?)?.name.clone();
         let gamma = b.add_constant(
             &format!("{name}/scale"),

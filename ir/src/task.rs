@@ -262,8 +262,6 @@ impl Task {
         }
     }
 
-    /// Indices of the inputs that are constants of the model (weights, biases): they may be
-    /// packed into another layout once, before the kernel runs.
     /// How far `other`'s sizes are from this task's (Σ |ln ratio| over the sizes that differ) when
     /// the two differ only in sizes a dynamic dimension changes — batch, rows and columns of a
     /// matmul, a convolution's or pooling's batch and spatial extent — and in nothing that makes a
@@ -306,6 +304,8 @@ impl Task {
         Some(sizes.iter().map(|&(a, b)| (a.max(1) as f64 / b.max(1) as f64).ln().abs()).sum())
     }
 
+    /// Indices of the inputs that are constants of the model (weights, biases): they may be
+    /// packed into another layout once, before the kernel runs.
     pub fn constant_inputs(&self) -> Vec<usize> {
         let mut constant = match &self.op {
             Op::Conv2d(_) => vec![1],
