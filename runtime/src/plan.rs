@@ -3,7 +3,7 @@
 
 use crate::kernels::{self, TaskKernel};
 use crate::memory::{self, Lifetime, MemoryStats};
-use crate::plain::{self, Operand, OutBuf, Par};
+use crate::plain::{self, Operand, OutBuf, Par, VectorLevel};
 use crate::RuntimeError;
 use autotune_codegen::{CpuProgram, HostRuntime, OperandBuffer};
 use autotune_db::Database;
@@ -129,6 +129,8 @@ pub struct Plan {
     /// Runs the kernels' parallel loops, and the plain ops' rows (one pool: two would fight
     /// over the same cores between nodes).
     runtime: HostRuntime,
+    /// What the plain ops' hot loops are compiled for: the target's vector level.
+    vector_level: VectorLevel,
     tensors: Vec<TensorMeta>,
     inputs: Vec<TensorId>,
     outputs: Vec<(String, TensorId)>,
@@ -348,6 +350,7 @@ impl Plan {
         Ok(Plan {
             target: target.clone(),
             runtime,
+            vector_level: VectorLevel::of_target(target),
             tensors,
             inputs: graph.inputs.clone(),
             outputs: graph.outputs.iter().map(|o| (o.name.clone(), o.tensor)).collect(),
@@ -798,7 +801,7 @@ impl Plan {
             } else if inputs.iter().any(|x| x.data.len() != x.shape.iter().product::<usize>()) {
                 Err("an input has no value".to_string())
             } else {
-                plain::run(op, &inputs, &mut outputs, &Par::new(&self.runtime))
+                plain::run(op, &inputs, &mut outputs, &Par::new(&self.runtime, self.vector_level))
             }
         };
         let node = step.node.clone();
