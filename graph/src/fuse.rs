@@ -5,6 +5,9 @@
 //!   weights and bias (`autotune_ir::reference::fold_batch_norm`); it costs nothing at run time.
 //! - Mul by a per-channel constant: folded into the weights and bias; Add (or Sub) of a
 //!   per-channel constant: folded into the bias (DenseNet's scale layers).
+//! - Mul or Div by a scalar constant when the weights are a run-time operand (attention's
+//!   scaling of Q·Kᵀ): a `Scale` epilogue step.
+//! - Add of a run-time per-channel tensor (an attention mask at batch 1): the `Bias` step.
 //! - Add or Sum with a same-shape tensor: a residual `Add` epilogue step.
 //! - Relu, Clip, LeakyRelu, Sigmoid: activation epilogue steps.
 //!
@@ -264,11 +267,14 @@ fn absorb_into_kernel(
             }
             with_weights_and_bias(b, node, task, ins, weights, bias)
         }
+        PlainOp::Binary(BinaryOp::Mul) if !weights_foldable(b, task, &ins) => {
+            scale_step(b, node, task, other?, &out_shape, false)?
+        }
+        PlainOp::Binary(BinaryOp::Div) if next.inputs[0] == out => {
+            scale_step(b, node, task, other?, &out_shape, true)?
+        }
         PlainOp::Binary(BinaryOp::Mul) => {
             let c = per_channel(b, other?, &out_shape, axis, n_channels)?;
-            if !weights_foldable(b, task, &ins) {
-                return None;
-            }
             let scale: Vec<f64> = c.iter().map(|&v| f64::from(v)).collect();
             let weights = scale_weights(task, b.value(ins.operands[1])?.as_ref(), &scale);
             let bias: Vec<f32> = current_bias(b, task, &ins)
@@ -286,6 +292,19 @@ fn absorb_into_kernel(
             }
             if let Some(c) = per_channel(b, other, &out_shape, axis, n_channels) {
                 add_bias(b, node, task, ins, &c, sign)?
+            } else if *bop == BinaryOp::Add
+                && b.value(other).is_none()
+                && b.info(other).dtype == ElemType::F32
+                && channel_shaped(b.shape(other), &out_shape, axis, n_channels)
+                && !task.epilogue.contains(&EpilogueOp::Bias)
+            {
+                // A run-time per-channel addend (an attention mask at batch 1): the kernel's bias.
+                let mut ins = ins;
+                ins.bias = Some(other);
+                let mut task = task.clone();
+                task.epilogue.push(EpilogueOp::Bias);
+                let inputs = ins.ordered(&task);
+                (task, inputs)
             } else if *bop == BinaryOp::Add
                 && b.info(other).shape == out_shape
                 && b.info(other).dtype == ElemType::F32
@@ -313,6 +332,40 @@ fn absorb_into_kernel(
         inputs,
         outputs: next.outputs.clone(),
     })
+}
+
+/// `y · c` or `y / c` for a scalar constant `c`, when it cannot move into the weights (they are a
+/// run-time operand, as attention's K): a Scale step.
+fn scale_step(
+    b: &Builder,
+    node: &Node,
+    task: &Task,
+    other: TensorId,
+    out_shape: &[usize],
+    divide: bool,
+) -> Option<(Task, Vec<TensorId>)> {
+    let value = b.value(other)?;
+    if !value.dtype.is_float() || value.len() != 1 || value.shape.len() > out_shape.len() {
+        return None;
+    }
+    let c = value.to_f64()[0];
+    let alpha = if divide { 1.0 / c } else { c };
+    if !alpha.is_finite() {
+        return None;
+    }
+    let mut task = task.clone();
+    task.epilogue.push(EpilogueOp::Scale { alpha: Scalar(alpha as f32) });
+    Some((task, node.inputs.clone()))
+}
+
+/// Whether a tensor of `shape` broadcast to `out` varies along the channel `axis` only, with
+/// `n_channels` values there (a scalar does not: it is not a bias).
+fn channel_shaped(shape: &[usize], out: &[usize], axis: usize, n_channels: usize) -> bool {
+    if shape.len() > out.len() || shape.iter().product::<usize>() != n_channels {
+        return false;
+    }
+    let offset = out.len() - shape.len();
+    shape.iter().enumerate().all(|(i, &d)| if i + offset == axis { d == n_channels } else { d == 1 })
 }
 
 /// `y + sign·c` per channel: a new Bias step at the end, or into the existing bias when only

@@ -673,3 +673,37 @@ fn a_shape_given_as_a_model_input_is_asked_for_then_bound() {
     let e = load_bytes(&bytes, "test model", &config).expect_err("a float shape is refused").to_string();
     assert!(e.contains("`shape`") && e.contains("I64"), "{e}");
 }
+
+#[test]
+fn attention_scaling_and_a_batch_one_mask_become_scale_and_bias_steps() {
+    // softmax(Q·Kᵀ / 8 + mask) without the softmax: [1, 2, 5, 4] × [1, 2, 4, 5], mask [1, 1, 1, 5].
+    let g = M::default()
+        .input("q", &[1, 2, 5, 4])
+        .input("kt", &[1, 2, 4, 5])
+        .input("mask", &[1, 1, 1, 5])
+        .init("eight", Tensor::f32(vec![], vec![8.0]))
+        .node("MatMul", "qk", &["q", "kt"], &["s"], vec![])
+        .node("Div", "scale", &["s", "eight"], &["scaled"], vec![])
+        .node("Add", "masked", &["scaled", "mask"], &["y"], vec![])
+        .output("y")
+        .load(13)
+        .expect("the model loads");
+    assert_eq!(g.nodes.len(), 1, "{:?}", g.nodes);
+    let NodeKind::Kernel(task) = &g.nodes[0].kind else { panic!("a kernel: {:?}", g.nodes[0].kind) };
+    assert_eq!(task.epilogue, [EpilogueOp::Scale { alpha: autotune_ir::Scalar(0.125) }, EpilogueOp::Bias]);
+    let names: Vec<&str> = g.nodes[0].inputs.iter().map(|t| g.tensor(*t).name.as_str()).collect();
+    assert_eq!(names, ["q", "kt", "mask"]);
+
+    // A mask that differs per batch row is not a bias: the Add stays a plain op.
+    let g = M::default()
+        .input("q", &[2, 2, 5, 4])
+        .input("kt", &[2, 2, 4, 5])
+        .input("mask", &[2, 1, 1, 5])
+        .node("MatMul", "qk", &["q", "kt"], &["s"], vec![])
+        .node("Add", "masked", &["s", "mask"], &["y"], vec![])
+        .output("y")
+        .load(13)
+        .expect("the model loads");
+    assert_eq!(g.nodes.len(), 2, "{:?}", g.nodes);
+    assert_eq!(g.nodes[1].kind, NodeKind::Plain(PlainOp::Binary(crate::BinaryOp::Add)));
+}
