@@ -10,6 +10,7 @@
 //! - Add of a run-time per-channel tensor (an attention mask at batch 1): the `Bias` step.
 //! - Add or Sum with a same-shape tensor: a residual `Add` epilogue step.
 //! - Relu, Clip, LeakyRelu, Sigmoid: activation epilogue steps.
+//! - An Add read only by a last-axis Softmax (an attention mask): the Softmax's second input.
 //!
 //! The merged node takes the position of the last node it absorbed, so every input it reads is
 //! already computed. A BatchNormalization that stays a plain op (after a Concat, say) absorbs
@@ -46,6 +47,9 @@ pub(crate) fn fuse(b: &mut Builder, outputs: &[GraphOutput]) -> Result<(), Graph
                 }
                 (NodeKind::Plain(PlainOp::BatchNorm { epsilon }), NodeKind::Plain(op)) => {
                     absorb_into_batch_norm(b, node, *epsilon, next, op, out)
+                }
+                (NodeKind::Plain(PlainOp::Binary(BinaryOp::Add)), NodeKind::Plain(softmax)) => {
+                    add_into_softmax(b, node, next, softmax, out)
                 }
                 _ => None,
             };
@@ -366,6 +370,34 @@ fn channel_shaped(shape: &[usize], out: &[usize], axis: usize, n_channels: usize
     }
     let offset = out.len() - shape.len();
     shape.iter().enumerate().all(|(i, &d)| if i + offset == axis { d == n_channels } else { d == 1 })
+}
+
+/// `softmax(x + m)` along the last axis, `m` broadcast to `x` with the full last dimension (an
+/// attention mask): one Softmax that adds `m` as it reads its rows, instead of a pass of its own.
+fn add_into_softmax(b: &Builder, add: &Node, next: &Node, softmax: &PlainOp, out: TensorId) -> Option<Node> {
+    let PlainOp::Softmax { axis, coerce_2d: false, .. } = *softmax else { return None };
+    let shape = b.shape(out);
+    let [p, q] = add.inputs.as_slice() else { return None };
+    let (x, m) = if b.shape(*p) == shape { (*p, *q) } else { (*q, *p) };
+    let ms = b.shape(m);
+    let fits = b.shape(x) == shape
+        && axis + 1 == shape.len()
+        && ms.len() <= shape.len()
+        && ms.last() == shape.last()
+        && ms.iter().rev().zip(shape.iter().rev()).all(|(&d, &n)| d == 1 || d == n);
+    let f32s = [x, m, out].iter().all(|t| b.info(*t).dtype == ElemType::F32);
+    if !fits || !f32s {
+        return None;
+    }
+    let mut onnx_ops = add.onnx_ops.clone();
+    onnx_ops.extend(next.onnx_ops.iter().cloned());
+    Some(Node {
+        name: next.name.clone(),
+        onnx_ops,
+        kind: next.kind.clone(),
+        inputs: vec![x, m],
+        outputs: next.outputs.clone(),
+    })
 }
 
 /// `y + sign·c` per channel: a new Bias step at the end, or into the existing bias when only

@@ -707,3 +707,32 @@ fn attention_scaling_and_a_batch_one_mask_become_scale_and_bias_steps() {
     assert_eq!(g.nodes.len(), 2, "{:?}", g.nodes);
     assert_eq!(g.nodes[1].kind, NodeKind::Plain(PlainOp::Binary(crate::BinaryOp::Add)));
 }
+
+#[test]
+fn a_mask_added_before_a_last_axis_softmax_is_the_softmax_second_input() {
+    let g = M::default()
+        .input("scores", &[1, 4, 6, 6])
+        .input("mask", &[1, 4, 1, 6])
+        .node("Add", "masked", &["mask", "scores"], &["s"], vec![])
+        .node("Softmax", "probs", &["s"], &["y"], vec![("axis", A::I(-1))])
+        .output("y")
+        .load(13)
+        .expect("the model loads");
+    assert_eq!(g.nodes.len(), 1, "{:?}", g.nodes);
+    assert_eq!(g.nodes[0].kind, NodeKind::Plain(PlainOp::Softmax { axis: 3, log: false, coerce_2d: false }));
+    let names: Vec<&str> = g.nodes[0].inputs.iter().map(|t| g.tensor(*t).name.as_str()).collect();
+    assert_eq!(names, ["scores", "mask"]);
+
+    // Along another axis, or with a mask that is not full along the last one, the Add stays.
+    for (axis, mask) in [(2, [1usize, 4, 1, 6]), (3, [1, 4, 6, 1])] {
+        let g = M::default()
+            .input("scores", &[1, 4, 6, 6])
+            .input("mask", &mask)
+            .node("Add", "masked", &["scores", "mask"], &["s"], vec![])
+            .node("Softmax", "probs", &["s"], &["y"], vec![("axis", A::I(axis))])
+            .output("y")
+            .load(13)
+            .expect("the model loads");
+        assert_eq!(g.nodes.len(), 2, "axis {axis}, mask {mask:?}");
+    }
+}

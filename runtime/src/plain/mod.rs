@@ -140,7 +140,7 @@ pub(crate) fn run(op: &PlainOp, inputs: &[Operand], outputs: &mut [OutBuf], par:
             Ok(())
         }
         PlainOp::Softmax { axis, log, coerce_2d } => {
-            nn::softmax(*axis, *log, *coerce_2d, first, out, par);
+            nn::softmax(*axis, *log, *coerce_2d, first, inputs.get(1).copied(), out, par);
             Ok(())
         }
         PlainOp::Concat { axis } => {

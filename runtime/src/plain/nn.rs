@@ -173,8 +173,17 @@ pub fn lrn(size: usize, alpha: f32, beta: f32, bias: f32, x: Operand, out: &mut 
 }
 
 /// Softmax (or log-softmax) along `axis`; with `coerce_2d` over the flattened dimensions
-/// `axis..` (ONNX opset < 13).
-pub fn softmax(axis: usize, log: bool, coerce_2d: bool, x: Operand, out: &mut OutBuf, par: &Par) {
+/// `axis..` (ONNX opset < 13). `addend` (a fused attention mask: full along the last axis, which
+/// `axis` then is) is added to `x` first, broadcast.
+pub fn softmax(
+    axis: usize,
+    log: bool,
+    coerce_2d: bool,
+    x: Operand,
+    addend: Option<Operand>,
+    out: &mut OutBuf,
+    par: &Par,
+) {
     let shape = x.shape;
     let outer: usize = shape[..axis].iter().product();
     let (dim, inner) = if coerce_2d {
@@ -184,8 +193,17 @@ pub fn softmax(axis: usize, log: bool, coerce_2d: bool, x: Operand, out: &mut Ou
     };
     if inner == 1 {
         // Rows are contiguous (the last axis: attention's case): f32 passes that vectorize.
+        let rank = shape.len();
+        let addend = addend.map(|m| (m.data, super::strided::broadcast_strides(m.shape, shape)));
         return par.rows(out.data, dim, |r, dst| {
-            softmax_row(par.level(), &x.data[r * dim..(r + 1) * dim], dst, log)
+            let add = match &addend {
+                Some((data, strides)) => {
+                    let at = super::strided::row_offset(r, &shape[..rank - 1], &strides[..rank - 1]) as usize;
+                    &data[at..at + dim]
+                }
+                None => &[],
+            };
+            softmax_row(par.level(), &x.data[r * dim..(r + 1) * dim], add, dst, log)
         });
     }
     let mut row = vec![0f64; dim];
@@ -207,19 +225,25 @@ pub fn softmax(axis: usize, log: bool, coerce_2d: bool, x: Operand, out: &mut Ou
 
 per_vector_level! {
 /// Softmax (or log-softmax) of one contiguous row.
-fn softmax_row(src: &[f32], dst: &mut [f32], log: bool) {
-    let max = lane_max(src);
-    for (d, &v) in dst.iter_mut().zip(src) {
-        *d = super::fast_math::exp(v - max);
-    }
-    let sum = lane_sum(dst, |v| v);
-    if log {
-        let shift = max + sum.ln();
-        for (d, &v) in dst.iter_mut().zip(src) {
-            *d = v - shift;
-        }
+fn softmax_row(src: &[f32], addend: &[f32], dst: &mut [f32], log: bool) {
+    // The row's logits (x, or x + the mask) in `dst`, then everything in place.
+    if addend.is_empty() {
+        dst.copy_from_slice(src);
     } else {
-        let scale = 1.0 / sum;
+        for ((d, &v), &a) in dst.iter_mut().zip(src).zip(addend) {
+            *d = v + a;
+        }
+    }
+    let max = lane_max(dst);
+    if log {
+        let sum = lane_sum(dst, |v| super::fast_math::exp(v - max));
+        let shift = max + sum.ln();
+        dst.iter_mut().for_each(|d| *d -= shift);
+    } else {
+        for d in dst.iter_mut() {
+            *d = super::fast_math::exp(*d - max);
+        }
+        let scale = 1.0 / lane_sum(dst, |v| v);
         dst.iter_mut().for_each(|d| *d *= scale);
     }
 }
@@ -248,17 +272,35 @@ mod tests {
     }
 
     #[test]
+    fn a_fused_mask_is_the_same_as_adding_it_first() {
+        // x [2, 3, 1, 5] + mask [2, 1, 1, 5] (per batch row, broadcast over the 3 heads).
+        let shape = [2usize, 3, 1, 5];
+        let x: Vec<f32> = (0..30).map(|i| ((i * 7 % 11) as f32 - 5.0) / 3.0).collect();
+        let mask: Vec<f32> = (0..10).map(|i| if i % 4 == 3 { -10000.0 } else { 0.0 }).collect();
+        let added: Vec<f32> = (0..30).map(|i| x[i] + mask[(i / 15) * 5 + i % 5]).collect();
+        for log in [false, true] {
+            let (mut fused, mut plain) = (vec![0.0; 30], vec![0.0; 30]);
+            let mut out = OutBuf { data: &mut fused, shape: &shape, dtype: ElemType::F32 };
+            let m = Some(op(&mask, &[2, 1, 1, 5]));
+            softmax(3, log, false, op(&x, &shape), m, &mut out, &Par::serial());
+            let mut out = OutBuf { data: &mut plain, shape: &shape, dtype: ElemType::F32 };
+            softmax(3, log, false, op(&added, &shape), None, &mut out, &Par::serial());
+            assert_eq!(fused, plain, "log: {log}");
+        }
+    }
+
+    #[test]
     fn softmax_along_an_inner_axis_and_coerced() {
         // [2, 2]: along axis 0 (columns) vs. coerced from axis 0 (all four together).
         let x = [0.0, 1.0, 2.0, 3.0];
         let mut data = vec![0.0; 4];
         let mut out = OutBuf { data: &mut data, shape: &[2, 2], dtype: ElemType::F32 };
-        softmax(0, false, false, op(&x, &[2, 2]), &mut out, &Par::serial());
+        softmax(0, false, false, op(&x, &[2, 2]), None, &mut out, &Par::serial());
         let e2 = (1.0 / (1.0 + 2f64.exp())) as f32;
         assert_eq!(data[0], e2);
         assert_eq!(data[1], e2);
         let mut out = OutBuf { data: &mut data, shape: &[2, 2], dtype: ElemType::F32 };
-        softmax(0, true, true, op(&x, &[2, 2]), &mut out, &Par::serial());
+        softmax(0, true, true, op(&x, &[2, 2]), None, &mut out, &Par::serial());
         let lse = (0..4).map(|v| (v as f64).exp()).sum::<f64>().ln();
         for (v, &got) in data.iter().enumerate() {
             let want = v as f64 - lse;
