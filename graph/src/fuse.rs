@@ -303,23 +303,13 @@ fn absorb_into_kernel(
                 && !task.epilogue.contains(&EpilogueOp::Bias)
             {
                 // A run-time per-channel addend (an attention mask at batch 1): the kernel's bias.
-                let mut ins = ins;
-                ins.bias = Some(other);
-                let mut task = task.clone();
-                task.epilogue.push(EpilogueOp::Bias);
-                let inputs = ins.ordered(&task);
-                (task, inputs)
+                with_input_step(task, ins, EpilogueOp::Bias, other)
             } else if *bop == BinaryOp::Add
                 && b.info(other).shape == out_shape
                 && b.info(other).dtype == ElemType::F32
                 && !task.epilogue.contains(&EpilogueOp::Add)
             {
-                let mut ins = ins;
-                ins.residual = Some(other);
-                let mut task = task.clone();
-                task.epilogue.push(EpilogueOp::Add);
-                let inputs = ins.ordered(&task);
-                (task, inputs)
+                with_input_step(task, ins, EpilogueOp::Add, other)
             } else {
                 return None;
             }
@@ -336,6 +326,23 @@ fn absorb_into_kernel(
         inputs,
         outputs: next.outputs.clone(),
     })
+}
+
+/// The kernel with one more epilogue step, `Bias` or (residual) `Add`, that reads `extra`.
+fn with_input_step(
+    task: &Task,
+    mut ins: KernelInputs,
+    step: EpilogueOp,
+    extra: TensorId,
+) -> (Task, Vec<TensorId>) {
+    match step {
+        EpilogueOp::Bias => ins.bias = Some(extra),
+        _ => ins.residual = Some(extra),
+    }
+    let mut task = task.clone();
+    task.epilogue.push(step);
+    let inputs = ins.ordered(&task);
+    (task, inputs)
 }
 
 /// `y · c` or `y / c` for a scalar constant `c`, when it cannot move into the weights (they are a
