@@ -17,7 +17,7 @@ use crate::gpu_gemm::{self, GpuGemmProblem, GpuGemmSchedule, Operand, OutputMap}
 use crate::gpu_gemm_space::{
     tiled_resources, tiled_structural, BK, BLOCK_TILES, CLASSIC_SGEMM, THREAD_TILES, VEC,
 };
-use crate::gpu_space::{GpuKnob, GpuResources, GpuSketch, GpuSpace};
+use crate::gpu_space::{useful_tile, GpuKnob, GpuResources, GpuSketch, GpuSpace};
 use crate::space::ScheduleError;
 use crate::DepthwiseSpace;
 use autotune_ir::{CudaTarget, Op, Program, Task};
@@ -127,11 +127,17 @@ impl GpuSketch for ConvSketch {
         unroll_k: false,
     };
 
-    /// The GEMM's rules, and whole warps: a block of fewer threads than a warp leaves lanes
-    /// idle, and each of its threads gathers a large share of the tiles (ptxas spilled at 255
-    /// registers for 16 threads gathering 16 elements each).
+    /// The GEMM's rules; whole warps (a block of fewer threads than a warp leaves lanes idle,
+    /// and each of its threads gathers a large share of the tiles: ptxas spilled at 255
+    /// registers for 16 threads gathering 16 elements each); and thread tiles no taller or
+    /// wider than the matrix rounded to a power of two (a grouped conv's few output channels
+    /// per group made the default an 8-row thread tile over 4 rows).
     fn structural(&self, s: &GpuGemmSchedule, gpu: &CudaTarget) -> bool {
-        tiled_structural(&self.problem, s) && s.n_threads() % i64::from(gpu.warp_size.max(1)) == 0
+        let p = &self.problem;
+        tiled_structural(p, s)
+            && s.n_threads() % i64::from(gpu.warp_size.max(1)) == 0
+            && useful_tile(s.tm, THREAD_TILES[0], p.m)
+            && useful_tile(s.tn, THREAD_TILES[0], p.n)
     }
 
     fn resources(&self, s: &GpuGemmSchedule, gpu: &CudaTarget) -> GpuResources {
@@ -240,6 +246,17 @@ mod tests {
         let space = GpuConvSpace::new(pointwise, &gpu).expect("space");
         let t: Trace = space.default_trace();
         assert_eq!((t.get("vec_w"), t.get("vec_x")), (Some(4), Some(4)), "{}", t.display());
+    }
+
+    #[test]
+    fn thread_tiles_stay_within_a_groups_channels() {
+        // 32 groups of 4 output channels: no thread tile taller than 4 rows.
+        let grouped = Task::new(Op::Conv2d(conv((1, 128, 28, 128), 3, 1, 1, 32)), vec![]);
+        let space = GpuConvSpace::new(&grouped, &CudaTarget::h100()).expect("space");
+        let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(5);
+        for t in (0..40).map(|_| space.sample(&mut rng)).chain([space.default_trace()]) {
+            assert!(t.get("tm").is_some_and(|tm| tm <= 4), "{}", t.display());
+        }
     }
 
     #[test]

@@ -178,8 +178,8 @@ impl GpuSketch for DepthwiseSketch {
     }
 
     fn preferred(&self) -> DepthwiseSchedule {
-        // 256 threads over a 16 × 32 tile, a 2 × 1 column of outputs each, input staged: each
-        // staged value feeds every output whose window covers it from shared memory.
+        // 256 threads over a 16 × 32 tile, two rows of outputs each, input staged: each staged
+        // value feeds every output whose window covers it from shared memory.
         DepthwiseSchedule {
             threads_x: 32,
             threads_y: 8,
@@ -191,174 +191,175 @@ impl GpuSketch for DepthwiseSketch {
     }
 
     fn lower(&self, s: &DepthwiseSchedule) -> Program {
-        lower(&self.task, &self.conv, self, s).into()
+        self.nest(s).into()
     }
 }
 
-fn lower(
-    task: &Task,
-    c: &Conv2dSpec,
-    sketch: &DepthwiseSketch,
-    s: &DepthwiseSchedule,
-) -> autotune_ir::LoopNest {
-    let (oh, ow) = (c.out_h() as i64, c.out_w() as i64);
-    let (h, w) = (c.h as i64, c.w as i64);
-    let (sh, sw) = (c.stride[0] as i64, c.stride[1] as i64);
-    let (dh, dw) = (c.dilation[0] as i64, c.dilation[1] as i64);
-    let (kh, kw) = (c.kh as i64, c.kw as i64);
-    let (rows, cols) = s.block_tile();
-    let (in_rows, in_cols) = sketch.input_tile(s);
-    let n_threads = s.n_threads();
-    let inputs = task.inputs();
-    let mut b = NestBuilder::new();
-    let params: Vec<_> =
-        inputs.iter().chain(task.outputs().iter()).map(|spec| b.param(spec.name, spec.len())).collect();
-    let find = |name: &str| inputs.iter().position(|spec| spec.name == name).map(|i| params[i]);
-    let (x, wt, y) = (params[0], params[1], params[params.len() - 1]);
-    let (plane, by, bz, t) = (b.var("plane"), b.var("by"), b.var("bz"), b.var("t"));
-    let (l, ky, kx, i, j) = (b.var("l"), b.var("ky"), b.var("kx"), b.var("i"), b.var("j"));
-    let acc = b.buffer("acc", (s.outputs_x * s.outputs_y) as usize, BufScope::Register);
-    let in_s = b.buffer("in_s", (in_rows * in_cols) as usize, BufScope::Shared);
+impl DepthwiseSketch {
+    fn nest(&self, s: &DepthwiseSchedule) -> autotune_ir::LoopNest {
+        let (task, c) = (&self.task, &self.conv);
+        let (oh, ow) = (c.out_h() as i64, c.out_w() as i64);
+        let (h, w) = (c.h as i64, c.w as i64);
+        let (sh, sw) = (c.stride[0] as i64, c.stride[1] as i64);
+        let (dh, dw) = (c.dilation[0] as i64, c.dilation[1] as i64);
+        let (kh, kw) = (c.kh as i64, c.kw as i64);
+        let (rows, cols) = s.block_tile();
+        let (in_rows, in_cols) = self.input_tile(s);
+        let n_threads = s.n_threads();
+        let inputs = task.inputs();
+        let mut b = NestBuilder::new();
+        let params: Vec<_> =
+            inputs.iter().chain(task.outputs().iter()).map(|spec| b.param(spec.name, spec.len())).collect();
+        let find = |name: &str| inputs.iter().position(|spec| spec.name == name).map(|i| params[i]);
+        let (x, wt, y) = (params[0], params[1], params[params.len() - 1]);
+        let (plane, by, bz, t) = (b.var("plane"), b.var("by"), b.var("bz"), b.var("t"));
+        let (l, ky, kx, i, j) = (b.var("l"), b.var("ky"), b.var("kx"), b.var("i"), b.var("j"));
+        let acc = b.buffer("acc", (s.outputs_x * s.outputs_y) as usize, BufScope::Register);
+        let in_s = b.buffer("in_s", (in_rows * in_cols) as usize, BufScope::Shared);
 
-    let channel = Expr::var(plane) % c.o as i64;
-    // Group g = output channel / multiplier reads input channel g.
-    let in_plane = Expr::var(plane).floor_div(Expr::int(c.o as i64)) * c.c as i64
-        + channel.clone().floor_div(Expr::int(c.o_per_group() as i64));
-    let (lx, ly) = (Expr::var(t) % s.threads_x, Expr::var(t).floor_div(Expr::int(s.threads_x)));
-    // The thread's output (row i, column j) in the block's tile, and in the plane.
-    let local_row = ly * s.outputs_y + Expr::var(i);
-    let local_col = lx + Expr::var(j) * s.threads_x;
-    let out_row = Expr::var(by) * rows + local_row.clone();
-    let out_col = Expr::var(bz) * cols + local_col.clone();
-    let cell = Expr::var(i) * s.outputs_x + Expr::var(j);
-    let inside = |iy: &Expr, ix: &Expr| {
-        iy.clone()
-            .cmp(CmpOp::Ge, Expr::int(0))
-            .and(iy.clone().cmp(CmpOp::Lt, Expr::int(h)))
-            .and(ix.clone().cmp(CmpOp::Ge, Expr::int(0)))
-            .and(ix.clone().cmp(CmpOp::Lt, Expr::int(w)))
-    };
-    let x_at = |iy: Expr, ix: Expr| Expr::load(x, (in_plane.clone() * h + iy) * w + ix);
-
-    let mut thread_body = vec![Stmt::for_loop(
-        i,
-        Expr::int(0),
-        Expr::int(s.outputs_x * s.outputs_y),
-        LoopKind::Unrolled,
-        vec![Stmt::store(acc, Expr::var(i), Expr::float(0.0))],
-    )];
-    let weight = Expr::load(wt, channel.clone() * (kh * kw) + Expr::var(ky) * kw + Expr::var(kx));
-    let product = if s.stage_input {
-        // The block's input tile starts at its first output's first tap.
-        let (iy0, ix0) =
-            (Expr::var(by) * (rows * sh) - c.pad[0] as i64, Expr::var(bz) * (cols * sw) - c.pad[1] as i64);
-        let total = in_rows * in_cols;
-        let e = Expr::var(t) + Expr::var(l) * n_threads;
-        let (r, col) = (e.clone().floor_div(Expr::int(in_cols)), e.clone() % in_cols);
-        let (iy, ix) = (iy0 + r, ix0 + col);
-        let copy = Stmt::If {
-            cond: inside(&iy, &ix),
-            then_body: vec![Stmt::store(in_s, e.clone(), x_at(iy, ix))],
-            else_body: vec![Stmt::store(in_s, e.clone(), Expr::float(0.0))],
+        let channel = Expr::var(plane) % c.o as i64;
+        // Group g = output channel / multiplier reads input channel g.
+        let in_plane = Expr::var(plane).floor_div(Expr::int(c.o as i64)) * c.c as i64
+            + channel.clone().floor_div(Expr::int(c.o_per_group() as i64));
+        let (lx, ly) = (Expr::var(t) % s.threads_x, Expr::var(t).floor_div(Expr::int(s.threads_x)));
+        // The thread's output (row i, column j) in the block's tile, and in the plane.
+        let local_row = ly * s.outputs_y + Expr::var(i);
+        let local_col = lx + Expr::var(j) * s.threads_x;
+        let out_row = Expr::var(by) * rows + local_row.clone();
+        let out_col = Expr::var(bz) * cols + local_col.clone();
+        let cell = Expr::var(i) * s.outputs_x + Expr::var(j);
+        let inside = |iy: &Expr, ix: &Expr| {
+            iy.clone()
+                .cmp(CmpOp::Ge, Expr::int(0))
+                .and(iy.clone().cmp(CmpOp::Lt, Expr::int(h)))
+                .and(ix.clone().cmp(CmpOp::Ge, Expr::int(0)))
+                .and(ix.clone().cmp(CmpOp::Lt, Expr::int(w)))
         };
-        let body = if total % n_threads == 0 {
-            vec![copy]
-        } else {
-            vec![Stmt::If {
-                cond: e.cmp(CmpOp::Lt, Expr::int(total)),
-                then_body: vec![copy],
-                else_body: vec![],
-            }]
-        };
-        // A serial copy: unrolled, a few threads copying a big halo would be hundreds of loads.
-        thread_body.push(Stmt::for_loop(
-            l,
-            Expr::int(0),
-            Expr::int(ceil_div(total, n_threads)),
-            LoopKind::Serial,
-            body,
-        ));
-        thread_body.push(Stmt::Barrier);
-        let value = Expr::load(
-            in_s,
-            (local_row * sh + Expr::var(ky) * dh) * in_cols + local_col * sw + Expr::var(kx) * dw,
-        );
-        Stmt::store(acc, cell.clone(), Expr::fma(value, weight, Expr::load(acc, cell.clone())))
-    } else {
-        let iy = out_row.clone() * sh + Expr::var(ky) * dh - c.pad[0] as i64;
-        let ix = out_col.clone() * sw + Expr::var(kx) * dw - c.pad[1] as i64;
-        Stmt::If {
-            cond: inside(&iy, &ix),
-            then_body: vec![Stmt::store(
-                acc,
-                cell.clone(),
-                Expr::fma(x_at(iy, ix), weight, Expr::load(acc, cell.clone())),
-            )],
-            else_body: vec![],
-        }
-    };
-    let tile = Stmt::for_loop(
-        i,
-        Expr::int(0),
-        Expr::int(s.outputs_y),
-        LoopKind::Unrolled,
-        vec![Stmt::for_loop(j, Expr::int(0), Expr::int(s.outputs_x), LoopKind::Unrolled, vec![product])],
-    );
-    let tap_kind = if s.unroll_taps { LoopKind::Unrolled } else { LoopKind::Serial };
-    thread_body.push(Stmt::for_loop(
-        ky,
-        Expr::int(0),
-        Expr::int(kh),
-        tap_kind,
-        vec![Stmt::for_loop(kx, Expr::int(0), Expr::int(kw), tap_kind, vec![tile])],
-    ));
+        let x_at = |iy: Expr, ix: Expr| Expr::load(x, (in_plane.clone() * h + iy) * w + ix);
 
-    let out_idx = (Expr::var(plane) * oh + out_row.clone()) * ow + out_col.clone();
-    let bias = find("bias").map(|bias| Expr::load(bias, channel.clone()));
-    let residual = find("residual").map(|r| Expr::load(r, out_idx.clone()));
-    let value = epilogue::apply(&task.epilogue, Expr::load(acc, cell), bias, residual);
-    let store = Stmt::If {
-        cond: out_row.cmp(CmpOp::Lt, Expr::int(oh)).and(out_col.cmp(CmpOp::Lt, Expr::int(ow))),
-        then_body: vec![Stmt::store(y, out_idx, value)],
-        else_body: vec![],
-    };
-    thread_body.push(Stmt::for_loop(
-        i,
-        Expr::int(0),
-        Expr::int(s.outputs_y),
-        LoopKind::Unrolled,
-        vec![Stmt::for_loop(j, Expr::int(0), Expr::int(s.outputs_x), LoopKind::Unrolled, vec![store])],
-    ));
-
-    let threads = Stmt::for_loop(
-        t,
-        Expr::int(0),
-        Expr::int(n_threads),
-        LoopKind::GpuThread(GpuAxis::X),
-        vec![Stmt::Allocate { buf: acc, body: thread_body }],
-    );
-    let block = if s.stage_input { Stmt::Allocate { buf: in_s, body: vec![threads] } } else { threads };
-    let grid = Stmt::for_loop(
-        plane,
-        Expr::int(0),
-        Expr::int((c.n * c.o) as i64),
-        LoopKind::GpuBlock(GpuAxis::X),
-        vec![Stmt::for_loop(
-            by,
+        let mut thread_body = vec![Stmt::for_loop(
+            i,
             Expr::int(0),
-            Expr::int(ceil_div(oh, rows)),
-            LoopKind::GpuBlock(GpuAxis::Y),
-            vec![Stmt::for_loop(
-                bz,
+            Expr::int(s.outputs_x * s.outputs_y),
+            LoopKind::Unrolled,
+            vec![Stmt::store(acc, Expr::var(i), Expr::float(0.0))],
+        )];
+        let weight = Expr::load(wt, channel.clone() * (kh * kw) + Expr::var(ky) * kw + Expr::var(kx));
+        let product = if s.stage_input {
+            // The block's input tile starts at its first output's first tap.
+            let (iy0, ix0) = (
+                Expr::var(by) * (rows * sh) - c.pad[0] as i64,
+                Expr::var(bz) * (cols * sw) - c.pad[1] as i64,
+            );
+            let total = in_rows * in_cols;
+            let e = Expr::var(t) + Expr::var(l) * n_threads;
+            let (r, col) = (e.clone().floor_div(Expr::int(in_cols)), e.clone() % in_cols);
+            let (iy, ix) = (iy0 + r, ix0 + col);
+            let copy = Stmt::If {
+                cond: inside(&iy, &ix),
+                then_body: vec![Stmt::store(in_s, e.clone(), x_at(iy, ix))],
+                else_body: vec![Stmt::store(in_s, e.clone(), Expr::float(0.0))],
+            };
+            let body = if total % n_threads == 0 {
+                vec![copy]
+            } else {
+                vec![Stmt::If {
+                    cond: e.cmp(CmpOp::Lt, Expr::int(total)),
+                    then_body: vec![copy],
+                    else_body: vec![],
+                }]
+            };
+            // A serial copy: unrolled, a few threads copying a big halo would be hundreds of loads.
+            thread_body.push(Stmt::for_loop(
+                l,
                 Expr::int(0),
-                Expr::int(ceil_div(ow, cols)),
-                LoopKind::GpuBlock(GpuAxis::Z),
-                vec![block],
+                Expr::int(ceil_div(total, n_threads)),
+                LoopKind::Serial,
+                body,
+            ));
+            thread_body.push(Stmt::Barrier);
+            let value = Expr::load(
+                in_s,
+                (local_row * sh + Expr::var(ky) * dh) * in_cols + local_col * sw + Expr::var(kx) * dw,
+            );
+            Stmt::store(acc, cell.clone(), Expr::fma(value, weight, Expr::load(acc, cell.clone())))
+        } else {
+            let iy = out_row.clone() * sh + Expr::var(ky) * dh - c.pad[0] as i64;
+            let ix = out_col.clone() * sw + Expr::var(kx) * dw - c.pad[1] as i64;
+            Stmt::If {
+                cond: inside(&iy, &ix),
+                then_body: vec![Stmt::store(
+                    acc,
+                    cell.clone(),
+                    Expr::fma(x_at(iy, ix), weight, Expr::load(acc, cell.clone())),
+                )],
+                else_body: vec![],
+            }
+        };
+        let tile = Stmt::for_loop(
+            i,
+            Expr::int(0),
+            Expr::int(s.outputs_y),
+            LoopKind::Unrolled,
+            vec![Stmt::for_loop(j, Expr::int(0), Expr::int(s.outputs_x), LoopKind::Unrolled, vec![product])],
+        );
+        let tap_kind = if s.unroll_taps { LoopKind::Unrolled } else { LoopKind::Serial };
+        thread_body.push(Stmt::for_loop(
+            ky,
+            Expr::int(0),
+            Expr::int(kh),
+            tap_kind,
+            vec![Stmt::for_loop(kx, Expr::int(0), Expr::int(kw), tap_kind, vec![tile])],
+        ));
+
+        let out_idx = (Expr::var(plane) * oh + out_row.clone()) * ow + out_col.clone();
+        let bias = find("bias").map(|bias| Expr::load(bias, channel.clone()));
+        let residual = find("residual").map(|r| Expr::load(r, out_idx.clone()));
+        let value = epilogue::apply(&task.epilogue, Expr::load(acc, cell), bias, residual);
+        let store = Stmt::If {
+            cond: out_row.cmp(CmpOp::Lt, Expr::int(oh)).and(out_col.cmp(CmpOp::Lt, Expr::int(ow))),
+            then_body: vec![Stmt::store(y, out_idx, value)],
+            else_body: vec![],
+        };
+        thread_body.push(Stmt::for_loop(
+            i,
+            Expr::int(0),
+            Expr::int(s.outputs_y),
+            LoopKind::Unrolled,
+            vec![Stmt::for_loop(j, Expr::int(0), Expr::int(s.outputs_x), LoopKind::Unrolled, vec![store])],
+        ));
+
+        let threads = Stmt::for_loop(
+            t,
+            Expr::int(0),
+            Expr::int(n_threads),
+            LoopKind::GpuThread(GpuAxis::X),
+            vec![Stmt::Allocate { buf: acc, body: thread_body }],
+        );
+        let block = if s.stage_input { Stmt::Allocate { buf: in_s, body: vec![threads] } } else { threads };
+        let grid = Stmt::for_loop(
+            plane,
+            Expr::int(0),
+            Expr::int((c.n * c.o) as i64),
+            LoopKind::GpuBlock(GpuAxis::X),
+            vec![Stmt::for_loop(
+                by,
+                Expr::int(0),
+                Expr::int(ceil_div(oh, rows)),
+                LoopKind::GpuBlock(GpuAxis::Y),
+                vec![Stmt::for_loop(
+                    bz,
+                    Expr::int(0),
+                    Expr::int(ceil_div(ow, cols)),
+                    LoopKind::GpuBlock(GpuAxis::Z),
+                    vec![block],
+                )],
             )],
-        )],
-    );
-    let name = format!("gpu_depthwise_c{}_o{}_{}x{}_k{}x{}_s{}", c.c, c.o, c.h, c.w, c.kh, c.kw, c.stride[0]);
-    b.finish(&name, vec![grid])
+        );
+        let name =
+            format!("gpu_depthwise_c{}_o{}_{}x{}_k{}x{}_s{}", c.c, c.o, c.h, c.w, c.kh, c.kw, c.stride[0]);
+        b.finish(&name, vec![grid])
+    }
 }
 
 /// The depthwise conv space on a [`CudaTarget`].

@@ -181,11 +181,6 @@ struct TileLoad<'p> {
     other0: Expr,
 }
 
-/// The conjunction of `conds` (true when empty).
-fn all(conds: Vec<Expr>) -> Expr {
-    conds.into_iter().reduce(Expr::and).unwrap_or_else(|| Expr::int(0).cmp(CmpOp::Eq, Expr::int(0)))
-}
-
 struct Lowering<'a> {
     s: GpuGemmSchedule,
     p: &'a GpuGemmProblem,
@@ -335,8 +330,8 @@ impl Lowering<'_> {
         )
     }
 
-    /// The condition under which element (`r`, `c`) of the operand's storage exists (is not
-    /// past an edge or in the padding) and its index, for a tile of `tile_k × other`.
+    /// Element (`r`, `c`) of the operand's storage: the condition under which it exists (not
+    /// past an edge, not in the padding), the buffer it is read from, and its index there.
     fn source(&self, operand: &Operand, r: Expr, c: Expr) -> (Expr, BufId, Expr) {
         let bz = Expr::var(self.bz);
         match operand {
@@ -356,17 +351,15 @@ impl Lowering<'_> {
                 let k = cv.c_per_group() as i64 * taps;
                 let positions = oh * ow;
                 let columns = cv.n as i64 * positions;
-                let mut conds = vec![
-                    r.clone().cmp(CmpOp::Lt, Expr::int(k)),
-                    c.clone().cmp(CmpOp::Lt, Expr::int(columns)),
-                ];
+                let mut cond =
+                    r.clone().cmp(CmpOp::Lt, Expr::int(k)).and(c.clone().cmp(CmpOp::Lt, Expr::int(columns)));
                 let image = c.clone().floor_div(Expr::int(positions));
                 let position = c % positions;
                 let ci = if taps == 1 { r.clone() } else { r.clone().floor_div(Expr::int(taps)) };
                 let plane = (image * cv.c as i64 + bz * cv.c_per_group() as i64 + ci) * (h * w);
                 if is_pointwise(cv) {
                     // Columns within an image are the input's own positions.
-                    return (all(conds), self.params[*param], plane + position);
+                    return (cond, self.params[*param], plane + position);
                 }
                 let (y, x) = (position.clone().floor_div(Expr::int(ow)), position % ow);
                 let (ky, kx) = if taps == 1 {
@@ -379,19 +372,18 @@ impl Lowering<'_> {
                 let ix = x * cv.stride[1] as i64 + kx * cv.dilation[1] as i64 - cv.pad[1] as i64;
                 // A side can only be crossed where it is padded: floor-mode windows end inside
                 // the padded input.
-                if cv.pad[0] > 0 {
-                    conds.push(iy.clone().cmp(CmpOp::Ge, Expr::int(0)));
+                let sides = [
+                    (cv.pad[0], iy.clone().cmp(CmpOp::Ge, Expr::int(0))),
+                    (cv.pad[2], iy.clone().cmp(CmpOp::Lt, Expr::int(h))),
+                    (cv.pad[1], ix.clone().cmp(CmpOp::Ge, Expr::int(0))),
+                    (cv.pad[3], ix.clone().cmp(CmpOp::Lt, Expr::int(w))),
+                ];
+                for (pad, inside) in sides {
+                    if pad > 0 {
+                        cond = cond.and(inside);
+                    }
                 }
-                if cv.pad[2] > 0 {
-                    conds.push(iy.clone().cmp(CmpOp::Lt, Expr::int(h)));
-                }
-                if cv.pad[1] > 0 {
-                    conds.push(ix.clone().cmp(CmpOp::Ge, Expr::int(0)));
-                }
-                if cv.pad[3] > 0 {
-                    conds.push(ix.clone().cmp(CmpOp::Lt, Expr::int(w)));
-                }
-                (all(conds), self.params[*param], plane + iy * w + ix)
+                (cond, self.params[*param], plane + iy * w + ix)
             }
         }
     }
