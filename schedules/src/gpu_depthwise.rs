@@ -121,22 +121,6 @@ pub struct DepthwiseSketch {
     conv: Conv2dSpec,
 }
 
-impl DepthwiseSketch {
-    fn taps(&self) -> i64 {
-        (self.conv.kh * self.conv.kw) as i64
-    }
-
-    /// The input rows and columns a block's output tile reads (its halo included).
-    fn input_tile(&self, s: &DepthwiseSchedule) -> (i64, i64) {
-        let c = &self.conv;
-        let (rows, cols) = s.block_tile();
-        (
-            (rows - 1) * c.stride[0] as i64 + (c.kh as i64 - 1) * c.dilation[0] as i64 + 1,
-            (cols - 1) * c.stride[1] as i64 + (c.kw as i64 - 1) * c.dilation[1] as i64 + 1,
-        )
-    }
-}
-
 impl GpuSketch for DepthwiseSketch {
     type Schedule = DepthwiseSchedule;
     type Knob = Knob;
@@ -196,6 +180,21 @@ impl GpuSketch for DepthwiseSketch {
 }
 
 impl DepthwiseSketch {
+    fn taps(&self) -> i64 {
+        (self.conv.kh * self.conv.kw) as i64
+    }
+
+    /// The input rows and columns a block's output tile reads (its halo included).
+    fn input_tile(&self, s: &DepthwiseSchedule) -> (i64, i64) {
+        let c = &self.conv;
+        let (rows, cols) = s.block_tile();
+        (
+            (rows - 1) * c.stride[0] as i64 + (c.kh as i64 - 1) * c.dilation[0] as i64 + 1,
+            (cols - 1) * c.stride[1] as i64 + (c.kw as i64 - 1) * c.dilation[1] as i64 + 1,
+        )
+    }
+
+    /// The nest of a verified point (see the module docs).
     fn nest(&self, s: &DepthwiseSchedule) -> autotune_ir::LoopNest {
         let (task, c) = (&self.task, &self.conv);
         let (oh, ow) = (c.out_h() as i64, c.out_w() as i64);
