@@ -12,12 +12,16 @@
 
 mod buffer;
 pub mod cuda;
+mod gpu_device;
 mod gpu_host;
 mod jit;
 mod lower;
 mod runtime;
 
 pub use buffer::OperandBuffer;
+pub use gpu_device::{
+    DeviceBuffer, DeviceError, DeviceEvent, DeviceSlice, GpuDevice, GpuKernel, HostGpuDevice, KernelHandle,
+};
 pub use gpu_host::gpu_nest_for_host;
 pub use jit::{
     cpu_target_at, detect_host_caches, host_cpu_target, host_isa_levels, slow_isa_warning, CpuBuilder,
