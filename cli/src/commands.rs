@@ -12,8 +12,8 @@ use autotune_cost_model::MachineModel;
 use autotune_db::{Database, MachineMeasurementKind, NewMachineMeasurement, TargetSpec, TrialRecord};
 use autotune_ir::{BatchMatmulSpec, Conv2dSpec, Op, Pool2dSpec, PoolKind, Target, Task, Trace, TrialStatus};
 use autotune_measure::{
-    probe_bandwidth_gbs, probe_peak_gflops, MachineProbeConfig, MeasureConfig, Runner, WorkerConfig,
-    WorkerRunner,
+    probe_bandwidth_gbs, probe_peak_gflops, GpuBackend, MachineProbeConfig, MeasureConfig, Runner,
+    WorkerConfig, WorkerRunner,
 };
 use autotune_schedules::space_for;
 use autotune_schedules::SpaceGenerator;
@@ -80,8 +80,14 @@ pub(crate) fn open_db(path: &std::path::Path) -> Result<Database> {
 
 pub(crate) fn worker_runner(target: &Target, measure: MeasureConfig) -> Result<WorkerRunner> {
     let program = std::env::current_exe().context("cannot find the autotune executable to start workers")?;
-    let config =
-        WorkerConfig { program, args: vec![crate::WORKER_ARG.to_string()], measure, build_timeout_s: 300.0 };
+    let config = WorkerConfig {
+        program,
+        args: vec![crate::WORKER_ARG.to_string()],
+        measure,
+        build_timeout_s: 300.0,
+        // A CUDA target's candidates run on its own device (`--device cuda:N`).
+        gpu_backend: GpuBackend::Cuda,
+    };
     Ok(WorkerRunner::new(target, config)?)
 }
 

@@ -10,6 +10,7 @@
 //! from the reference is `wrong_result` and carries no time, so it can never become a winner.
 
 mod cache;
+pub mod gpu;
 pub mod local;
 pub mod machine;
 pub mod outcome;
@@ -17,6 +18,7 @@ pub mod planted;
 pub mod protocol;
 pub mod worker;
 
+pub use gpu::{open_gpu_device, GpuBackend, GpuLocalRunner, GpuOutcome};
 pub use local::LocalRunner;
 pub use machine::{probe_bandwidth_gbs, probe_peak_gflops, MachineProbeConfig, ProbeResult};
 pub use outcome::{MeasureOutcome, Runner};
@@ -33,5 +35,7 @@ pub enum MeasureError {
 
 #[cfg(test)]
 mod gpu_semantics_tests;
+#[cfg(test)]
+mod gpu_tests;
 #[cfg(test)]
 mod tests;
