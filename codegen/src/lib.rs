@@ -29,6 +29,14 @@ pub use jit::{
 };
 pub use runtime::HostRuntime;
 
+/// The codegen version a trial of `target` is stored with: a trace replays only under it.
+pub fn codegen_version(target: &autotune_ir::Target) -> &'static str {
+    match target {
+        autotune_ir::Target::Cpu(_) => CODEGEN_VERSION,
+        autotune_ir::Target::Cuda(_) => cuda::CUDA_CODEGEN_VERSION,
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CodegenError {
     #[error("the loop nest cannot be compiled: {0}")]
