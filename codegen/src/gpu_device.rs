@@ -382,3 +382,57 @@ mod tests {
         device.zero(c).expect("zero");
     }
 }
+
+/// The same kernels on a real GPU, where there is one (bench/gpu/run_on_device.sh runs these).
+#[cfg(test)]
+mod cuda_tests {
+    use super::*;
+    use crate::cuda::{cuda_target, nvrtc_available, CudaDevice};
+    use autotune_ir::{compare, reference, Target, Task, Tolerance};
+
+    /// cuda:0 and NVRTC, or why this test is skipped.
+    fn real_gpu() -> Option<autotune_ir::CudaTarget> {
+        match (cuda_target(0), nvrtc_available()) {
+            (Ok(Target::Cuda(gpu)), Ok(())) => Some(gpu),
+            (Err(e), _) | (_, Err(e)) => {
+                println!("skipped: no GPU to run on ({e})");
+                None
+            }
+            (Ok(other), _) => panic!("cuda:0 described as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_cuda_device_computes_what_the_host_device_computes() {
+        let Some(gpu) = real_gpu() else { return };
+        let target = Target::Cuda(gpu.clone());
+        let task = Task::matmul(100, 70, 33);
+        let space = autotune_schedules::space_for(&task, &target).expect("space");
+        let kernel =
+            GpuKernel::new(space.lower(&space.default_trace()).expect("lowers").kernel).expect("emits");
+        let inputs = reference::random_inputs(&task, 1);
+        let expected = reference::run(&task, &inputs);
+        let mut device = CudaDevice::new(&gpu).expect("opens cuda:0");
+        let handle = device.load_kernels(&[kernel]).remove(0).expect("loads");
+        let mut args = Vec::new();
+        for values in &inputs {
+            let b = device.alloc(values.len()).expect("alloc");
+            device.upload(DeviceSlice::head(b, values.len()), values).expect("upload");
+            args.push(DeviceSlice::head(b, values.len()));
+        }
+        let out = device.alloc(expected[0].len() + 8).expect("alloc");
+        args.push(DeviceSlice { buffer: out, offset: 8, len: expected[0].len() });
+        let (start, end) = (device.new_event().expect("event"), device.new_event().expect("event"));
+        device.record(start).expect("record");
+        device.launch(handle, &args).expect("launch");
+        device.record(end).expect("record");
+        device.synchronize().expect("no fault");
+        assert!(device.elapsed_s(start, end).expect("elapsed") > 0.0);
+        let mut result = vec![f32::NAN; expected[0].len()];
+        device.download(args[2], &mut result).expect("download");
+        compare(&result, &expected[0], Tolerance::fp32_reduction(33)).expect("the GPU matches the reference");
+        let err =
+            device.upload(DeviceSlice::head(out, 10_000_000), &[0.0]).expect_err("a slice past the end");
+        assert!(!err.poisons_device(), "{err}");
+    }
+}

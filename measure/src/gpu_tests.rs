@@ -245,3 +245,60 @@ fn a_poisoned_worker_is_replaced_and_the_fault_is_not_blamed_on_the_next_candida
     }
     assert_eq!(runner.n_restarts(), 3);
 }
+
+/// cuda:0 and NVRTC, or why the test is skipped.
+fn real_gpu() -> Option<Target> {
+    match (autotune_codegen::cuda::cuda_target(0), autotune_codegen::cuda::nvrtc_available()) {
+        (Ok(target), Ok(())) => Some(target),
+        (Err(e), _) | (_, Err(e)) => {
+            println!("skipped: no GPU to run on ({e})");
+            None
+        }
+    }
+}
+
+/// On a real GPU (bench/gpu/run_on_device.sh): sampled points and the default are checked and
+/// timed by the driver's events, warm and with the L2 flushed, and a wrong kernel is caught.
+#[test]
+fn on_a_real_gpu_sampled_points_are_checked_and_timed() {
+    let Some(target) = real_gpu() else { return };
+    let task = Task::matmul(256, 192, 130);
+    let space = space_for(&task, &target).expect("space");
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(2);
+    let mut traces: Vec<Trace> = (0..6).map(|_| space.sample(&mut rng)).collect();
+    traces.push(space.default_trace());
+    for cold_operands in [false, true] {
+        let config = MeasureConfig { cold_operands, ..quick() };
+        let mut runner = GpuLocalRunner::new(&target, GpuBackend::Cuda, config).expect("runner");
+        for (trace, o) in traces.iter().zip(runner.measure_batch(&task, &traces)) {
+            assert_eq!(o.status, TrialStatus::Ok, "{}: {o:?}", trace.display());
+            assert!(o.median_s().is_some_and(|t| t > 0.0 && t < 0.1), "{o:?}");
+        }
+    }
+    let spec = BatchMatmulSpec {
+        batch: 1,
+        m: 256,
+        n: 192,
+        k: 130,
+        trans_a: false,
+        trans_b: false,
+        a_broadcast: false,
+        b_broadcast: false,
+        b_constant: false,
+    };
+    let wrong = default_program(
+        &Task::new(Op::BatchMatmul(BatchMatmulSpec { trans_a: true, ..spec }), vec![]),
+        &target,
+    );
+    let mut runner = GpuLocalRunner::new(&target, GpuBackend::Cuda, quick()).expect("runner");
+    let mut outcomes = Vec::new();
+    runner
+        .measure_programs_streaming(&task, vec![Ok(wrong)], &mut |event| {
+            if let crate::worker::Streamed::Outcome(o) = event {
+                outcomes.push(o);
+            }
+            Ok(())
+        })
+        .expect("streams");
+    assert_eq!(outcomes[0].status, TrialStatus::WrongResult, "{outcomes:?}");
+}

@@ -159,3 +159,34 @@ fn a_gpu_plan_runs_the_logs_tuned_gpu_trials() {
     let x: Vec<f32> = (0..32).map(|i| (i % 5) as f32 - 2.0).collect();
     assert_same_outputs(&plan.run(&[("x", &x)]).expect("runs"), &cpu.run(&[("x", &x)]).expect("runs"));
 }
+
+/// On a real GPU (bench/gpu/run_on_device.sh): the same plans on the device.
+#[test]
+fn on_a_real_gpu_the_plans_match_the_cpu_plans() {
+    let target = match (autotune_codegen::cuda::cuda_target(0), autotune_codegen::cuda::nvrtc_available()) {
+        (Ok(target), Ok(())) => target,
+        (Err(e), _) | (_, Err(e)) => {
+            println!("skipped: no GPU to run on ({e})");
+            return;
+        }
+    };
+    let Some(gpu) = target.as_cuda() else { panic!("cuda:0 is not a GPU target") };
+    for graph in [
+        gpu_host_gpu_model(),
+        load_bytes(&small_model::bytes(3), "small", &LoadConfig::default()).expect("loads"),
+    ] {
+        let mut cpu = cpu_plan(&graph);
+        let inputs = cpu.inputs();
+        let values = autotune_runtime::random_inputs(&inputs, 4);
+        let named: Vec<(&str, &[f32])> =
+            inputs.iter().zip(&values).map(|(i, v)| (i.name.as_str(), v.as_slice())).collect();
+        let expected = cpu.run(&named).expect("CPU runs");
+        let device = Box::new(autotune_codegen::cuda::CudaDevice::new(gpu).expect("opens cuda:0"));
+        let mut plan =
+            Plan::for_gpu(graph, None, &target, device, 1, PlanConfig::default()).expect("GPU plan");
+        assert_same_outputs(&plan.run(&named).expect("runs"), &expected);
+        let copies = plan.transfers();
+        assert_same_outputs(&plan.run(&named).expect("runs again"), &expected);
+        assert_eq!(plan.transfers(), copies);
+    }
+}
