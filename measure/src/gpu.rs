@@ -212,9 +212,9 @@ impl GpuLocalRunner {
                 })
             })
             .collect();
-        // The reference (about a minute for a 4096³ GEMM in f64 on one core) is computed in the build phase, under
-        // the build timeout, not in the first candidate's run timeout. A device error here is
-        // each candidate's, when its check calls `prepare` again.
+        // The reference (about a minute for a 4096³ GEMM in f64 on one core) is computed in the
+        // build phase, under the build timeout, not in the first candidate's run timeout. A
+        // device error here is each candidate's, when its check calls `prepare` again.
         let _ = self.prepare(task);
         on_event(Streamed::Built)?;
         for b in built {
