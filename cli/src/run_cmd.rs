@@ -5,7 +5,7 @@
 
 use crate::error::BadInput;
 use anyhow::{anyhow, Result};
-use autotune_graph::{load, read_tensor_proto, write_tensor_proto, Graph, LoadConfig, Tensor};
+use autotune_graph::{load, load_binding, read_tensor_proto, write_tensor_proto, Graph, LoadConfig, Tensor};
 use autotune_runtime::{random_inputs, Database, KernelSource, Plan, PlanConfig, RuntimeError};
 use clap::Args;
 use serde_json::json;
@@ -172,10 +172,13 @@ fn load_with_inputs(args: &RunArgs) -> Result<(Graph, Vec<(String, Tensor)>)> {
         .iter()
         .map(|p| read_tensor_proto(p).map_err(|e| bad(format!("--input {}: {e}", p.display()))))
         .collect::<Result<_>>()?;
-    let mut graph = load(&args.model, &LoadConfig::default()).map_err(bad)?;
+    // A file named after an input the model needs at load (a Reshape's shape) binds it.
+    let mut graph = load_binding(&args.model, &LoadConfig::default(), &files).map_err(bad)?;
     if files.is_empty() {
         return Ok((graph, Vec::new()));
     }
+    let bound: Vec<String> = graph.bound_inputs.iter().map(|(name, _)| name.clone()).collect();
+    let files: Vec<(String, Tensor)> = files.into_iter().filter(|(name, _)| !bound.contains(name)).collect();
     let names: Vec<String> = graph.inputs.iter().map(|t| graph.tensor(*t).name.clone()).collect();
     if files.len() > names.len() {
         return Err(bad(format!(
@@ -232,7 +235,12 @@ fn load_with_inputs(args: &RunArgs) -> Result<(Graph, Vec<(String, Tensor)>)> {
             })
             .collect();
         let input_shapes = placed.iter().map(|(name, t)| (name.clone(), t.shape.clone())).collect();
-        graph = load(&args.model, &LoadConfig { input_shapes, ..LoadConfig::default() })
+        let config = LoadConfig {
+            input_shapes,
+            input_values: graph.bound_inputs.iter().cloned().collect(),
+            ..LoadConfig::default()
+        };
+        graph = load(&args.model, &config)
             .map_err(|e| bad(format!("input {}, and the model does not accept it: {e}", given.join(", "))))?;
     }
     Ok((graph, placed))

@@ -332,15 +332,38 @@ impl CpuProgram {
     ) -> Result<Vec<OperandBuffer>, CodegenError> {
         let mut prepared: Vec<OperandBuffer> =
             inputs.iter().map(|input| OperandBuffer::from_slice(input)).collect();
-        for (input, kernel, packed_len) in &self.prepacks {
+        for &(input, _, packed_len) in &self.prepacks {
             let mut source = inputs
-                .get(*input)
+                .get(input)
                 .map(|values| OperandBuffer::from_slice(values))
                 .ok_or_else(|| CodegenError::Unsupported(format!("no input {input} to prepack")))?;
-            let mut packed = OperandBuffer::filled(*packed_len, 0.0);
-            kernel.run(runtime, &mut [&mut source, &mut packed])?;
-            prepared[*input] = packed;
+            let mut packed = OperandBuffer::filled(packed_len, 0.0);
+            self.pack_input(runtime, input, &mut source, &mut packed)?;
+            prepared[input] = packed;
         }
         Ok(prepared)
+    }
+
+    /// The length of the packed form of input `input`, if the kernel reads it packed.
+    pub fn packed_len(&self, input: usize) -> Option<usize> {
+        self.prepacks.iter().find(|p| p.0 == input).map(|p| p.2)
+    }
+
+    /// Packs input `input` into `packed` (of [`CpuProgram::packed_len`]): what
+    /// [`CpuProgram::prepare_inputs`] does once for a constant, done per call when the operand
+    /// is a run-time value (a model's weights given as an input).
+    pub fn pack_input(
+        &self,
+        runtime: &HostRuntime,
+        input: usize,
+        source: &mut [f32],
+        packed: &mut [f32],
+    ) -> Result<(), CodegenError> {
+        let (_, kernel, _) = self
+            .prepacks
+            .iter()
+            .find(|p| p.0 == input)
+            .ok_or_else(|| CodegenError::Unsupported(format!("input {input} is not packed")))?;
+        kernel.run(runtime, &mut [source, packed])
     }
 }

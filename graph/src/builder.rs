@@ -14,6 +14,9 @@ pub(crate) struct Builder {
     pub opset: i64,
     /// Outputs a node does not produce (Dropout's mask), with why: an error only if read.
     pub unavailable: HashMap<String, String>,
+    /// The model inputs (not bound to a value): a node that needs one as a constant asks for
+    /// its value ([`crate::GraphError::NeedsInputValue`]).
+    pub model_inputs: HashSet<TensorId>,
     used_names: HashSet<String>,
 }
 
@@ -32,6 +35,24 @@ impl Builder {
 
     pub fn value(&self, id: TensorId) -> Option<Arc<Tensor>> {
         self.tensors[id.0].value.clone()
+    }
+
+    /// The model inputs whose values `id`'s value depends on, nearest first (none for a constant).
+    pub fn model_inputs_upstream(&self, id: TensorId) -> Vec<TensorId> {
+        let mut found = Vec::new();
+        let mut seen = HashSet::new();
+        let mut stack = vec![id];
+        while let Some(t) = stack.pop() {
+            if !seen.insert(t) || self.tensors[t.0].value.is_some() {
+                continue;
+            }
+            if self.model_inputs.contains(&t) {
+                found.push(t);
+            } else if let Some(node) = self.nodes.iter().find(|n| n.outputs.contains(&t)) {
+                stack.extend(node.inputs.iter().rev());
+            }
+        }
+        found
     }
 
     /// A new tensor under exactly this ONNX name (later definitions of a name win, as in SSA

@@ -36,6 +36,11 @@ pub enum GraphError {
     /// A known operator used in a way this build does not handle (e.g. non-constant weights).
     #[error("{node}: {reason}")]
     Unsupported { node: NodeRef, reason: String },
+    /// A node needs as a constant (a shape, axes, bounds) what is a model input or computed from
+    /// one (`input`): known only at run time unless the caller binds `input`
+    /// ([`crate::LoadConfig::input_values`]).
+    #[error("{node}: input {index} ({what}) needs the value of model input `{input}` when the model is loaded; pass its value (`autotune run --input FILE`, or LoadConfig::input_values)")]
+    NeedsInputValue { node: NodeRef, index: usize, input: String, what: String },
     /// The model itself is inconsistent (wrong input count, shapes that do not fit the operator…).
     #[error("{node}: {reason}")]
     Invalid { node: NodeRef, reason: String },

@@ -5,8 +5,12 @@
 //!   weights and bias (`autotune_ir::reference::fold_batch_norm`); it costs nothing at run time.
 //! - Mul by a per-channel constant: folded into the weights and bias; Add (or Sub) of a
 //!   per-channel constant: folded into the bias (DenseNet's scale layers).
+//! - Mul or Div by a scalar constant when the weights are a run-time operand (attention's
+//!   scaling of Q·Kᵀ): a `Scale` epilogue step.
+//! - Add of a run-time per-channel tensor (an attention mask at batch 1): the `Bias` step.
 //! - Add or Sum with a same-shape tensor: a residual `Add` epilogue step.
 //! - Relu, Clip, LeakyRelu, Sigmoid: activation epilogue steps.
+//! - An Add read only by a last-axis Softmax (an attention mask): the Softmax's second input.
 //!
 //! The merged node takes the position of the last node it absorbed, so every input it reads is
 //! already computed. A BatchNormalization that stays a plain op (after a Concat, say) absorbs
@@ -43,6 +47,9 @@ pub(crate) fn fuse(b: &mut Builder, outputs: &[GraphOutput]) -> Result<(), Graph
                 }
                 (NodeKind::Plain(PlainOp::BatchNorm { epsilon }), NodeKind::Plain(op)) => {
                     absorb_into_batch_norm(b, node, *epsilon, next, op, out)
+                }
+                (NodeKind::Plain(PlainOp::Binary(BinaryOp::Add)), NodeKind::Plain(softmax)) => {
+                    add_into_softmax(b, node, next, softmax, out)
                 }
                 _ => None,
             };
@@ -264,11 +271,14 @@ fn absorb_into_kernel(
             }
             with_weights_and_bias(b, node, task, ins, weights, bias)
         }
+        PlainOp::Binary(BinaryOp::Mul) if !weights_foldable(b, task, &ins) => {
+            scale_step(b, node, task, other?, &out_shape, false)?
+        }
+        PlainOp::Binary(BinaryOp::Div) if next.inputs[0] == out => {
+            scale_step(b, node, task, other?, &out_shape, true)?
+        }
         PlainOp::Binary(BinaryOp::Mul) => {
             let c = per_channel(b, other?, &out_shape, axis, n_channels)?;
-            if !weights_foldable(b, task, &ins) {
-                return None;
-            }
             let scale: Vec<f64> = c.iter().map(|&v| f64::from(v)).collect();
             let weights = scale_weights(task, b.value(ins.operands[1])?.as_ref(), &scale);
             let bias: Vec<f32> = current_bias(b, task, &ins)
@@ -287,16 +297,19 @@ fn absorb_into_kernel(
             if let Some(c) = per_channel(b, other, &out_shape, axis, n_channels) {
                 add_bias(b, node, task, ins, &c, sign)?
             } else if *bop == BinaryOp::Add
+                && b.value(other).is_none()
+                && b.info(other).dtype == ElemType::F32
+                && channel_shaped(b.shape(other), &out_shape, axis, n_channels)
+                && !task.epilogue.contains(&EpilogueOp::Bias)
+            {
+                // A run-time per-channel addend (an attention mask at batch 1): the kernel's bias.
+                with_input_step(task, ins, EpilogueOp::Bias, other)
+            } else if *bop == BinaryOp::Add
                 && b.info(other).shape == out_shape
                 && b.info(other).dtype == ElemType::F32
                 && !task.epilogue.contains(&EpilogueOp::Add)
             {
-                let mut ins = ins;
-                ins.residual = Some(other);
-                let mut task = task.clone();
-                task.epilogue.push(EpilogueOp::Add);
-                let inputs = ins.ordered(&task);
-                (task, inputs)
+                with_input_step(task, ins, EpilogueOp::Add, other)
             } else {
                 return None;
             }
@@ -311,6 +324,85 @@ fn absorb_into_kernel(
         onnx_ops,
         kind: NodeKind::Kernel(task),
         inputs,
+        outputs: next.outputs.clone(),
+    })
+}
+
+/// The kernel with one more epilogue step, `Bias` or (residual) `Add`, that reads `extra`.
+fn with_input_step(
+    task: &Task,
+    mut ins: KernelInputs,
+    step: EpilogueOp,
+    extra: TensorId,
+) -> (Task, Vec<TensorId>) {
+    match step {
+        EpilogueOp::Bias => ins.bias = Some(extra),
+        _ => ins.residual = Some(extra),
+    }
+    let mut task = task.clone();
+    task.epilogue.push(step);
+    let inputs = ins.ordered(&task);
+    (task, inputs)
+}
+
+/// `y · c` or `y / c` for a scalar constant `c`, when it cannot move into the weights (they are a
+/// run-time operand, as attention's K): a Scale step.
+fn scale_step(
+    b: &Builder,
+    node: &Node,
+    task: &Task,
+    other: TensorId,
+    out_shape: &[usize],
+    divide: bool,
+) -> Option<(Task, Vec<TensorId>)> {
+    let value = b.value(other)?;
+    if !value.dtype.is_float() || value.len() != 1 || value.shape.len() > out_shape.len() {
+        return None;
+    }
+    let c = value.to_f64()[0];
+    let alpha = if divide { 1.0 / c } else { c };
+    if !alpha.is_finite() {
+        return None;
+    }
+    let mut task = task.clone();
+    task.epilogue.push(EpilogueOp::Scale { alpha: Scalar(alpha as f32) });
+    Some((task, node.inputs.clone()))
+}
+
+/// Whether a tensor of `shape` broadcast to `out` varies along the channel `axis` only, with
+/// `n_channels` values there (a scalar does not: it is not a bias).
+fn channel_shaped(shape: &[usize], out: &[usize], axis: usize, n_channels: usize) -> bool {
+    if shape.len() > out.len() || shape.iter().product::<usize>() != n_channels {
+        return false;
+    }
+    let offset = out.len() - shape.len();
+    shape.iter().enumerate().all(|(i, &d)| if i + offset == axis { d == n_channels } else { d == 1 })
+}
+
+/// `softmax(x + m)` along the last axis, `m` broadcast to `x` with the full last dimension (an
+/// attention mask): one Softmax that adds `m` as it reads its rows, instead of a pass of its own.
+fn add_into_softmax(b: &Builder, add: &Node, next: &Node, softmax: &PlainOp, out: TensorId) -> Option<Node> {
+    let PlainOp::Softmax { axis, coerce_2d: false, .. } = *softmax else { return None };
+    let shape = b.shape(out);
+    let [p, q] = add.inputs.as_slice() else { return None };
+    let (x, m) = if b.shape(*p) == shape { (*p, *q) } else { (*q, *p) };
+    let ms = b.shape(m);
+    let fits = b.shape(x) == shape
+        && axis + 1 == shape.len()
+        && ms.len() <= shape.len()
+        && ms.last() == shape.last()
+        && ms.iter().rev().zip(shape.iter().rev()).all(|(&d, &n)| d == 1 || d == n);
+    let f32s = [x, m, out].iter().all(|t| b.info(*t).dtype == ElemType::F32);
+    if !fits || !f32s {
+        return None;
+    }
+    let mut onnx_ops = add.onnx_ops.clone();
+    onnx_ops.extend(next.onnx_ops.iter().cloned());
+    Some(Node {
+        name: next.name.clone(),
+        onnx_ops,
+        kind: next.kind.clone(),
+        inputs: vec![x, m],
         outputs: next.outputs.clone(),
     })
 }

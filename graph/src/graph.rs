@@ -110,6 +110,10 @@ pub struct Graph {
     /// The model inputs' named symbolic dimensions (`batch`, `seq`) and the size each was bound
     /// to for this graph.
     pub symbolic_dims: std::collections::BTreeMap<String, usize>,
+    /// Model inputs loaded as constants of a value given at load
+    /// ([`crate::LoadConfig::input_values`]), by name: not in [`Graph::inputs`]; a run may pass
+    /// them, with the same value.
+    pub bound_inputs: Vec<(String, std::sync::Arc<crate::Tensor>)>,
 }
 
 /// A node a partial load could not lower, and why.

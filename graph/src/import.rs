@@ -62,18 +62,27 @@ pub(crate) fn load_bytes(
     }
     let mut inputs = Vec::new();
     let mut symbolic_dims = std::collections::BTreeMap::new();
+    let mut bound_inputs = Vec::new();
     for input in &graph.input {
         let name = input.name.clone().unwrap_or_default();
         if b.by_name.contains_key(&name) {
             continue; // an initializer listed as an input (IR < 4): a constant here
         }
         let (dtype, shape) = input_type(input, config)?;
+        if let Some(value) = config.input_values.get(&name) {
+            bind_input(&name, dtype, &shape, value)?;
+            b.add_named(&name, value.shape.clone(), dtype, Some(value.clone()));
+            bound_inputs.push((name, value.clone()));
+            continue;
+        }
         for (param, &size) in dim_params(input).iter().zip(&shape) {
             if let Some(param) = param {
                 symbolic_dims.insert(param.clone(), size);
             }
         }
-        inputs.push(b.add_named(&name, shape, dtype, None));
+        let id = b.add_named(&name, shape, dtype, None);
+        b.model_inputs.insert(id);
+        inputs.push(id);
     }
 
     // Shapes ONNX shape inference wrote into the model: what lets a partial load go on past a
@@ -150,6 +159,7 @@ pub(crate) fn load_bytes(
         finish(b, graph.name.clone().unwrap_or_default(), inputs, outputs, &keep_alive, graph.node.len());
     graph.skipped = skipped;
     graph.symbolic_dims = symbolic_dims;
+    graph.bound_inputs = bound_inputs;
     Ok(graph)
 }
 
@@ -157,7 +167,9 @@ pub(crate) fn load_bytes(
 /// what a skipped node would have written. A malformed model stays an error.
 fn skippable(error: &GraphError) -> bool {
     match error {
-        GraphError::UnsupportedOp { .. } | GraphError::Unsupported { .. } => true,
+        GraphError::UnsupportedOp { .. }
+        | GraphError::Unsupported { .. }
+        | GraphError::NeedsInputValue { .. } => true,
         GraphError::Tensor { reason, .. } => reason.contains("which was skipped"),
         _ => false,
     }
@@ -242,6 +254,26 @@ fn input_type(
         })
         .collect();
     Ok((dtype, shape))
+}
+
+/// Checks a value given for a model input against what the model declares: the same element
+/// type and rank (its sizes are the value's: a symbolic dimension takes the value's size).
+fn bind_input(name: &str, dtype: ElemType, declared: &[usize], value: &Tensor) -> Result<(), GraphError> {
+    let bad = |reason: String| GraphError::Tensor { tensor: name.to_string(), reason };
+    if value.dtype != dtype {
+        return Err(bad(format!(
+            "the value given for this model input is {:?}, the model declares {dtype:?}",
+            value.dtype
+        )));
+    }
+    if value.shape.len() != declared.len() {
+        return Err(bad(format!(
+            "the value given for this model input has shape {:?}, the model declares rank {}",
+            value.shape,
+            declared.len()
+        )));
+    }
+    Ok(())
 }
 
 /// The name of each declared dimension of a value that is symbolic (`dim_param`).
@@ -421,5 +453,6 @@ fn finish(
         n_onnx_nodes: n_onnx,
         skipped: Vec::new(),
         symbolic_dims: Default::default(),
+        bound_inputs: Vec::new(),
     }
 }

@@ -105,6 +105,11 @@ pub struct LoadConfig {
     /// refusing the model, so the rest can still be tuned. Nodes that read a skipped node's output
     /// are skipped too unless the model annotates its shape (`onnx.shape_inference`).
     pub skip_unsupported: bool,
+    /// Values of model inputs that the model needs when it is loaded (a Reshape's `shape`, a
+    /// Clip's bounds, reduction axes or Pad's pads given as inputs), by name: each is loaded as a
+    /// constant of this value and listed in [`Graph::bound_inputs`], and a run must pass the
+    /// same value. [`load_binding`] fills it from a run's inputs.
+    pub input_values: BTreeMap<String, std::sync::Arc<Tensor>>,
 }
 
 impl Default for LoadConfig {
@@ -114,6 +119,7 @@ impl Default for LoadConfig {
             dims: BTreeMap::new(),
             symbolic_dim: 1,
             skip_unsupported: false,
+            input_values: BTreeMap::new(),
         }
     }
 }
@@ -122,6 +128,32 @@ impl Default for LoadConfig {
 pub fn load(path: &Path, config: &LoadConfig) -> Result<Graph, GraphError> {
     let bytes = std::fs::read(path).map_err(|source| GraphError::Io { path: path.to_path_buf(), source })?;
     import::load_bytes(&bytes, &path.display().to_string(), path.parent(), config)
+}
+
+/// [`load`] with the run's input values at hand: a model input whose value the model needs at
+/// load ([`GraphError::NeedsInputValue`]) is bound to its value in `values` and the model loaded
+/// again, until it loads or needs an input `values` lacks. The binding is specific to those
+/// values: a run with others needs a graph loaded with them.
+pub fn load_binding(
+    path: &Path,
+    config: &LoadConfig,
+    values: &[(String, Tensor)],
+) -> Result<Graph, GraphError> {
+    let bytes = std::fs::read(path).map_err(|source| GraphError::Io { path: path.to_path_buf(), source })?;
+    let what = path.display().to_string();
+    let mut config = config.clone();
+    loop {
+        match import::load_bytes(&bytes, &what, path.parent(), &config) {
+            Err(GraphError::NeedsInputValue { input, .. }) if !config.input_values.contains_key(&input) => {
+                if let Some((_, value)) = values.iter().find(|(name, _)| *name == input) {
+                    config.input_values.insert(input, std::sync::Arc::new(value.clone()));
+                    continue;
+                }
+                return import::load_bytes(&bytes, &what, path.parent(), &config);
+            }
+            other => return other,
+        }
+    }
 }
 
 /// Loads an ONNX model from memory; `what` names it in errors. External data is not supported.

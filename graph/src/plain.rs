@@ -317,7 +317,9 @@ pub enum PlainOp {
         bias: f32,
     },
     /// Softmax (or log-softmax with `log`) along `axis`. With `coerce_2d` (ONNX opset < 13), the
-    /// dimensions `axis..` are flattened into one and normalized together.
+    /// dimensions `axis..` are flattened into one and normalized together. An optional second
+    /// input (an attention mask: fused from an Add) is added first, broadcast to the first; it
+    /// then has the full size along `axis`, which is the last.
     Softmax {
         axis: usize,
         log: bool,

@@ -514,12 +514,12 @@ fn errors_name_the_node_and_the_op() {
     let e = err(
         M::default()
             .input("x", &[1, 2, 3, 3])
-            .input("w", &[2, 2, 1, 1])
+            .input("w", &[2, 3, 1, 1])
             .node("Conv", "c", &["x", "w"], &["y"], vec![])
             .output("y"),
         13,
     );
-    assert!(e.contains("node `c` (Conv)") && e.contains("weights"), "{e}");
+    assert!(e.contains("node `c` (Conv)") && e.contains("weights [2, 3, 1, 1]"), "{e}");
     let e = err(M::default().input("x", &[1]).node("Relu", "r", &["x"], &["y"], vec![]).output("y"), 5);
     assert!(e.contains("opset 5"), "{e}");
     let e = err(
@@ -618,4 +618,121 @@ fn plain_ops_and_one_d_kernels_infer_shapes() {
     assert_eq!((c.h, c.w, c.kh, c.kw, c.stride, c.pad), (1, 8, 1, 3, [1, 2], [0, 1, 0, 1]));
     let slice = g.nodes.iter().find(|n| n.name == "slice").and_then(|n| n.plain()).cloned();
     assert_eq!(slice, Some(PlainOp::Slice { starts: vec![0, 0, 0, 2], steps: vec![1; 4] }));
+}
+
+#[test]
+fn conv_weights_and_bias_may_be_model_inputs() {
+    let g = M::default()
+        .input("x", &[1, 2, 5, 5])
+        .input("w", &[4, 2, 3, 3])
+        .input("b", &[4])
+        .node("Conv", "c", &["x", "w", "b"], &["y"], vec![("pads", A::Is(vec![1, 1, 1, 1]))])
+        .output("y")
+        .load(13)
+        .expect("run-time weights load");
+    assert_eq!(g.nodes.len(), 1);
+    let NodeKind::Kernel(task) = &g.nodes[0].kind else { panic!("a kernel: {:?}", g.nodes[0].kind) };
+    assert_eq!(task.op_name(), "conv2d");
+    assert_eq!(task.epilogue, [EpilogueOp::Bias]);
+    assert_eq!(g.nodes[0].inputs, g.inputs, "x, w and b are read as given at run time");
+    assert_eq!(g.tensor(g.outputs[0].tensor).shape, vec![1, 4, 5, 5]);
+}
+
+fn int64_input(name: &str, shape: &[i64]) -> proto::ValueInfoProto {
+    let mut v = proto::ValueInfoProto::float(name, Some(shape));
+    if let Some(proto::type_proto::Value::TensorType(t)) = v.r#type.as_mut().and_then(|t| t.value.as_mut()) {
+        t.elem_type = Some(proto::tensor_proto::DataType::Int64 as i32);
+    }
+    v
+}
+
+#[test]
+fn a_shape_given_as_a_model_input_is_asked_for_then_bound() {
+    let mut m = M::default().input("x", &[2, 3, 4]);
+    m.inputs.push(int64_input("shape", &[2]));
+    let bytes = m.node("Reshape", "r", &["x", "shape"], &["y"], vec![]).output("y").bytes(13);
+
+    let asked = load_bytes(&bytes, "test model", &LoadConfig::default()).expect_err("the shape is asked for");
+    assert!(
+        matches!(&asked, GraphError::NeedsInputValue { input, index: 1, .. } if input == "shape"),
+        "{asked:?}"
+    );
+    assert!(asked.to_string().contains("`shape`") && asked.to_string().contains("--input"), "{asked}");
+
+    let value = std::sync::Arc::new(Tensor::i64(vec![2], vec![6, -1]));
+    let config =
+        LoadConfig { input_values: [("shape".to_string(), value.clone())].into(), ..LoadConfig::default() };
+    let g = load_bytes(&bytes, "test model", &config).expect("bound, it loads");
+    assert_eq!(g.tensor(g.outputs[0].tensor).shape, vec![6, 4]);
+    assert_eq!(g.inputs.iter().map(|t| g.tensor(*t).name.as_str()).collect::<Vec<_>>(), ["x"]);
+    assert_eq!(g.bound_inputs, [("shape".to_string(), value)]);
+
+    // A value of another element type than the model declares is the wrong value.
+    let wrong = std::sync::Arc::new(Tensor::f32(vec![2], vec![6.0, -1.0]));
+    let config = LoadConfig { input_values: [("shape".to_string(), wrong)].into(), ..LoadConfig::default() };
+    let e = load_bytes(&bytes, "test model", &config).expect_err("a float shape is refused").to_string();
+    assert!(e.contains("`shape`") && e.contains("I64"), "{e}");
+}
+
+#[test]
+fn attention_scaling_and_a_batch_one_mask_become_scale_and_bias_steps() {
+    // softmax(Q·Kᵀ / 8 + mask) without the softmax: [1, 2, 5, 4] × [1, 2, 4, 5], mask [1, 1, 1, 5].
+    let g = M::default()
+        .input("q", &[1, 2, 5, 4])
+        .input("kt", &[1, 2, 4, 5])
+        .input("mask", &[1, 1, 1, 5])
+        .init("eight", Tensor::f32(vec![], vec![8.0]))
+        .node("MatMul", "qk", &["q", "kt"], &["s"], vec![])
+        .node("Div", "scale", &["s", "eight"], &["scaled"], vec![])
+        .node("Add", "masked", &["scaled", "mask"], &["y"], vec![])
+        .output("y")
+        .load(13)
+        .expect("the model loads");
+    assert_eq!(g.nodes.len(), 1, "{:?}", g.nodes);
+    let NodeKind::Kernel(task) = &g.nodes[0].kind else { panic!("a kernel: {:?}", g.nodes[0].kind) };
+    assert_eq!(task.epilogue, [EpilogueOp::Scale { alpha: autotune_ir::Scalar(0.125) }, EpilogueOp::Bias]);
+    let names: Vec<&str> = g.nodes[0].inputs.iter().map(|t| g.tensor(*t).name.as_str()).collect();
+    assert_eq!(names, ["q", "kt", "mask"]);
+
+    // A mask that differs per batch row is not a bias: the Add stays a plain op.
+    let g = M::default()
+        .input("q", &[2, 2, 5, 4])
+        .input("kt", &[2, 2, 4, 5])
+        .input("mask", &[2, 1, 1, 5])
+        .node("MatMul", "qk", &["q", "kt"], &["s"], vec![])
+        .node("Add", "masked", &["s", "mask"], &["y"], vec![])
+        .output("y")
+        .load(13)
+        .expect("the model loads");
+    assert_eq!(g.nodes.len(), 2, "{:?}", g.nodes);
+    assert_eq!(g.nodes[1].kind, NodeKind::Plain(PlainOp::Binary(crate::BinaryOp::Add)));
+}
+
+#[test]
+fn a_mask_added_before_a_last_axis_softmax_is_the_softmax_second_input() {
+    let g = M::default()
+        .input("scores", &[1, 4, 6, 6])
+        .input("mask", &[1, 4, 1, 6])
+        .node("Add", "masked", &["mask", "scores"], &["s"], vec![])
+        .node("Softmax", "probs", &["s"], &["y"], vec![("axis", A::I(-1))])
+        .output("y")
+        .load(13)
+        .expect("the model loads");
+    assert_eq!(g.nodes.len(), 1, "{:?}", g.nodes);
+    assert_eq!(g.nodes[0].kind, NodeKind::Plain(PlainOp::Softmax { axis: 3, log: false, coerce_2d: false }));
+    let names: Vec<&str> = g.nodes[0].inputs.iter().map(|t| g.tensor(*t).name.as_str()).collect();
+    assert_eq!(names, ["scores", "mask"]);
+
+    // Along another axis, or with a mask that is not full along the last one, the Add stays.
+    for (axis, mask) in [(2, [1usize, 4, 1, 6]), (3, [1, 4, 6, 1])] {
+        let g = M::default()
+            .input("scores", &[1, 4, 6, 6])
+            .input("mask", &mask)
+            .node("Add", "masked", &["scores", "mask"], &["s"], vec![])
+            .node("Softmax", "probs", &["s"], &["y"], vec![("axis", A::I(axis))])
+            .output("y")
+            .load(13)
+            .expect("the model loads");
+        assert_eq!(g.nodes.len(), 2, "axis {axis}, mask {mask:?}");
+    }
 }

@@ -59,6 +59,10 @@ pub enum RuntimeError {
     /// `run` was given a value for a name that is not a model input (or one input twice).
     #[error("`{name}` is not an input of the model, or is given twice (the model's inputs: {expected})")]
     UnknownInput { name: String, expected: String },
+    /// A value for a model input the plan was loaded with as a constant
+    /// (`LoadConfig::input_values`) differs from that constant.
+    #[error("model input `{name}` was bound to another value when the model was loaded (it shapes the plan); load the model again with this value")]
+    BoundInputChanged { name: String },
     /// A model input of the wrong size.
     #[error("model input `{name}` has {got} values, its shape {shape:?} needs {expected}")]
     InputLength { name: String, shape: Vec<usize>, expected: usize, got: usize },

@@ -407,6 +407,17 @@ pub(crate) enum TaskCode {
     Gpu(KernelHandle),
 }
 
+impl TaskCode {
+    /// The length of kernel input `k` packed, when the kernel reads it packed (GPU programs
+    /// read every input as it is).
+    pub(crate) fn packed_len(&self, k: usize) -> Option<usize> {
+        match self {
+            TaskCode::Cpu(p) => p.packed_len(k),
+            TaskCode::Gpu(_) => None,
+        }
+    }
+}
+
 impl fmt::Debug for TaskCode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -3,7 +3,7 @@
 
 use crate::kernels::{self, TaskCode, TaskKernel};
 use crate::memory::{self, Lifetime, MemoryStats};
-use crate::plain::{self, Operand, OutBuf, Par};
+use crate::plain::{self, Operand, OutBuf, Par, VectorLevel};
 use crate::RuntimeError;
 use autotune_codegen::{DeviceBuffer, DeviceError, DeviceSlice, GpuDevice, HostRuntime, OperandBuffer};
 use autotune_db::Database;
@@ -87,6 +87,9 @@ enum KernelArg {
     Value(TensorId),
     /// A prepared constant (`Plan::weights` index).
     Weight(usize),
+    /// A run-time value the kernel reads packed (weights given as a model input): packed per
+    /// call into `Plan::weights[weight]`, then passed as that.
+    PackedPerCall { value: TensorId, input: usize, weight: usize },
 }
 
 #[derive(Debug)]
@@ -126,6 +129,8 @@ pub struct Plan {
     /// Runs the kernels' parallel loops, and the plain ops' rows (one pool: two would fight
     /// over the same cores between nodes).
     runtime: HostRuntime,
+    /// What the plain ops' hot loops are compiled for: the target's vector level.
+    vector_level: VectorLevel,
     tensors: Vec<TensorMeta>,
     inputs: Vec<TensorId>,
     outputs: Vec<(String, TensorId)>,
@@ -136,6 +141,9 @@ pub struct Plan {
     weights: Vec<OperandBuffer>,
     /// Constants read by plain ops or named as outputs.
     constants: Vec<Vec<f32>>,
+    /// Model inputs loaded as constants of a given value, with that value: a run may pass
+    /// them, with the same value.
+    bound_inputs: Vec<(String, Vec<f32>)>,
     buffers: Vec<OperandBuffer>,
     memory: MemoryStats,
     build_time_s: f64,
@@ -337,17 +345,8 @@ impl Plan {
                             )));
                         }
                     }
-                    for &c in &task.constant_inputs() {
-                        if !tensors[node.inputs[c].0].constant {
-                            return Err(invalid(format!(
-                                "input `{}` must be a constant ({} of {})",
-                                tensors[node.inputs[c].0].name,
-                                specs[c].name,
-                                task.description()
-                            )));
-                        }
-                    }
-                    // Weights are filled in by `prepare_constants`.
+                    // Weights are filled in by `prepare_constants`; run-time ones it packs per
+                    // call.
                     let args = node.inputs.iter().map(|&t| KernelArg::Value(t)).collect();
                     StepKind::Kernel { program: program_of_node[i], args }
                 }
@@ -484,6 +483,7 @@ impl Plan {
         Ok(Plan {
             target: target.clone(),
             runtime,
+            vector_level: VectorLevel::of_target(target),
             tensors,
             inputs: graph.inputs.clone(),
             outputs: graph.outputs.iter().map(|o| (o.name.clone(), o.tensor)).collect(),
@@ -492,6 +492,11 @@ impl Plan {
             programs,
             weights: Vec::new(),
             constants: Vec::new(),
+            bound_inputs: graph
+                .bound_inputs
+                .iter()
+                .map(|(name, value)| (name.clone(), value.to_f32()))
+                .collect(),
             buffers,
             memory,
             build_time_s,
@@ -578,43 +583,48 @@ impl Plan {
                     let indices = match prepared.get(&key) {
                         Some(indices) => indices.clone(),
                         None => {
-                            let mut raw: Vec<Vec<f32>> = Vec::with_capacity(step.inputs.len());
-                            for (k, &t) in step.inputs.iter().enumerate() {
-                                raw.push(if self.tensors[t.0].constant {
-                                    let last =
-                                        last_use.get(&t) == Some(&i) && !step.inputs[k + 1..].contains(&t);
-                                    values(&mut tensors, t, last)
-                                } else {
-                                    Vec::new()
-                                });
-                            }
-                            let packed = match &self.programs[*program] {
-                                TaskCode::Cpu(p) => {
-                                    p.prepare_inputs(&self.runtime, &raw).map_err(|source| {
-                                        RuntimeError::Kernel { node: step.node.clone(), source }
-                                    })?
-                                }
-                                // GPU programs read their constants as they are (no prepacks).
-                                TaskCode::Gpu(_) => {
-                                    raw.iter().map(|v| OperandBuffer::from_slice(v)).collect()
-                                }
+                            // Each constant input, packed where the kernel reads it packed (a GPU
+                            // program reads its constants as they are: no prepacks); run-time ones
+                            // are packed per call (`KernelArg::PackedPerCall`).
+                            let program = match &self.programs[*program] {
+                                TaskCode::Cpu(p) => Some(p),
+                                TaskCode::Gpu(_) => None,
                             };
-                            drop(raw);
                             let mut indices = Vec::new();
-                            for (buffer, t) in packed.into_iter().zip(&step.inputs) {
-                                if self.tensors[t.0].constant {
-                                    indices.push(weights.len());
-                                    weights.push(buffer);
+                            for (k, &t) in step.inputs.iter().enumerate() {
+                                if !self.tensors[t.0].constant {
+                                    continue;
                                 }
+                                let last = last_use.get(&t) == Some(&i) && !step.inputs[k + 1..].contains(&t);
+                                let raw = values(&mut tensors, t, last);
+                                let buffer = match program.and_then(|p| Some((p, p.packed_len(k)?))) {
+                                    Some((program, len)) => {
+                                        let mut source = OperandBuffer::from_slice(&raw);
+                                        let mut packed = OperandBuffer::filled(len, 0.0);
+                                        program
+                                            .pack_input(&self.runtime, k, &mut source, &mut packed)
+                                            .map_err(|source| RuntimeError::Kernel {
+                                                node: step.node.clone(),
+                                                source,
+                                            })?;
+                                        packed
+                                    }
+                                    None => OperandBuffer::from_slice(&raw),
+                                };
+                                indices.push(weights.len());
+                                weights.push(buffer);
                             }
                             prepared.insert(key, indices.clone());
                             indices
                         }
                     };
                     let mut next = indices.into_iter();
-                    for (arg, &t) in args.iter_mut().zip(&step.inputs) {
+                    for (k, (arg, &t)) in args.iter_mut().zip(&step.inputs).enumerate() {
                         *arg = if self.tensors[t.0].constant {
                             next.next().map_or(KernelArg::Value(t), KernelArg::Weight)
+                        } else if let Some(len) = self.programs[*program].packed_len(k) {
+                            weights.push(OperandBuffer::filled(len, 0.0));
+                            KernelArg::PackedPerCall { value: t, input: k, weight: weights.len() - 1 }
                         } else {
                             KernelArg::Value(t)
                         };
@@ -739,6 +749,12 @@ impl Plan {
         }
         let mut given = vec![false; self.inputs.len()];
         for (name, data) in inputs {
+            if let Some((_, value)) = self.bound_inputs.iter().find(|(bound, _)| bound == name) {
+                if value.as_slice() != *data {
+                    return Err(RuntimeError::BoundInputChanged { name: name.to_string() });
+                }
+                continue;
+            }
             let slot = self
                 .inputs
                 .iter()
@@ -874,6 +890,12 @@ impl Plan {
         let mut slices = Vec::with_capacity(args.len() + 1);
         for arg in args.iter().chain(std::iter::once(&KernelArg::Value(out))) {
             match *arg {
+                KernelArg::PackedPerCall { .. } => {
+                    return Err(RuntimeError::InvalidGraph {
+                        node: node.clone(),
+                        reason: "a GPU kernel packs no input".into(),
+                    });
+                }
                 KernelArg::Weight(w) => {
                     let Some(Some((buffer, len))) = gpu.weights.get(w).copied() else {
                         return Err(RuntimeError::InvalidGraph {
@@ -919,13 +941,18 @@ impl Plan {
             /// A copy: the same buffer is passed twice (x·x, a residual of the input itself).
             Scratch,
         }
+        for arg in args {
+            if let KernelArg::PackedPerCall { value, input, weight } = *arg {
+                self.pack_per_call(i, program, value, input, weight)?;
+            }
+        }
         let out = self.steps[i].outputs[0];
         // (where it goes back, the buffer, offset and length of the argument in it)
         let mut held: Vec<(Home, OperandBuffer, usize, usize)> = Vec::with_capacity(args.len() + 1);
         let mut failure = None;
         for arg in args.iter().chain(std::iter::once(&KernelArg::Value(out))) {
             match *arg {
-                KernelArg::Weight(w) => {
+                KernelArg::Weight(w) | KernelArg::PackedPerCall { weight: w, .. } => {
                     let len = self.weights[w].len();
                     held.push((Home::Weight(w), std::mem::take(&mut self.weights[w]), 0, len));
                 }
@@ -980,6 +1007,37 @@ impl Plan {
                 Home::Scratch => {}
             }
         }
+        result
+    }
+
+    /// Packs run-time value `value` (kernel input `input` of step `i`) into `weights[weight]`.
+    fn pack_per_call(
+        &mut self,
+        i: usize,
+        program: usize,
+        value: TensorId,
+        input: usize,
+        weight: usize,
+    ) -> Result<(), RuntimeError> {
+        let meta = &self.tensors[value.0];
+        let Storage::Buffer(b) = meta.storage else {
+            let reason = format!("`{}` has no buffer", meta.name);
+            return Err(RuntimeError::InvalidGraph { node: self.steps[i].node.clone(), reason });
+        };
+        let (offset, len) = (meta.offset, meta.len);
+        let mut source = std::mem::take(&mut self.buffers[b]);
+        let mut packed = std::mem::take(&mut self.weights[weight]);
+        let result = match &self.programs[program] {
+            TaskCode::Cpu(p) => p
+                .pack_input(&self.runtime, input, &mut source[offset..offset + len], &mut packed)
+                .map_err(|source| RuntimeError::Kernel { node: self.steps[i].node.clone(), source }),
+            TaskCode::Gpu(_) => Err(RuntimeError::InvalidGraph {
+                node: self.steps[i].node.clone(),
+                reason: "a GPU kernel packs no input".into(),
+            }),
+        };
+        self.buffers[b] = source;
+        self.weights[weight] = packed;
         result
     }
 
@@ -1050,7 +1108,7 @@ impl Plan {
             } else if inputs.iter().any(|x| x.data.len() != x.shape.iter().product::<usize>()) {
                 Err("an input has no value".to_string())
             } else {
-                plain::run(op, &inputs, &mut outputs, &Par::new(&self.runtime))
+                plain::run(op, &inputs, &mut outputs, &Par::new(&self.runtime, self.vector_level))
             }
         };
         let node = step.node.clone();
@@ -1130,6 +1188,12 @@ impl Plan {
     fn info(&self, name: &str, t: TensorId) -> ValueInfo {
         let meta = &self.tensors[t.0];
         ValueInfo { name: name.to_string(), shape: meta.shape.clone(), dtype: meta.dtype }
+    }
+
+    /// Names of the model inputs this plan was loaded with as constants
+    /// (`LoadConfig::input_values`); a run may pass them, with the same value.
+    pub fn bound_inputs(&self) -> impl Iterator<Item = &str> {
+        self.bound_inputs.iter().map(|(name, _)| name.as_str())
     }
 
     /// The distinct tasks of the model, in order of first use, with the kernel each runs.

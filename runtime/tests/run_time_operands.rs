@@ -1,9 +1,12 @@
 //! Operands that arrive at run time, and broadcasting the frontend once refused: a Clip whose
-//! bounds are graph inputs, and a MatMul whose batch dimensions broadcast partly
-//! (`[3,1,3,4] × [1,2,4,2]`), each against a direct computation of the ONNX semantics.
+//! bounds are graph inputs, a Conv whose weights and bias are graph inputs (packed per call), a
+//! Reshape whose shape is a graph input (bound at load), and a MatMul whose batch dimensions
+//! broadcast partly (`[3,1,3,4] × [1,2,4,2]`), each against a direct computation of the ONNX
+//! semantics.
 
 use autotune_codegen::host_cpu_target;
-use autotune_graph::{load_bytes, proto, LoadConfig};
+use autotune_graph::{load_bytes, proto, LoadConfig, Tensor};
+use autotune_runtime::RuntimeError;
 use autotune_runtime::{Plan, PlanConfig};
 use prost::Message;
 
@@ -97,4 +100,97 @@ fn matmul_with_partly_broadcast_batch_dimensions() {
     for (got, want) in y.iter().zip(&expected) {
         assert!((got - want).abs() <= 1e-5 * want.abs().max(1.0), "{got} vs {want}");
     }
+}
+
+/// Direct 2-D convolution, stride 1, padding 1, NCHW / OIHW.
+fn conv_pad1(x: &[f32], w: &[f32], b: &[f32], (c, h, wd): (usize, usize, usize), o: usize) -> Vec<f32> {
+    let mut y = vec![0f32; o * h * wd];
+    for oc in 0..o {
+        for i in 0..h {
+            for j in 0..wd {
+                let mut acc = b[oc] as f64;
+                for ic in 0..c {
+                    for (di, dj) in (0..3).flat_map(|di| (0..3).map(move |dj| (di, dj))) {
+                        let (r, s) = ((i + di).wrapping_sub(1), (j + dj).wrapping_sub(1));
+                        if r < h && s < wd {
+                            acc += (x[(ic * h + r) * wd + s] * w[((oc * c + ic) * 3 + di) * 3 + dj]) as f64;
+                        }
+                    }
+                }
+                y[(oc * h + i) * wd + j] = acc as f32;
+            }
+        }
+    }
+    y
+}
+
+#[test]
+fn conv_with_weights_and_bias_given_at_run_time_packs_them_per_call() {
+    let (c, h, w, o) = (3usize, 6usize, 5usize, 8usize);
+    let mut conv = node("Conv", &["x", "w", "b"], "y");
+    conv.attribute.push(proto::AttributeProto {
+        name: Some("pads".into()),
+        ints: vec![1; 4],
+        r#type: Some(proto::attribute_proto::AttributeType::Ints as i32),
+        ..Default::default()
+    });
+    let bytes = model(
+        vec![conv],
+        &[("x", &[1, c as i64, h as i64, w as i64]), ("w", &[o as i64, c as i64, 3, 3]), ("b", &[o as i64])],
+        ("y", &[1, o as i64, h as i64, w as i64]),
+        13,
+    );
+    let graph = load_bytes(&bytes, "m", &LoadConfig::default()).expect("loads");
+    let mut plan =
+        Plan::new(&graph, None, &host_cpu_target(1).expect("host"), PlanConfig::default()).expect("plan");
+    let x = values(c * h * w, 4);
+    // New weights on every call: each run must read the weights it is given.
+    for seed in [5, 6] {
+        let (wt, b) = (values(o * c * 9, seed), values(o, seed + 10));
+        let y = plan.run(&[("x", &x), ("w", &wt), ("b", &b)]).expect("runs").remove(0).1;
+        let expected = conv_pad1(&x, &wt, &b, (c, h, w), o);
+        for (k, (got, want)) in y.iter().zip(&expected).enumerate() {
+            assert!(
+                (got - want).abs() <= 1e-4 * want.abs().max(1.0),
+                "weights {seed}, y[{k}]: {got} vs {want}"
+            );
+        }
+    }
+}
+
+#[test]
+fn reshape_with_its_shape_given_at_run_time_is_bound_at_load() {
+    let mut shape = proto::ValueInfoProto::float("shape", Some(&[2]));
+    if let Some(proto::type_proto::Value::TensorType(t)) =
+        shape.r#type.as_mut().and_then(|t| t.value.as_mut())
+    {
+        t.elem_type = Some(proto::tensor_proto::DataType::Int64 as i32);
+    }
+    let mut m = proto::ModelProto::decode(
+        &model(
+            vec![node("Reshape", &["x", "shape"], "r"), node("Relu", &["r"], "y")],
+            &[("x", &[2, 3, 4])],
+            ("y", &[6, 4]),
+            13,
+        )[..],
+    )
+    .expect("decodes");
+    m.graph.as_mut().expect("graph").input.push(shape);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("reshape.onnx");
+    std::fs::write(&path, m.encode_to_vec()).expect("write");
+
+    let value = Tensor::i64(vec![2], vec![-1, 4]);
+    let graph = autotune_graph::load_binding(&path, &LoadConfig::default(), &[("shape".into(), value)])
+        .expect("the shape is bound");
+    let mut plan =
+        Plan::new(&graph, None, &host_cpu_target(1).expect("host"), PlanConfig::default()).expect("plan");
+    assert_eq!(plan.bound_inputs().collect::<Vec<_>>(), ["shape"]);
+    let x = values(24, 7);
+    let expected: Vec<f32> = x.iter().map(|v| v.max(0.0)).collect();
+    assert_eq!(plan.run(&[("x", &x)]).expect("runs without it").remove(0).1, expected);
+    assert_eq!(plan.run(&[("x", &x), ("shape", &[-1.0, 4.0])]).expect("and with it").remove(0).1, expected);
+    let changed = plan.run(&[("x", &x), ("shape", &[4.0, -1.0])]).expect_err("another shape is refused");
+    assert!(matches!(&changed, RuntimeError::BoundInputChanged { name } if name == "shape"), "{changed:?}");
+    assert!(changed.to_string().contains("load the model again"), "{changed}");
 }

@@ -65,6 +65,19 @@ impl Ctx<'_> {
     /// The value of input `i`, which must be known at load time.
     pub fn const_input(&self, b: &Builder, i: usize, what: &str) -> Result<Arc<Tensor>, GraphError> {
         let id = self.input(i)?;
+        if let Some(value) = b.value(id) {
+            return Ok(value);
+        }
+        // Computed from model inputs only (shapes are static, so a value that is not a constant
+        // comes from some model input's value): binding those inputs makes it a constant.
+        if let Some(input) = b.model_inputs_upstream(id).first() {
+            return Err(GraphError::NeedsInputValue {
+                node: self.node.clone(),
+                index: i,
+                input: b.info(*input).name.clone(),
+                what: what.to_string(),
+            });
+        }
         b.value(id).ok_or_else(|| {
             self.unsupported(format!(
                 "input {i} (`{}`, {what}) is computed at run time; only a constant (load-time) {what} is supported",

@@ -123,8 +123,12 @@ pub fn conv(b: &mut Builder, ctx: &Ctx) -> Result<Lowered, GraphError> {
     require_f32(b, ctx, x, "the input")?;
     let xs = b.shape(x).to_vec();
     let [n, c, h, wd] = nchw(ctx, &xs, "the input")?;
-    let weights = ctx.const_input(b, 1, "weights")?;
-    let ws = weights.shape.clone();
+    // Only the weights' shape matters here: run-time weights are packed per call by the runtime
+    // (constants of another float type are converted when they are packed).
+    if b.value(w).is_none() {
+        require_f32(b, ctx, w, "the weights")?;
+    }
+    let ws = b.shape(w).to_vec();
     if ws.len() != xs.len() {
         return Err(ctx.invalid(format!("weights {ws:?} do not match the input {xs:?}")));
     }
@@ -156,19 +160,20 @@ pub fn conv(b: &mut Builder, ctx: &Ctx) -> Result<Lowered, GraphError> {
     let mut inputs = vec![x, w];
     let mut epilogue = Vec::new();
     if let Some(bias) = ctx.opt_input(2) {
-        let value = ctx.const_input(b, 2, "bias")?;
-        if value.len() != spec.o {
-            return Err(ctx.invalid(format!(
-                "bias has {} values for {} output channels",
-                value.len(),
-                spec.o
-            )));
+        let len: usize = b.shape(bias).iter().product();
+        if len != spec.o {
+            return Err(ctx.invalid(format!("bias has {len} values for {} output channels", spec.o)));
         }
-        let bias = if value.dtype == ElemType::F32 && value.shape.len() == 1 {
-            bias
-        } else {
-            let name = format!("{}/bias", b.info(bias).name);
-            b.add_constant(&name, Tensor::f32(vec![spec.o], value.to_f32()))
+        let bias = match b.value(bias) {
+            Some(value) if value.dtype != ElemType::F32 || value.shape.len() != 1 => {
+                let name = format!("{}/bias", b.info(bias).name);
+                b.add_constant(&name, Tensor::f32(vec![spec.o], value.to_f32()))
+            }
+            Some(_) => bias,
+            None => {
+                require_f32(b, ctx, bias, "the bias")?;
+                bias
+            }
         };
         inputs.push(bias);
         epilogue.push(EpilogueOp::Bias);
@@ -566,6 +571,48 @@ pub fn reduce(b: &mut Builder, ctx: &Ctx, op_type: &str) -> Result<Lowered, Grap
             (true, false) => None,
         })
         .collect();
+    let dtype = b.info(x).dtype;
+    let empty = axes.iter().any(|&a| xs[a] == 0);
+    if empty && matches!(kind, ReduceKind::Max | ReduceKind::Min) {
+        // The max of nothing is the type's least value (false, the most negative integer,
+        // -inf), which the runtime's f32 could not hold for every type: a constant of the type.
+        let least = kind == ReduceKind::Max;
+        let identity = match dtype {
+            ElemType::Bool => f64::from(u8::from(!least)),
+            t if t.is_float() => {
+                if least {
+                    f64::NEG_INFINITY
+                } else {
+                    f64::INFINITY
+                }
+            }
+            t => extreme_int(t, least),
+        };
+        let len = out.iter().product();
+        return Ok(Lowered::Constants(vec![Tensor::from_f64(
+            dtype,
+            out,
+            std::iter::repeat_n(identity, len),
+        )]));
+    }
     let op = PlainOp::Reduce { kind, axes, keepdims };
-    Ok(Lowered::Node { kind: NodeKind::Plain(op), inputs: vec![x], outputs: vec![(out, b.info(x).dtype)] })
+    Ok(Lowered::Node { kind: NodeKind::Plain(op), inputs: vec![x], outputs: vec![(out, dtype)] })
+}
+
+/// The least (`least`) or greatest value of an integer element type.
+fn extreme_int(t: ElemType, least: bool) -> f64 {
+    let (lo, hi) = match t {
+        ElemType::I8 => (i8::MIN as f64, i8::MAX as f64),
+        ElemType::I16 => (i16::MIN as f64, i16::MAX as f64),
+        ElemType::I32 => (i32::MIN as f64, i32::MAX as f64),
+        ElemType::U8 => (0.0, u8::MAX as f64),
+        ElemType::U16 => (0.0, u16::MAX as f64),
+        ElemType::U32 => (0.0, u32::MAX as f64),
+        _ => (i64::MIN as f64, i64::MAX as f64),
+    };
+    if least {
+        lo
+    } else {
+        hi
+    }
 }

@@ -15,9 +15,11 @@ pub fn unary(op: UnaryOp, x: &[f32], out: &mut [f32], par: &Par) {
     fn map<F: Fn(f32) -> f32 + Sync>(x: &[f32], out: &mut [f32], par: &Par, f: F) {
         par.rows(out, FLAT_ROW, |row, dst| {
             let src = &x[row * FLAT_ROW..row * FLAT_ROW + dst.len()];
-            for (d, &v) in dst.iter_mut().zip(src) {
-                *d = f(v);
-            }
+            par.vectorized(|| {
+                for (d, &v) in dst.iter_mut().zip(src) {
+                    *d = f(v);
+                }
+            })
         });
     }
     match op {

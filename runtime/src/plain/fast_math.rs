@@ -19,11 +19,15 @@ fn horner<const N: usize>(y: f32, c: [f32; N]) -> f32 {
 pub fn exp(x: f32) -> f32 {
     const ROUND: f32 = 12_582_912.0; // 1.5 · 2^23: adding it rounds to an integer, no libm call
     let c = x.clamp(-87.3, 88.376_26);
-    let n = (c * std::f32::consts::LOG2_E + ROUND) - ROUND;
+    let t = c * std::f32::consts::LOG2_E + ROUND;
+    let n = t - ROUND;
     let r = c - n * 0.693_359_4 - n * -2.121_944_4e-4;
     let p = horner(r, [1.987_569_1e-4, 1.398_199_9e-3, 8.333_452e-3, 4.166_579_6e-2, 0.166_666_66, 0.5]);
     let e = p * r * r + r + 1.0;
-    let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
+    // n as an integer from t's low mantissa bits (t = 1.5·2^23 + n, one unit per ulp): `n as i32`
+    // would be a saturating conversion, which keeps the loop from vectorizing.
+    let n_int = t.to_bits().wrapping_sub(ROUND.to_bits()) as i32;
+    let scale = f32::from_bits(((n_int + 127) as u32) << 23);
     if x < -87.3 {
         0.0
     } else {

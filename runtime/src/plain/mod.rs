@@ -8,7 +8,10 @@ mod fast_math;
 mod movement;
 mod nn;
 mod reduce;
+mod simd;
 pub(crate) mod strided;
+
+pub(crate) use simd::{per_vector_level, VectorLevel};
 
 use autotune_graph::{ElemType, PlainOp};
 
@@ -31,6 +34,8 @@ pub(crate) struct OutBuf<'a> {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Par<'a> {
     runtime: Option<&'a autotune_codegen::HostRuntime>,
+    /// What the hot loops are compiled for ([`Par::vectorized`]).
+    level: VectorLevel,
 }
 
 /// Below this many elements an op runs on one thread (splitting costs more than it saves).
@@ -38,13 +43,29 @@ const PARALLEL_MIN_ELEMENTS: usize = 1 << 15;
 
 impl<'a> Par<'a> {
     /// Rows split across the kernels' threads (none when the runtime has one thread).
-    pub fn new(runtime: &'a autotune_codegen::HostRuntime) -> Par<'a> {
-        Par { runtime: (runtime.threads() > 1).then_some(runtime) }
+    pub fn new(runtime: &'a autotune_codegen::HostRuntime, level: VectorLevel) -> Par<'a> {
+        Par { runtime: (runtime.threads() > 1).then_some(runtime), level }
     }
 
     #[cfg(test)]
     pub fn serial() -> Par<'static> {
-        Par { runtime: None }
+        Par { runtime: None, level: VectorLevel::Baseline }
+    }
+
+    #[cfg(test)]
+    pub fn serial_at(level: VectorLevel) -> Par<'static> {
+        Par { runtime: None, level }
+    }
+
+    /// The vector level the plan's hot loops are compiled for.
+    pub fn level(&self) -> VectorLevel {
+        self.level
+    }
+
+    /// Runs `body` compiled for the plan's vector level (see [`VectorLevel::run`]).
+    #[inline(always)]
+    pub fn vectorized<R>(&self, body: impl FnOnce() -> R) -> R {
+        self.level.run(body)
     }
 
     /// Calls `f(row, out_row)` for every `row_len`-element row of `out` (row_len 0 is treated as
@@ -113,13 +134,13 @@ pub(crate) fn run(op: &PlainOp, inputs: &[Operand], outputs: &mut [OutBuf], par:
         }
         PlainOp::BatchNorm { epsilon } => nn::batch_norm(*epsilon, inputs, out, par),
         PlainOp::InstanceNorm { epsilon } => nn::instance_norm(*epsilon, inputs, out),
-        PlainOp::LayerNorm { axis, epsilon } => nn::layer_norm(*axis, *epsilon, inputs, outputs),
+        PlainOp::LayerNorm { axis, epsilon } => nn::layer_norm(*axis, *epsilon, inputs, outputs, par),
         PlainOp::Lrn { size, alpha, beta, bias } => {
             nn::lrn(*size, *alpha, *beta, *bias, first, out, par);
             Ok(())
         }
         PlainOp::Softmax { axis, log, coerce_2d } => {
-            nn::softmax(*axis, *log, *coerce_2d, first, out, par);
+            nn::softmax(*axis, *log, *coerce_2d, first, inputs.get(1).copied(), out, par);
             Ok(())
         }
         PlainOp::Concat { axis } => {

@@ -2,7 +2,7 @@
 //! Softmax / LogSoftmax. Statistics are accumulated in f64; a last-axis softmax in f32 (eight
 //! partial sums) with the vectorizable exp.
 
-use super::{Operand, OutBuf, Par};
+use super::{per_vector_level, Operand, OutBuf, Par};
 
 /// `[outer, channels, inner]` of an NC… tensor.
 fn nc_rest(shape: &[usize]) -> (usize, usize, usize) {
@@ -61,12 +61,14 @@ pub fn instance_norm(epsilon: f32, inputs: &[Operand], out: &mut OutBuf) -> Resu
 }
 
 /// ONNX LayerNormalization over the dimensions from `axis` on; scale and bias (optional)
-/// broadcast to them. Statistics in f64.
+/// broadcast to them. Statistics in f32, two passes (mean, then the squared deviations from it:
+/// no cancellation when the mean is large), in 16 partial sums; rows on the plan's threads.
 pub fn layer_norm(
     axis: usize,
     epsilon: f32,
     inputs: &[Operand],
     outputs: &mut [OutBuf],
+    par: &Par,
 ) -> Result<(), String> {
     let [out, stats @ ..] = outputs else { return Err("no output".into()) };
     let (x, scale, bias) = match inputs {
@@ -75,8 +77,8 @@ pub fn layer_norm(
         _ => return Err(format!("needs x, scale and optionally bias, got {} inputs", inputs.len())),
     };
     let normalized = &x.shape[axis..];
-    let inner: usize = normalized.iter().product();
-    let spread = |o: &Operand| -> Vec<f64> {
+    let inner: usize = normalized.iter().product::<usize>().max(1);
+    let spread = |o: &Operand| -> Vec<f32> {
         let s = super::strided::broadcast_strides(o.shape, normalized);
         let mut full = vec![0.0; inner];
         for (k, f) in full.iter_mut().enumerate() {
@@ -85,26 +87,57 @@ pub fn layer_norm(
                 at += (rest % normalized[d]) as isize * s[d];
                 rest /= normalized[d];
             }
-            *f = f64::from(o.data[at as usize]);
+            *f = o.data[at as usize];
         }
         full
     };
     let gamma = spread(scale);
     let beta = bias.map(spread).unwrap_or_else(|| vec![0.0; inner]);
-    for (row, (dst, src)) in out.data.chunks_mut(inner.max(1)).zip(x.data.chunks(inner.max(1))).enumerate() {
-        let n = src.len().max(1) as f64;
-        let mean = src.iter().map(|&v| f64::from(v)).sum::<f64>() / n;
-        let var = src.iter().map(|&v| (f64::from(v) - mean).powi(2)).sum::<f64>() / n;
-        let inv = 1.0 / (var + f64::from(epsilon)).sqrt();
-        if let [mean_out, inv_out] = stats {
-            mean_out.data[row] = mean as f32;
-            inv_out.data[row] = inv as f32;
+    let row = |r: usize, dst: &mut [f32]| {
+        layer_norm_row(par.level(), &x.data[r * inner..(r + 1) * inner], dst, &gamma, &beta, epsilon)
+    };
+    match stats {
+        [mean_out, inv_out] => {
+            // The statistics outputs (training graphs) are written row by row: one thread.
+            for (r, dst) in out.data.chunks_mut(inner).enumerate() {
+                let (mean, inv) = row(r, dst);
+                mean_out.data[r] = mean;
+                inv_out.data[r] = inv;
+            }
         }
-        for (k, (d, &v)) in dst.iter_mut().zip(src).enumerate() {
-            *d = ((f64::from(v) - mean) * inv * gamma[k] + beta[k]) as f32;
-        }
+        _ => par.rows(out.data, inner, |r, dst| {
+            row(r, dst);
+        }),
     }
     Ok(())
+}
+
+per_vector_level! {
+/// Normalizes one row; returns its mean and 1/σ.
+fn layer_norm_row(src: &[f32], dst: &mut [f32], gamma: &[f32], beta: &[f32], epsilon: f32) -> (f32, f32) {
+    let n = src.len().max(1) as f32;
+    let mean = lane_sum(src, |v| v) / n;
+    let var = lane_sum(src, |v| (v - mean) * (v - mean)) / n;
+    let inv = 1.0 / (var + epsilon).sqrt();
+    for (((d, &v), &g), &b) in dst.iter_mut().zip(src).zip(gamma).zip(beta) {
+        *d = (v - mean) * inv * g + b;
+    }
+    (mean, inv)
+}
+}
+
+/// Σ f(v) over `src` in 16 partial sums: a reduction the compiler vectorizes (one f32 chain
+/// would not be), with a smaller rounding error than one running sum.
+#[inline(always)]
+pub(crate) fn lane_sum(src: &[f32], f: impl Fn(f32) -> f32) -> f32 {
+    let mut partial = [0f32; 16];
+    let mut chunks = src.chunks_exact(16);
+    for c in &mut chunks {
+        for (p, &v) in partial.iter_mut().zip(c) {
+            *p += f(v);
+        }
+    }
+    partial.iter().sum::<f32>() + chunks.remainder().iter().map(|&v| f(v)).sum::<f32>()
 }
 
 /// Local response normalization across channels (ONNX LRN), one output plane at a time: the
@@ -140,8 +173,17 @@ pub fn lrn(size: usize, alpha: f32, beta: f32, bias: f32, x: Operand, out: &mut 
 }
 
 /// Softmax (or log-softmax) along `axis`; with `coerce_2d` over the flattened dimensions
-/// `axis..` (ONNX opset < 13).
-pub fn softmax(axis: usize, log: bool, coerce_2d: bool, x: Operand, out: &mut OutBuf, par: &Par) {
+/// `axis..` (ONNX opset < 13). `addend` (a fused attention mask: full along the last axis, which
+/// `axis` then is) is added to `x` first, broadcast.
+pub fn softmax(
+    axis: usize,
+    log: bool,
+    coerce_2d: bool,
+    x: Operand,
+    addend: Option<Operand>,
+    out: &mut OutBuf,
+    par: &Par,
+) {
     let shape = x.shape;
     let outer: usize = shape[..axis].iter().product();
     let (dim, inner) = if coerce_2d {
@@ -151,7 +193,18 @@ pub fn softmax(axis: usize, log: bool, coerce_2d: bool, x: Operand, out: &mut Ou
     };
     if inner == 1 {
         // Rows are contiguous (the last axis: attention's case): f32 passes that vectorize.
-        return par.rows(out.data, dim, |r, dst| softmax_row(&x.data[r * dim..(r + 1) * dim], dst, log));
+        let rank = shape.len();
+        let addend = addend.map(|m| (m.data, super::strided::broadcast_strides(m.shape, shape)));
+        return par.rows(out.data, dim, |r, dst| {
+            let add = match &addend {
+                Some((data, strides)) => {
+                    let at = super::strided::row_offset(r, &shape[..rank - 1], &strides[..rank - 1]) as usize;
+                    &data[at..at + dim]
+                }
+                None => &[],
+            };
+            softmax_row(par.level(), &x.data[r * dim..(r + 1) * dim], add, dst, log)
+        });
     }
     let mut row = vec![0f64; dim];
     for o in 0..outer {
@@ -170,31 +223,43 @@ pub fn softmax(axis: usize, log: bool, coerce_2d: bool, x: Operand, out: &mut Ou
     }
 }
 
+per_vector_level! {
 /// Softmax (or log-softmax) of one contiguous row.
-fn softmax_row(src: &[f32], dst: &mut [f32], log: bool) {
-    let max = src.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    for (d, &v) in dst.iter_mut().zip(src) {
-        *d = super::fast_math::exp(v - max);
-    }
-    // Eight partial sums: a reduction the compiler may vectorize (one f32 chain would not be),
-    // and a smaller rounding error than one running sum.
-    let mut partial = [0f32; 8];
-    let mut chunks = dst.chunks_exact(8);
-    for c in &mut chunks {
-        for (p, &v) in partial.iter_mut().zip(c) {
-            *p += v;
-        }
-    }
-    let sum = partial.iter().sum::<f32>() + chunks.remainder().iter().sum::<f32>();
-    if log {
-        let shift = max + sum.ln();
-        for (d, &v) in dst.iter_mut().zip(src) {
-            *d = v - shift;
-        }
+fn softmax_row(src: &[f32], addend: &[f32], dst: &mut [f32], log: bool) {
+    // The row's logits (x, or x + the mask) in `dst`, then everything in place.
+    if addend.is_empty() {
+        dst.copy_from_slice(src);
     } else {
-        let scale = 1.0 / sum;
+        for ((d, &v), &a) in dst.iter_mut().zip(src).zip(addend) {
+            *d = v + a;
+        }
+    }
+    let max = lane_max(dst);
+    if log {
+        let sum = lane_sum(dst, |v| super::fast_math::exp(v - max));
+        let shift = max + sum.ln();
+        dst.iter_mut().for_each(|d| *d -= shift);
+    } else {
+        for d in dst.iter_mut() {
+            *d = super::fast_math::exp(*d - max);
+        }
+        let scale = 1.0 / lane_sum(dst, |v| v);
         dst.iter_mut().for_each(|d| *d *= scale);
     }
+}
+}
+
+/// The largest value of `src` (−∞ for none) in 16 partial maxima, so it vectorizes.
+#[inline(always)]
+fn lane_max(src: &[f32]) -> f32 {
+    let mut partial = [f32::NEG_INFINITY; 16];
+    let mut chunks = src.chunks_exact(16);
+    for c in &mut chunks {
+        for (p, &v) in partial.iter_mut().zip(c) {
+            *p = p.max(v);
+        }
+    }
+    partial.iter().chain(chunks.remainder()).copied().fold(f32::NEG_INFINITY, f32::max)
 }
 
 #[cfg(test)]
@@ -207,17 +272,35 @@ mod tests {
     }
 
     #[test]
+    fn a_fused_mask_is_the_same_as_adding_it_first() {
+        // x [2, 3, 1, 5] + mask [2, 1, 1, 5] (per batch row, broadcast over the 3 heads).
+        let shape = [2usize, 3, 1, 5];
+        let x: Vec<f32> = (0..30).map(|i| ((i * 7 % 11) as f32 - 5.0) / 3.0).collect();
+        let mask: Vec<f32> = (0..10).map(|i| if i % 4 == 3 { -10000.0 } else { 0.0 }).collect();
+        let added: Vec<f32> = (0..30).map(|i| x[i] + mask[(i / 15) * 5 + i % 5]).collect();
+        for log in [false, true] {
+            let (mut fused, mut plain) = (vec![0.0; 30], vec![0.0; 30]);
+            let mut out = OutBuf { data: &mut fused, shape: &shape, dtype: ElemType::F32 };
+            let m = Some(op(&mask, &[2, 1, 1, 5]));
+            softmax(3, log, false, op(&x, &shape), m, &mut out, &Par::serial());
+            let mut out = OutBuf { data: &mut plain, shape: &shape, dtype: ElemType::F32 };
+            softmax(3, log, false, op(&added, &shape), None, &mut out, &Par::serial());
+            assert_eq!(fused, plain, "log: {log}");
+        }
+    }
+
+    #[test]
     fn softmax_along_an_inner_axis_and_coerced() {
         // [2, 2]: along axis 0 (columns) vs. coerced from axis 0 (all four together).
         let x = [0.0, 1.0, 2.0, 3.0];
         let mut data = vec![0.0; 4];
         let mut out = OutBuf { data: &mut data, shape: &[2, 2], dtype: ElemType::F32 };
-        softmax(0, false, false, op(&x, &[2, 2]), &mut out, &Par::serial());
+        softmax(0, false, false, op(&x, &[2, 2]), None, &mut out, &Par::serial());
         let e2 = (1.0 / (1.0 + 2f64.exp())) as f32;
         assert_eq!(data[0], e2);
         assert_eq!(data[1], e2);
         let mut out = OutBuf { data: &mut data, shape: &[2, 2], dtype: ElemType::F32 };
-        softmax(0, true, true, op(&x, &[2, 2]), &mut out, &Par::serial());
+        softmax(0, true, true, op(&x, &[2, 2]), None, &mut out, &Par::serial());
         let lse = (0..4).map(|v| (v as f64).exp()).sum::<f64>().ln();
         for (v, &got) in data.iter().enumerate() {
             let want = v as f64 - lse;
