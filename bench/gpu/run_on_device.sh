@@ -5,8 +5,8 @@
 # Acceptance: every device test ran (none skipped for want of a GPU); tuned GEMM ≥ 0.8× cuBLAS;
 # ResNet-50 outputs within the model tolerance. Prepared without a GPU: the GPU measurement and
 # runtime are tested in CI on the host device (HostGpuDevice); this is their first real run.
-# ResNet-50's convolutions and poolings run on the host (with copies around them) until the GPU
-# conv/pool spaces land; `autotune run` prints how many tasks ran on the GPU and the copies.
+# Tasks without a GPU schedule space and the plain ops run on the host, with copies around them;
+# `autotune run` prints how many tasks ran on the GPU and the copies per run.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 OUT="${OUT:-$(mktemp -d)}"

@@ -121,12 +121,13 @@ fn the_small_model_runs_its_gpu_kernels_and_host_segments_and_matches_the_cpu_pl
     let expected = cpu.run(&[(small_model::INPUT, &input)]).expect("CPU runs");
     for reuse_buffers in [true, false] {
         let mut plan = gpu_plan(graph(), None, PlanConfig { reuse_buffers, ..PlanConfig::default() });
-        // A task runs on the GPU exactly when the GPU has a schedule space for it (dense today;
-        // conv and pooling run on the host until their GPU spaces exist).
+        // A task runs on the GPU exactly when the GPU has a schedule space for it (dense at
+        // least; conv and pooling once their GPU spaces exist); the plain ops between the kernels
+        // run on the host either way, so values cross in both directions.
         for k in plan.tasks() {
             assert_eq!(k.on_gpu, space_for(&k.task, &gpu()).is_ok(), "{}", k.task.description());
         }
-        assert!(plan.tasks().iter().any(|k| k.on_gpu) && plan.tasks().iter().any(|k| !k.on_gpu));
+        assert!(plan.tasks().iter().any(|k| k.on_gpu));
         let first = plan.run(&[(small_model::INPUT, &input)]).expect("runs");
         let copies = plan.transfers().expect("a GPU plan");
         assert!(copies.uploads >= 1 && copies.downloads >= 1, "{copies:?}");
