@@ -9,19 +9,27 @@ mod epilogue;
 mod flat;
 mod gemm;
 pub mod gemm_space;
+mod gpu_conv_space;
+mod gpu_depthwise;
 mod gpu_gemm;
-pub mod gpu_gemm_space;
+mod gpu_gemm_space;
+mod gpu_pool;
+mod gpu_space;
 mod padded;
 pub mod pool_space;
 pub mod space;
 
 pub use depthwise_space::DepthwiseSpace;
 pub use gemm_space::GemmSpace;
-pub use gpu_gemm_space::{GpuGemmSpace, GpuResources};
+pub use gpu_conv_space::GpuConvSpace;
+pub use gpu_depthwise::GpuDepthwiseSpace;
+pub use gpu_gemm_space::GpuGemmSpace;
+pub use gpu_pool::GpuPoolSpace;
+pub use gpu_space::{GpuResources, GpuSpace, GpuSpaceGenerator};
 pub use pool_space::PoolSpace;
 pub use space::{ScheduleError, SpaceGenerator};
 
-use autotune_ir::{Op, Target, Task};
+use autotune_ir::{CudaTarget, Op, Target, Task};
 
 /// The space for `task` on `target`.
 pub fn space_for(task: &Task, target: &Target) -> Result<Box<dyn SpaceGenerator>, ScheduleError> {
@@ -33,12 +41,16 @@ pub fn space_for(task: &Task, target: &Target) -> Result<Box<dyn SpaceGenerator>
             Ok(Box::new(GemmSpace::new(task, cpu)?))
         }
         (Op::Pool2d(_), Target::Cpu(cpu)) => Ok(Box::new(PoolSpace::new(task, cpu)?)),
-        (Op::Matmul(_) | Op::BatchMatmul(_), Target::Cuda(gpu)) => {
-            Ok(Box::new(GpuGemmSpace::new(task, gpu)?))
-        }
-        // Conv and pooling have no GPU space yet: a typed refusal, which model tuning reports.
-        (Op::Conv2d(_) | Op::Pool2d(_), Target::Cuda(gpu)) => {
-            Err(ScheduleError::Unsupported { task: task.description(), target: gpu.name.clone() })
-        }
+        (_, Target::Cuda(gpu)) => Ok(gpu_space_for(task, gpu)?),
+    }
+}
+
+/// The space for `task` on a CUDA GPU, with the verifier's figures for its points.
+pub fn gpu_space_for(task: &Task, gpu: &CudaTarget) -> Result<Box<dyn GpuSpaceGenerator>, ScheduleError> {
+    match &task.op {
+        Op::Matmul(_) | Op::BatchMatmul(_) => Ok(Box::new(GpuGemmSpace::new(task, gpu)?)),
+        Op::Conv2d(c) if DepthwiseSpace::applies_to(c) => Ok(Box::new(GpuDepthwiseSpace::new(task, gpu)?)),
+        Op::Conv2d(_) => Ok(Box::new(GpuConvSpace::new(task, gpu)?)),
+        Op::Pool2d(_) => Ok(Box::new(GpuPoolSpace::new(task, gpu)?)),
     }
 }
