@@ -31,6 +31,7 @@ fn worker_with(target: &Target, extra_args: &[&str]) -> WorkerRunner {
             ..MeasureConfig::default()
         },
         build_timeout_s: 120.0,
+        gpu_backend: Default::default(),
     };
     WorkerRunner::new(target, config).expect("start the worker")
 }

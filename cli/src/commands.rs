@@ -7,13 +7,13 @@ use crate::args::{
 };
 use crate::error::BadInput;
 use anyhow::{anyhow, Context, Result};
-use autotune_codegen::{host_cpu_target, slow_isa_warning, CODEGEN_VERSION};
+use autotune_codegen::{codegen_version, host_cpu_target, slow_isa_warning};
 use autotune_cost_model::MachineModel;
 use autotune_db::{Database, MachineMeasurementKind, NewMachineMeasurement, TargetSpec, TrialRecord};
 use autotune_ir::{BatchMatmulSpec, Conv2dSpec, Op, Pool2dSpec, PoolKind, Target, Task, Trace, TrialStatus};
 use autotune_measure::{
-    probe_bandwidth_gbs, probe_peak_gflops, MachineProbeConfig, MeasureConfig, Runner, WorkerConfig,
-    WorkerRunner,
+    probe_bandwidth_gbs, probe_peak_gflops, GpuBackend, MachineProbeConfig, MeasureConfig, Runner,
+    WorkerConfig, WorkerRunner,
 };
 use autotune_schedules::space_for;
 use autotune_schedules::SpaceGenerator;
@@ -80,8 +80,14 @@ pub(crate) fn open_db(path: &std::path::Path) -> Result<Database> {
 
 pub(crate) fn worker_runner(target: &Target, measure: MeasureConfig) -> Result<WorkerRunner> {
     let program = std::env::current_exe().context("cannot find the autotune executable to start workers")?;
-    let config =
-        WorkerConfig { program, args: vec![crate::WORKER_ARG.to_string()], measure, build_timeout_s: 300.0 };
+    let config = WorkerConfig {
+        program,
+        args: vec![crate::WORKER_ARG.to_string()],
+        measure,
+        build_timeout_s: 300.0,
+        // A CUDA target's candidates run on its own device (`--device cuda:N`).
+        gpu_backend: GpuBackend::Cuda,
+    };
     Ok(WorkerRunner::new(target, config)?)
 }
 
@@ -200,7 +206,7 @@ fn tune_task(task: Task, args: TuneArgs) -> Result<ExitCode> {
     let config = TuneConfig {
         batch_size: args.search.batch_size as usize,
         command: std::env::args().collect::<Vec<_>>().join(" "),
-        ..TuneConfig::new(args.trials as usize, args.search.seed, CODEGEN_VERSION)
+        ..TuneConfig::new(args.trials as usize, args.search.seed, codegen_version(&target))
     };
 
     let cancel = cancel_on_ctrl_c();
@@ -274,9 +280,16 @@ pub(crate) fn load_warm_start(
     db: &Database,
     paths: &[PathBuf],
 ) -> Result<WarmStart> {
-    let mut warm =
-        warm_start_from_log(db, task, target, space, CODEGEN_VERSION, machine, &WarmStartConfig::default())
-            .context("reading other shapes from the tuning log")?;
+    let mut warm = warm_start_from_log(
+        db,
+        task,
+        target,
+        space,
+        codegen_version(target),
+        machine,
+        &WarmStartConfig::default(),
+    )
+    .context("reading other shapes from the tuning log")?;
     let other_logs = WarmStartConfig { include_same_task: true, ..WarmStartConfig::default() };
     for path in paths {
         if !path.exists() {
@@ -284,8 +297,9 @@ pub(crate) fn load_warm_start(
         }
         let log = Database::open_read_only(path)
             .map_err(|e| anyhow!(BadInput(format!("--warm-start {}: {e}", path.display()))))?;
-        let more = warm_start_from_log(&log, task, target, space, CODEGEN_VERSION, machine, &other_logs)
-            .with_context(|| format!("reading the warm start from {}", path.display()))?;
+        let more =
+            warm_start_from_log(&log, task, target, space, codegen_version(target), machine, &other_logs)
+                .with_context(|| format!("reading the warm start from {}", path.display()))?;
         warm.extend(more);
     }
     Ok(warm)
@@ -297,6 +311,11 @@ pub(crate) fn load_warm_start(
 pub(crate) fn record_machine_ceilings(db: &mut Database, target: &Target, quiet: bool) -> Result<()> {
     let target_key = target.key();
     db.upsert_target(&TargetSpec::of(target)).context("recording the target")?;
+    if target.as_cuda().is_some() {
+        // The probes measure this CPU; a GPU's ceilings are left missing (the report says so)
+        // until a GPU probe exists, rather than estimated from its data sheet.
+        return Ok(());
+    }
     let stored = db.machine_measurements(&target_key).context("reading the machine measurements")?;
     let config = MachineProbeConfig::new(target.threads() as usize);
     for kind in MachineMeasurementKind::ALL {
@@ -328,7 +347,7 @@ fn tune_json(task: &Task, args: &TuneArgs, summary: &TuneSummary) -> serde_json:
         .collect();
     json!({
         "task": task.description(),
-        "device": "cpu",
+        "device": args.search.device.to_string(),
         "threads": args.search.threads,
         "best_gflops": summary.best.as_ref().map(|b| b.gflops),
         "best_latency_s": summary.best.as_ref().map(|b| b.median_s),
@@ -405,8 +424,9 @@ fn best(args: BestArgs) -> Result<ExitCode> {
         }
     };
     let space = space_for(&task, &target).context("no schedule space")?;
-    let replayable =
-        |t: &&TrialRecord| t.space_version == space.version() && t.codegen_version == CODEGEN_VERSION;
+    let replayable = |t: &&TrialRecord| {
+        t.space_version == space.version() && t.codegen_version == codegen_version(&target)
+    };
     let traces: Vec<(String, Trace)> = if args.default_schedule {
         let default = space.default_trace();
         vec![(default.key(), default)]
@@ -472,7 +492,7 @@ fn best(args: BestArgs) -> Result<ExitCode> {
     if args.json {
         let as_json = |&(key, trace, median, min, n): &(&String, &Trace, f64, f64, usize)| {
             json!({
-                "task": task.description(), "device": "cpu", "threads": args.threads, "gflops": gflops(median),
+                "task": task.description(), "device": args.device.to_string(), "threads": args.threads, "gflops": gflops(median),
                 "latency_s_median": median, "latency_s_min": min, "trace": trace, "trace_key": key,
                 "n_repeats": n,
             })

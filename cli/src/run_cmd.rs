@@ -275,8 +275,20 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     let (graph, given) = load_with_inputs(&args)?;
     let (log, log_name) = open_log(&args)?;
     let target = crate::commands::device_target(&args.device, args.threads, &args.cpu_features)?;
-    let mut plan =
-        Plan::from_graph(graph, log.as_ref(), &target, PlanConfig::default()).map_err(runtime_error)?;
+    let mut plan = match target.as_cuda() {
+        Some(gpu) => {
+            let device = autotune_codegen::cuda::CudaDevice::new(gpu)
+                .map_err(|e| bad(format!("--device {}: {e}", args.device)))?;
+            // Plain ops and tasks without a GPU kernel run on the host, with --threads.
+            Plan::for_gpu(graph, log.as_ref(), &target, Box::new(device), args.threads, PlanConfig::default())
+        }
+        None => Plan::from_graph(graph, log.as_ref(), &target, PlanConfig::default()),
+    }
+    .map_err(runtime_error)?;
+    let on = match target.as_cuda() {
+        Some(_) => format!("this GPU ({})", target.name()),
+        None => format!("this CPU with {} thread(s)", args.threads),
+    };
     let outputs = plan.outputs();
     if args.outputs.len() > outputs.len() {
         return Err(bad(format!(
@@ -314,10 +326,9 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
             text.push_str(&format!("autotune: {log_name}: every task runs its default schedule\n"));
         } else {
             text.push_str(&format!(
-                "autotune: {} of {} tasks have no tuned kernel in {log_name} for this CPU with {} thread(s); they run their default schedule:\n",
+                "autotune: {} of {} tasks have no tuned kernel in {log_name} for {on}; they run their default schedule:\n",
                 untuned.len(),
                 plan.tasks().len(),
-                args.threads
             ));
         }
         for k in &untuned {
@@ -363,11 +374,19 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     }
 
     let memory = plan.memory();
+    let n_gpu_tasks = plan.tasks().iter().filter(|k| k.on_gpu).count();
+    let transfers = plan.transfers();
     let text = if args.json {
         let v = json!({
             "model": args.model.display().to_string(),
             "db": log.as_ref().map(|_| log_name.clone()),
             "threads": args.threads,
+            "device": args.device.to_string(),
+            "n_gpu_tasks": n_gpu_tasks,
+            "transfers_per_run": transfers.map(|t| json!({
+                "uploads": t.uploads, "downloads": t.downloads, "bytes_up": t.bytes_up, "bytes_down": t.bytes_down,
+            })),
+            "gpu_weight_bytes": plan.gpu_weight_bytes(),
             "latency_s_median": median,
             "latency_s_min": min,
             "n_repeats": times_s.len(),
@@ -415,6 +434,17 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
             mib(memory.activation_bytes_without_reuse),
             mib(memory.constant_bytes)
         ));
+        if let (Some(copies), Some(device)) = (transfers, plan.gpu_device()) {
+            t.push_str(&format!(
+                "  gpu: {n_gpu_tasks} of {} tasks on {device}, the rest and the plain ops on the host; per run {} upload(s) ({:.2} MiB) and {} download(s) ({:.2} MiB); {:.1} MiB of weights uploaded once\n",
+                plan.tasks().len(),
+                copies.uploads,
+                mib(copies.bytes_up),
+                copies.downloads,
+                mib(copies.bytes_down),
+                mib(plan.gpu_weight_bytes())
+            ));
+        }
         for (i, info) in outputs.iter().enumerate() {
             let to = args.outputs.get(i).map_or(String::new(), |p| format!(" -> {}", p.display()));
             t.push_str(&format!("  output {} {:?}{to}\n", info.name, info.shape));

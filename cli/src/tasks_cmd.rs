@@ -4,7 +4,7 @@
 
 use crate::error::BadInput;
 use anyhow::{anyhow, Context, Result};
-use autotune_codegen::{host_cpu_target, CODEGEN_VERSION};
+use autotune_codegen::{codegen_version, host_cpu_target};
 use autotune_db::Database;
 use autotune_graph::{extract_tasks, load, GraphSummary, LoadConfig, Task};
 use autotune_ir::Target;
@@ -122,5 +122,7 @@ fn print(text: String) -> Result<ExitCode> {
 fn is_tuned(db: &Database, task: &Task, target: &Target) -> Result<bool> {
     let Ok(space) = space_for(task, target) else { return Ok(false) };
     let trials = db.best(&task.key().0, &target.key(), 64).context("reading the tuning log")?;
-    Ok(trials.iter().any(|t| t.space_version == space.version() && t.codegen_version == CODEGEN_VERSION))
+    Ok(trials
+        .iter()
+        .any(|t| t.space_version == space.version() && t.codegen_version == codegen_version(target)))
 }

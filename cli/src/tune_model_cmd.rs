@@ -12,7 +12,7 @@ use crate::commands::{
 use crate::error::BadInput;
 use crate::run_cmd::default_db_path;
 use anyhow::{anyhow, Context, Result};
-use autotune_codegen::CODEGEN_VERSION;
+use autotune_codegen::codegen_version;
 use autotune_cost_model::MachineModel;
 use autotune_db::Database;
 use autotune_graph::{extract_tasks, load, LoadConfig};
@@ -308,7 +308,7 @@ pub fn tune_model_cmd(args: ModelTuneArgs) -> Result<ExitCode> {
         tune: TuneConfig {
             batch_size: args.search.batch_size as usize,
             command: std::env::args().collect::<Vec<_>>().join(" "),
-            ..TuneConfig::new(0, args.search.seed, CODEGEN_VERSION)
+            ..TuneConfig::new(0, args.search.seed, codegen_version(&target))
         },
         scheduler: TaskSchedulerConfig { seed: args.search.seed, ..TaskSchedulerConfig::default() },
     };
@@ -370,7 +370,7 @@ pub fn tune_model_cmd(args: ModelTuneArgs) -> Result<ExitCode> {
             .collect();
         println!("{json}");
     } else {
-        print_summary(&model, &db_path, &tasks, &summary, elapsed, args.search.threads, runner.n_restarts());
+        print_summary(&model, &db_path, &tasks, &summary, elapsed, &args.search, runner.n_restarts());
         if !graph.skipped.is_empty() {
             println!(
                 "  not tuned: {} unsupported node(s), listed above; `autotune run` refuses this model until they are supported",
@@ -578,13 +578,18 @@ fn print_summary(
     tasks: &[ModelTask],
     summary: &ModelTuneSummary,
     elapsed: Duration,
-    threads: u32,
+    search: &SearchArgs,
     n_restarts: usize,
 ) {
+    let (device, threads) = (&search.device, search.threads);
     let progress = &summary.progress;
     let n_tuned = summary.best.iter().filter(|b| b.is_some()).count();
+    let on = match device {
+        crate::args::Device::Cpu => format!("cpu, {threads} thread(s)"),
+        gpu => gpu.to_string(),
+    };
     println!(
-        "{}: {} tasks, {} with a valid kernel, cpu, {threads} thread(s); {} trials this run ({} errors) in {:.1} s",
+        "{}: {} tasks, {} with a valid kernel, {on}; {} trials this run ({} errors) in {:.1} s",
         model.display(),
         tasks.len(),
         n_tuned,
@@ -603,7 +608,11 @@ fn print_summary(
         println!("  measurement worker restarted {n_restarts} time(s) after a crash or timeout");
     }
     println!("  tuning log: {}", db_path.display());
-    println!("  run it: autotune run {} --db {} --threads {threads}", model.display(), db_path.display());
+    let run_on = match device {
+        crate::args::Device::Cpu => format!("--threads {threads}"),
+        gpu => format!("--device {gpu}"),
+    };
+    println!("  run it: autotune run {} --db {} {run_on}", model.display(), db_path.display());
 }
 
 fn summary_json(

@@ -12,18 +12,30 @@
 
 mod buffer;
 pub mod cuda;
+mod gpu_device;
 mod gpu_host;
 mod jit;
 mod lower;
 mod runtime;
 
 pub use buffer::OperandBuffer;
+pub use gpu_device::{
+    DeviceBuffer, DeviceError, DeviceEvent, DeviceSlice, GpuDevice, GpuKernel, HostGpuDevice, KernelHandle,
+};
 pub use gpu_host::gpu_nest_for_host;
 pub use jit::{
     cpu_target_at, detect_host_caches, host_cpu_target, host_isa_levels, slow_isa_warning, CpuBuilder,
     CpuKernel, CpuProgram, CODEGEN_VERSION,
 };
 pub use runtime::HostRuntime;
+
+/// The codegen version a trial of `target` is stored with: a trace replays only under it.
+pub fn codegen_version(target: &autotune_ir::Target) -> &'static str {
+    match target {
+        autotune_ir::Target::Cpu(_) => CODEGEN_VERSION,
+        autotune_ir::Target::Cuda(_) => cuda::CUDA_CODEGEN_VERSION,
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CodegenError {

@@ -385,6 +385,7 @@ fn fake_worker(script: &str) -> WorkerConfig {
         args: vec!["-c".into(), script.into()],
         measure: MeasureConfig { timeout_s: 0.2, max_total_time_s: 0.1, ..quick_config() },
         build_timeout_s: 2.0,
+        gpu_backend: Default::default(),
     }
 }
 

@@ -3,7 +3,13 @@
 //!
 //! Protocol (JSON lines): the parent writes one [`Request`] per batch; the child answers one
 //! `Reply::Built` when the batch is compiled, then one `Reply::Outcome` per candidate, in order.
+//!
+//! CUDA targets are served by [`GpuLocalRunner`] on the request's [`GpuBackend`] and device
+//! ordinal (the target's ordinal is not serialized: it is not part of what the target is). An
+//! outcome marked `poisoned` (a CUDA fault: the context is unusable) is the worker's last: it
+//! exits, and the parent starts a fresh worker for the candidates after it.
 
+use crate::gpu::{lower_batch, GpuBackend, GpuLocalRunner};
 use crate::local::LocalRunner;
 use crate::protocol::MeasureConfig;
 use crate::{MeasureError, MeasureOutcome, Runner};
@@ -21,14 +27,25 @@ struct Request {
     target: Target,
     config: MeasureConfig,
     traces: Vec<Trace>,
+    #[serde(default)]
+    gpu_backend: GpuBackend,
+    #[serde(default)]
+    device_ordinal: u32,
 }
 
 #[derive(Serialize, Deserialize, Debug)]
 #[serde(tag = "reply", rename_all = "snake_case")]
 enum Reply {
     Built,
-    Outcome { outcome: MeasureOutcome },
-    Fatal { error: String },
+    Outcome {
+        outcome: MeasureOutcome,
+        /// The device failed: this worker stops after this reply.
+        #[serde(default)]
+        poisoned: bool,
+    },
+    Fatal {
+        error: String,
+    },
 }
 
 /// The child side: serves requests from stdin until it closes. Called by the `autotune` binary's
@@ -39,40 +56,65 @@ enum Reply {
 pub fn serve_stdio(plant_faults: bool) -> Result<(), MeasureError> {
     let stdin = std::io::stdin();
     let mut stdout = std::io::stdout().lock();
-    let mut runner: Option<LocalRunner> = None;
+    let mut cpu: Option<LocalRunner> = None;
+    let mut gpu: Option<GpuLocalRunner> = None;
     for line in stdin.lock().lines() {
         let line = line.map_err(|e| MeasureError::Worker(format!("reading a request: {e}")))?;
-        let request: Request = match serde_json::from_str(&line) {
+        let mut request: Request = match serde_json::from_str(&line) {
             Ok(r) => r,
             Err(e) => {
                 send(&mut stdout, &Reply::Fatal { error: format!("bad request: {e}") })?;
                 continue;
             }
         };
-        if runner.as_ref().is_none_or(|r| r.target() != &request.target) {
-            runner = Some(LocalRunner::new(&request.target, request.config.clone())?);
-        }
-        let Some(runner) = runner.as_mut() else { continue };
-        let nests = match autotune_schedules::space_for(&request.task, &request.target) {
-            Ok(space) => request
-                .traces
-                .iter()
-                .map(|t| {
-                    let (trace, fault) = crate::planted::take_planted_fault(t);
-                    let mut program = space.lower(&trace).map_err(|e| e.to_string())?;
-                    if let Some(fault) = fault.filter(|_| plant_faults) {
-                        crate::planted::plant(&mut program, fault);
+        let programs = lower_batch(&request.task, &request.target, &request.traces, plant_faults);
+        if let Target::Cuda(target) = &mut request.target {
+            target.ordinal = request.device_ordinal;
+            let stale = gpu.as_ref().is_none_or(|r| {
+                r.target() != &request.target
+                    || r.backend() != Some(request.gpu_backend)
+                    || matches!(r.target(), Target::Cuda(t) if t.ordinal != request.device_ordinal)
+            });
+            let stale = stale || gpu.as_ref().is_some_and(|r| r.config() != &request.config);
+            if stale {
+                gpu = None; // the old device is released before the new one opens
+                match GpuLocalRunner::new(&request.target, request.gpu_backend, request.config.clone()) {
+                    Ok(r) => gpu = Some(r),
+                    Err(e) => {
+                        send(&mut stdout, &Reply::Fatal { error: e.to_string() })?;
+                        continue;
                     }
-                    Ok(program)
-                })
-                .collect(),
-            Err(e) => request.traces.iter().map(|_| Err(e.to_string())).collect(),
-        };
+                }
+            }
+            let Some(runner) = gpu.as_mut() else { continue };
+            let mut poisoned = false;
+            runner.measure_programs_streaming(&request.task, programs, &mut |event| {
+                let reply = match event {
+                    Streamed::Built => Reply::Built,
+                    Streamed::Outcome(outcome) => Reply::Outcome { outcome, poisoned: false },
+                    Streamed::Poisoned(outcome) => {
+                        poisoned = true;
+                        Reply::Outcome { outcome, poisoned: true }
+                    }
+                };
+                send(&mut stdout, &reply)
+            })?;
+            if poisoned {
+                return Ok(());
+            }
+            continue;
+        }
+        if cpu.as_ref().is_none_or(|r| r.target() != &request.target) {
+            cpu = Some(LocalRunner::new(&request.target, request.config.clone())?);
+        }
+        let Some(runner) = cpu.as_mut() else { continue };
         // Building happens inside measure_nests before the first timing; report outcomes as
         // they come so the parent can time out exactly the candidate that hangs.
-        runner.measure_nests_streaming(&request.task, nests, &mut |event| match event {
+        runner.measure_nests_streaming(&request.task, programs, &mut |event| match event {
             Streamed::Built => send(&mut stdout, &Reply::Built),
-            Streamed::Outcome(outcome) => send(&mut stdout, &Reply::Outcome { outcome }),
+            Streamed::Outcome(outcome) | Streamed::Poisoned(outcome) => {
+                send(&mut stdout, &Reply::Outcome { outcome, poisoned: false })
+            }
         })?;
     }
     Ok(())
@@ -81,6 +123,8 @@ pub fn serve_stdio(plant_faults: bool) -> Result<(), MeasureError> {
 pub(crate) enum Streamed {
     Built,
     Outcome(MeasureOutcome),
+    /// This outcome's candidate left the GPU unusable: nothing more runs in this process.
+    Poisoned(MeasureOutcome),
 }
 
 fn send(out: &mut impl Write, reply: &Reply) -> Result<(), MeasureError> {
@@ -99,6 +143,8 @@ pub struct WorkerConfig {
     pub measure: MeasureConfig,
     /// Limit for compiling one batch (LLVM at O3, in parallel).
     pub build_timeout_s: f64,
+    /// What runs a CUDA target's candidates (ignored for a CPU target).
+    pub gpu_backend: GpuBackend,
 }
 
 struct Worker {
@@ -142,6 +188,9 @@ enum BatchEnd {
     },
     /// The worker died or hung while compiling the batch.
     BuildFailed(String),
+    /// The last outcome received poisoned the worker's GPU: it has exited, the rest need a
+    /// fresh one.
+    Poisoned,
 }
 
 impl WorkerRunner {
@@ -194,6 +243,11 @@ impl WorkerRunner {
             target: self.target.clone(),
             config: self.config.measure.clone(),
             traces: traces.to_vec(),
+            gpu_backend: self.config.gpu_backend,
+            device_ordinal: match &self.target {
+                Target::Cuda(gpu) => gpu.ordinal,
+                Target::Cpu(_) => 0,
+            },
         };
         let sent = serde_json::to_string(&request).map_err(|e| e.to_string()).and_then(|text| {
             writeln!(worker.stdin, "{text}").and_then(|_| worker.stdin.flush()).map_err(|e| e.to_string())
@@ -239,7 +293,12 @@ impl WorkerRunner {
             };
             match reply {
                 Reply::Built => built = true,
-                Reply::Outcome { outcome } => out.push(outcome),
+                Reply::Outcome { outcome, poisoned } => {
+                    out.push(outcome);
+                    if poisoned {
+                        return BatchEnd::Poisoned;
+                    }
+                }
                 Reply::Fatal { error } => return BatchEnd::BuildFailed(error),
             }
         }
@@ -262,6 +321,7 @@ impl Runner for WorkerRunner {
             let end = self.run_in_worker(task, chunk, &mut out);
             let failed = match end {
                 BatchEnd::Done => None,
+                BatchEnd::Poisoned => Some(()),
                 BatchEnd::Failed { index, status, error } => {
                     debug_assert_eq!(out.len() - (traces.len() - rest.len()), index);
                     out.push(MeasureOutcome::failed(status, error, 0.0));

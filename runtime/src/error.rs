@@ -40,6 +40,13 @@ pub enum RuntimeError {
         #[source]
         source: CodegenError,
     },
+    /// The GPU failed (or refused a copy or launch) while running a node.
+    #[error("running node `{node}` on the GPU: {source}")]
+    Gpu {
+        node: String,
+        #[source]
+        source: autotune_codegen::DeviceError,
+    },
     /// A plain operator cannot run on these values (e.g. a Gather index out of range).
     #[error("running node `{node}` ({op}): {reason}")]
     Op { node: String, op: &'static str, reason: String },

@@ -3,9 +3,11 @@
 //! default schedule. Distinct tasks compile in parallel (rayon), each once.
 
 use crate::RuntimeError;
-use autotune_codegen::{CodegenError, CpuBuilder, CpuProgram, CODEGEN_VERSION};
+use autotune_codegen::{
+    codegen_version, CodegenError, CpuBuilder, CpuProgram, GpuDevice, GpuKernel, KernelHandle,
+};
 use autotune_db::{Database, TrialId};
-use autotune_ir::{Target, Task, Trace};
+use autotune_ir::{Program, Target, Task, Trace};
 use autotune_schedules::{space_for, ScheduleError, SpaceGenerator};
 use rayon::prelude::*;
 use std::fmt;
@@ -81,6 +83,9 @@ pub struct TaskKernel {
     pub space_version: &'static str,
     /// Seconds spent lowering and compiling it.
     pub build_time_s: f64,
+    /// It runs on the plan's GPU; `false` on a CPU plan, and for a task of a GPU plan that has
+    /// no GPU schedule space (it runs on the host, between copies).
+    pub on_gpu: bool,
 }
 
 impl TaskKernel {
@@ -119,7 +124,7 @@ fn choose(
     };
     let Some(db) = log else { return Ok(default(DefaultReason::NoLog)) };
     let trials = db.best(&task.key().0, &target.key(), TRIALS_CONSIDERED)?;
-    if let Some((trace, trial, median_s)) = first_replayable(&trials, space) {
+    if let Some((trace, trial, median_s)) = first_replayable(&trials, space, codegen_version(target)) {
         let source = KernelSource::Tuned {
             trial,
             median_s,
@@ -141,7 +146,9 @@ fn choose(
             continue;
         }
         let Ok(narrowed_space) = space_for(task, narrowed) else { continue };
-        if let Some((trace, trial, median_s)) = first_replayable(&theirs, narrowed_space.as_ref()) {
+        if let Some((trace, trial, median_s)) =
+            first_replayable(&theirs, narrowed_space.as_ref(), codegen_version(narrowed))
+        {
             let source = KernelSource::Tuned {
                 trial,
                 median_s,
@@ -202,7 +209,7 @@ fn nearest_tuned_shape(
     near.sort_by(|a, b| a.0.total_cmp(&b.0).then_with(|| a.1.cmp(b.1)));
     for (_, key, description) in near {
         let trials = db.best(key, &target.key(), TRIALS_CONSIDERED)?;
-        if let Some((trace, trial, median_s)) = first_replayable(&trials, space) {
+        if let Some((trace, trial, median_s)) = first_replayable(&trials, space, codegen_version(target)) {
             return Ok(Some((trace, trial, median_s, description.clone())));
         }
     }
@@ -213,9 +220,10 @@ fn nearest_tuned_shape(
 fn first_replayable(
     trials: &[autotune_db::TrialRecord],
     space: &dyn SpaceGenerator,
+    codegen: &str,
 ) -> Option<(Trace, TrialId, f64)> {
     trials.iter().find_map(|t| {
-        if t.space_version != space.version() || t.codegen_version != CODEGEN_VERSION {
+        if t.space_version != space.version() || t.codegen_version != codegen {
             return None;
         }
         let (Ok(trace), Some(median_s)) = (Trace::from_json(&t.trace_json), t.median_s) else { return None };
@@ -381,6 +389,7 @@ pub(crate) fn build(
                 source,
                 space_version,
                 build_time_s: start.elapsed().as_secs_f64(),
+                on_gpu: false,
             };
             Ok((kernel, program))
         };
@@ -389,4 +398,137 @@ pub(crate) fn build(
     } else {
         chosen.into_iter().map(compile).collect()
     }
+}
+
+/// The code a task of a plan runs.
+pub(crate) enum TaskCode {
+    Cpu(CpuProgram),
+    /// Loaded on the plan's GPU device.
+    Gpu(KernelHandle),
+}
+
+impl TaskCode {
+    /// The length of kernel input `k` packed, when the kernel reads it packed (GPU programs
+    /// read every input as it is).
+    pub(crate) fn packed_len(&self, k: usize) -> Option<usize> {
+        match self {
+            TaskCode::Cpu(p) => p.packed_len(k),
+            TaskCode::Gpu(_) => None,
+        }
+    }
+}
+
+impl fmt::Debug for TaskCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TaskCode::Cpu(_) => f.write_str("Cpu"),
+            TaskCode::Gpu(h) => write!(f, "Gpu({h:?})"),
+        }
+    }
+}
+
+/// A GPU kernel of a lowered program; GPU programs pack nothing (no space makes prepacks yet,
+/// and the runtime would have to run them on the device).
+fn gpu_kernel(program: Program) -> Result<GpuKernel, Failure> {
+    if !program.prepacks.is_empty() {
+        return Err(Failure::Codegen(CodegenError::Unsupported(
+            "a GPU program with prepacks (the GPU runtime runs none)".into(),
+        )));
+    }
+    GpuKernel::new(program.kernel).map_err(Failure::Codegen)
+}
+
+/// Chooses and loads the kernel of every task on `device` (the log's best replayable trial for
+/// `gpu`, else the default schedule; a tuned kernel that fails to build or load falls back to
+/// the default). A task with no GPU schedule space runs on the host instead: compiled for `host`
+/// by [`build`].
+pub(crate) fn build_gpu(
+    tasks: &[(Task, usize)],
+    log: Option<&Database>,
+    gpu: &Target,
+    host: &Target,
+    device: &mut dyn GpuDevice,
+    parallel: bool,
+) -> Result<Vec<(TaskKernel, TaskCode)>, RuntimeError> {
+    let shapes = match log {
+        Some(db) => logged_tasks(db)?,
+        None => Vec::new(),
+    };
+    struct Pending<'a> {
+        index: usize,
+        task: &'a Task,
+        n_nodes: usize,
+        space: Box<dyn SpaceGenerator>,
+        source: KernelSource,
+        kernel: GpuKernel,
+    }
+    let start = Instant::now();
+    let mut pending = Vec::new();
+    let mut on_host = Vec::new();
+    for (index, (task, n_nodes)) in tasks.iter().enumerate() {
+        let Ok(space) = space_for(task, gpu) else {
+            on_host.push(index);
+            continue;
+        };
+        let choice = choose(task, space.as_ref(), gpu, log, &[], &shapes)?;
+        let (kernel, source) =
+            match space.lower(&choice.trace).map_err(Failure::Schedule).and_then(gpu_kernel) {
+                Ok(k) => (k, choice.source),
+                Err(e) if matches!(choice.source, KernelSource::Tuned { .. }) => {
+                    let k = space
+                        .lower(&space.default_trace())
+                        .map_err(Failure::Schedule)
+                        .and_then(gpu_kernel)
+                        .map_err(|f| f.into_error(task))?;
+                    (k, KernelSource::Default(DefaultReason::BuildFailed(e.to_string())))
+                }
+                Err(e) => return Err(e.into_error(task)),
+            };
+        pending.push(Pending { index, task, n_nodes: *n_nodes, space, source, kernel });
+    }
+    let kernels: Vec<GpuKernel> = pending.iter().map(|p| p.kernel.clone()).collect();
+    let loaded = device.load_kernels(&kernels);
+    let each_s = start.elapsed().as_secs_f64() / pending.len().max(1) as f64;
+    let mut out: Vec<Option<(TaskKernel, TaskCode)>> = (0..tasks.len()).map(|_| None).collect();
+    for (p, handle) in pending.into_iter().zip(loaded) {
+        let (handle, source) = match handle {
+            Ok(h) => (h, p.source),
+            Err(e) if matches!(p.source, KernelSource::Tuned { .. }) => {
+                let default = p
+                    .space
+                    .lower(&p.space.default_trace())
+                    .map_err(Failure::Schedule)
+                    .and_then(gpu_kernel)
+                    .map_err(|f| f.into_error(p.task))?;
+                let h = device
+                    .load_kernels(&[default])
+                    .remove(0)
+                    .map_err(|source| RuntimeError::Build { task: p.task.description(), source })?;
+                (h, KernelSource::Default(DefaultReason::BuildFailed(e.to_string())))
+            }
+            Err(source) => return Err(RuntimeError::Build { task: p.task.description(), source }),
+        };
+        let kernel = TaskKernel {
+            task: p.task.clone(),
+            n_nodes: p.n_nodes,
+            source,
+            space_version: p.space.version(),
+            build_time_s: each_s,
+            on_gpu: true,
+        };
+        out[p.index] = Some((kernel, TaskCode::Gpu(handle)));
+    }
+    let host_tasks: Vec<(Task, usize)> = on_host.iter().map(|&i| tasks[i].clone()).collect();
+    for (&i, (kernel, program)) in on_host.iter().zip(build(&host_tasks, log, host, parallel)?) {
+        out[i] = Some((kernel, TaskCode::Cpu(program)));
+    }
+    out.into_iter()
+        .zip(tasks)
+        .map(|(built, (task, _))| {
+            built.ok_or_else(|| RuntimeError::InvalidGraph {
+                node: task.description(),
+                reason: "no kernel was built for the task".into(),
+            })
+        })
+        .collect()
 }

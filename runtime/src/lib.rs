@@ -11,6 +11,14 @@
 //! kernels through their JIT-compiled code on the plan's thread pool, everything else as plain
 //! operators (simple loops, rows split across the same number of threads).
 //!
+//! A GPU plan ([`Plan::for_gpu`], a CUDA target and a [`GpuDevice`]) runs each task's GPU
+//! kernel (the log's best GPU trial, else the GPU space's default) on the device's one stream,
+//! with the weights uploaded once and a device copy of every buffer a kernel touches, allocated
+//! once. Tasks without a GPU schedule space and all plain ops run on the host, as in a CPU plan:
+//! a value is copied where a GPU kernel and a host node meet (and model inputs up, outputs
+//! down), tracked per buffer so nothing is copied twice; [`Plan::transfers`] counts the copies.
+//! With [`HostGpuDevice`] the same plan runs on the CPU (how it is tested without a GPU).
+//!
 //! Kernels run in this process, with no worker process around them: a plan runs trusted winners
 //! (each `ok` trial matched the reference when it was tuned) and the default schedules, not the
 //! untrusted candidates of a search.
@@ -52,9 +60,10 @@ mod plan;
 mod random;
 
 pub use autotune_codegen::{host_cpu_target, CODEGEN_VERSION};
+pub use autotune_codegen::{DeviceError, GpuDevice, HostGpuDevice};
 pub use autotune_db::Database;
 pub use error::RuntimeError;
 pub use kernels::{DefaultReason, KernelSource, TaskKernel};
 pub use memory::MemoryStats;
-pub use plan::{NodeTime, Outputs, Plan, PlanConfig, ValueInfo};
+pub use plan::{NodeTime, Outputs, Plan, PlanConfig, TransferStats, ValueInfo};
 pub use random::random_inputs;

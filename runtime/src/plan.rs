@@ -1,11 +1,11 @@
 //! [`Plan`]: a loaded model with its kernels compiled, its weights packed and its buffers
 //! allocated, ready to run many times.
 
-use crate::kernels::{self, TaskKernel};
+use crate::kernels::{self, TaskCode, TaskKernel};
 use crate::memory::{self, Lifetime, MemoryStats};
 use crate::plain::{self, Operand, OutBuf, Par, VectorLevel};
 use crate::RuntimeError;
-use autotune_codegen::{CpuProgram, HostRuntime, OperandBuffer};
+use autotune_codegen::{DeviceBuffer, DeviceError, DeviceSlice, GpuDevice, HostRuntime, OperandBuffer};
 use autotune_db::Database;
 use autotune_graph::{ElemType, Graph, NodeKind, PlainOp, Tensor, TensorData, TensorId, TensorInfo};
 use autotune_ir::{Target, TaskKey};
@@ -136,7 +136,7 @@ pub struct Plan {
     outputs: Vec<(String, TensorId)>,
     steps: Vec<Step>,
     kernels: Vec<TaskKernel>,
-    programs: Vec<CpuProgram>,
+    programs: Vec<TaskCode>,
     /// Prepared (packed) constant inputs of kernels.
     weights: Vec<OperandBuffer>,
     /// Constants read by plain ops or named as outputs.
@@ -147,6 +147,60 @@ pub struct Plan {
     buffers: Vec<OperandBuffer>,
     memory: MemoryStats,
     build_time_s: f64,
+    /// The device of a GPU plan: its kernels, the device copies of buffers and weights.
+    gpu: Option<GpuState>,
+}
+
+/// Where the current values of a pool buffer are, in a GPU plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Residency {
+    Host,
+    Device,
+    Both,
+}
+
+/// The host↔device copies of one run of a GPU plan: model inputs going up, outputs coming down,
+/// and the values crossing between a GPU kernel and a node that runs on the host. Weights are
+/// uploaded once, when the plan is made ([`Plan::gpu_weight_bytes`]), never per run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TransferStats {
+    pub uploads: usize,
+    pub downloads: usize,
+    pub bytes_up: usize,
+    pub bytes_down: usize,
+}
+
+/// The GPU half of a GPU plan.
+struct GpuState {
+    device: Box<dyn GpuDevice>,
+    /// The device copy of each pool buffer a GPU kernel reads or writes (allocated once).
+    buffers: Vec<Option<DeviceBuffer>>,
+    residency: Vec<Residency>,
+    /// The device copy (and length) of each weight a GPU kernel reads (`Plan::weights` index).
+    weights: Vec<Option<(DeviceBuffer, usize)>>,
+    weight_bytes: usize,
+    last_run: TransferStats,
+}
+
+impl std::fmt::Debug for GpuState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "GpuState({}, {} device buffers)",
+            self.device.describe(),
+            self.buffers.iter().flatten().count()
+        )
+    }
+}
+
+/// How a plan's kernels run.
+enum Backend {
+    Cpu,
+    /// On `device`; tasks with no GPU schedule, and the plain ops, on `host`.
+    Gpu {
+        device: Box<dyn GpuDevice>,
+        host: Target,
+    },
 }
 
 impl Plan {
@@ -159,7 +213,7 @@ impl Plan {
         target: &Target,
         config: PlanConfig,
     ) -> Result<Plan, RuntimeError> {
-        let mut plan = Plan::compile(graph, log, target, config)?;
+        let mut plan = Plan::compile(graph, log, target, config, Backend::Cpu)?;
         plan.prepare_constants(graph.tensors.clone())?;
         Ok(plan)
     }
@@ -172,7 +226,37 @@ impl Plan {
         target: &Target,
         config: PlanConfig,
     ) -> Result<Plan, RuntimeError> {
-        let mut plan = Plan::compile(&graph, log, target, config)?;
+        let mut plan = Plan::compile(&graph, log, target, config, Backend::Cpu)?;
+        plan.prepare_constants(graph.tensors)?;
+        Ok(plan)
+    }
+
+    /// Plans `graph` for the GPU `gpu` (a CUDA target) on `device`: each task runs the log's
+    /// best replayable GPU trial, else its GPU space's default schedule, loaded once; weights
+    /// are uploaded once and every buffer a kernel touches has a device copy, allocated once.
+    /// A task with no GPU schedule space, and every plain op, runs on the host (this CPU with
+    /// `host_threads` threads): values cross between host and device where a GPU kernel and a
+    /// host node meet, and only there ([`Plan::transfers`] counts them). `graph` is consumed
+    /// as in [`Plan::from_graph`]. Concats copy (no in-place placement: a value written on the
+    /// device into a slice of a buffer the host writes too would need copies per slice).
+    pub fn for_gpu(
+        graph: Graph,
+        log: Option<&Database>,
+        gpu: &Target,
+        device: Box<dyn GpuDevice>,
+        host_threads: u32,
+        config: PlanConfig,
+    ) -> Result<Plan, RuntimeError> {
+        if gpu.as_cuda().is_none() {
+            return Err(RuntimeError::Unsupported {
+                tensor: String::new(),
+                reason: format!("{} is not a GPU target", gpu.name()),
+            });
+        }
+        let host = autotune_codegen::host_cpu_target(host_threads)
+            .map_err(|source| RuntimeError::Build { task: "the host's kernels".into(), source })?;
+        let config = PlanConfig { concat_in_place: false, ..config };
+        let mut plan = Plan::compile(&graph, log, gpu, config, Backend::Gpu { device, host })?;
         plan.prepare_constants(graph.tensors)?;
         Ok(plan)
     }
@@ -183,8 +267,13 @@ impl Plan {
         log: Option<&Database>,
         target: &Target,
         config: PlanConfig,
+        backend: Backend,
     ) -> Result<Plan, RuntimeError> {
-        let threads = (target.threads() as usize).max(1);
+        let host_threads = match &backend {
+            Backend::Cpu => target.threads(),
+            Backend::Gpu { host, .. } => host.threads(),
+        };
+        let threads = (host_threads as usize).max(1);
         let thread_error = |e: std::io::Error| RuntimeError::Threads { threads, reason: e.to_string() };
         let runtime = HostRuntime::new(threads).map_err(thread_error)?;
 
@@ -286,8 +375,18 @@ impl Plan {
 
         // The graph is sound: compile (the expensive part).
         let start = Instant::now();
-        let (kernels, programs): (Vec<_>, Vec<_>) =
-            kernels::build(&tasks, log, target, config.parallel_build)?.into_iter().unzip();
+        let (mut device, built) = match backend {
+            Backend::Cpu => {
+                let built = kernels::build(&tasks, log, target, config.parallel_build)?;
+                (None, built.into_iter().map(|(k, p)| (k, TaskCode::Cpu(p))).collect::<Vec<_>>())
+            }
+            Backend::Gpu { mut device, host } => {
+                let built =
+                    kernels::build_gpu(&tasks, log, target, &host, device.as_mut(), config.parallel_build)?;
+                (Some(device), built)
+            }
+        };
+        let (kernels, programs): (Vec<_>, Vec<_>) = built.into_iter().unzip();
         let build_time_s = start.elapsed().as_secs_f64();
 
         // Lifetimes of the run-time values (by root tensor): written at 0 (inputs) or i + 1
@@ -339,6 +438,40 @@ impl Plan {
         }
         let buffers: Vec<OperandBuffer> =
             assignment.buffer_len.iter().map(|&n| OperandBuffer::filled(n, 0.0)).collect();
+        // A device copy of every buffer a GPU kernel reads or writes, allocated once.
+        let gpu = match device.take() {
+            None => None,
+            Some(mut device) => {
+                let mut on_device = vec![false; buffers.len()];
+                for step in &steps {
+                    let StepKind::Kernel { program, .. } = step.kind else { continue };
+                    if !matches!(programs[program], TaskCode::Gpu(_)) {
+                        continue;
+                    }
+                    for t in step.inputs.iter().chain(&step.outputs) {
+                        if let Storage::Buffer(b) = tensors[t.0].storage {
+                            on_device[b] = true;
+                        }
+                    }
+                }
+                let mut device_buffers = Vec::with_capacity(buffers.len());
+                for (b, &needed) in on_device.iter().enumerate() {
+                    device_buffers.push(if needed {
+                        Some(device.alloc(buffers[b].len()).map_err(|e| gpu_error("allocating buffers", e))?)
+                    } else {
+                        None
+                    });
+                }
+                Some(GpuState {
+                    device,
+                    buffers: device_buffers,
+                    residency: vec![Residency::Host; buffers.len()],
+                    weights: Vec::new(),
+                    weight_bytes: 0,
+                    last_run: TransferStats::default(),
+                })
+            }
+        };
         let memory = MemoryStats {
             n_buffers: buffers.len(),
             activation_bytes: assignment.buffer_len.iter().sum::<usize>() * 4,
@@ -367,6 +500,7 @@ impl Plan {
             buffers,
             memory,
             build_time_s,
+            gpu,
         })
     }
 
@@ -449,9 +583,13 @@ impl Plan {
                     let indices = match prepared.get(&key) {
                         Some(indices) => indices.clone(),
                         None => {
-                            // Each constant input, packed where the kernel reads it packed;
-                            // run-time ones are packed per call (`KernelArg::PackedPerCall`).
-                            let program = &self.programs[*program];
+                            // Each constant input, packed where the kernel reads it packed (a GPU
+                            // program reads its constants as they are: no prepacks); run-time ones
+                            // are packed per call (`KernelArg::PackedPerCall`).
+                            let program = match &self.programs[*program] {
+                                TaskCode::Cpu(p) => Some(p),
+                                TaskCode::Gpu(_) => None,
+                            };
                             let mut indices = Vec::new();
                             for (k, &t) in step.inputs.iter().enumerate() {
                                 if !self.tensors[t.0].constant {
@@ -459,8 +597,8 @@ impl Plan {
                                 }
                                 let last = last_use.get(&t) == Some(&i) && !step.inputs[k + 1..].contains(&t);
                                 let raw = values(&mut tensors, t, last);
-                                let buffer = match program.packed_len(k) {
-                                    Some(len) => {
+                                let buffer = match program.and_then(|p| Some((p, p.packed_len(k)?))) {
+                                    Some((program, len)) => {
                                         let mut source = OperandBuffer::from_slice(&raw);
                                         let mut packed = OperandBuffer::filled(len, 0.0);
                                         program
@@ -522,6 +660,37 @@ impl Plan {
             * 4;
         self.weights = weights;
         self.constants = constants;
+        self.upload_gpu_weights()
+    }
+
+    /// Uploads every weight a GPU kernel reads (once) and frees its host copy.
+    fn upload_gpu_weights(&mut self) -> Result<(), RuntimeError> {
+        let Some(gpu) = self.gpu.as_mut() else { return Ok(()) };
+        for (b, _) in gpu.weights.drain(..).flatten() {
+            gpu.device.free(b);
+        }
+        gpu.weights = vec![None; self.weights.len()];
+        gpu.weight_bytes = 0;
+        for step in &self.steps {
+            let StepKind::Kernel { program, args } = &step.kind else { continue };
+            if !matches!(self.programs[*program], TaskCode::Gpu(_)) {
+                continue;
+            }
+            for arg in args {
+                let KernelArg::Weight(w) = *arg else { continue };
+                if gpu.weights[w].is_some() {
+                    continue;
+                }
+                let values = std::mem::take(&mut self.weights[w]);
+                let buffer =
+                    gpu.device.alloc(values.len()).map_err(|e| gpu_error("allocating weights", e))?;
+                gpu.device
+                    .upload(DeviceSlice::head(buffer, values.len()), &values)
+                    .map_err(|e| gpu_error("uploading weights", e))?;
+                gpu.weight_bytes += values.len() * 4;
+                gpu.weights[w] = Some((buffer, values.len()));
+            }
+        }
         Ok(())
     }
 
@@ -532,6 +701,7 @@ impl Plan {
         for i in 0..self.steps.len() {
             self.run_step(i)?;
         }
+        self.outputs_to_host()?;
         Ok(self.outputs.iter().map(|(name, t)| (name.clone(), self.value(*t).to_vec())).collect())
     }
 
@@ -545,6 +715,10 @@ impl Plan {
         for i in 0..self.steps.len() {
             let start = Instant::now();
             self.run_step(i)?;
+            if let Some(gpu) = self.gpu.as_mut() {
+                // Launches are asynchronous: a node's time is until its work is done.
+                gpu.device.synchronize().map_err(|e| gpu_error(&self.steps[i].node, e))?;
+            }
             let step = &self.steps[i];
             let (op, task) = match &step.kind {
                 StepKind::Kernel { program, .. } => (self.kernels[*program].task.op_name(), Some(*program)),
@@ -560,6 +734,7 @@ impl Plan {
                 seconds: start.elapsed().as_secs_f64(),
             });
         }
+        self.outputs_to_host()?;
         let outputs = self.outputs.iter().map(|(name, t)| (name.clone(), self.value(*t).to_vec())).collect();
         Ok((outputs, times))
     }
@@ -569,6 +744,9 @@ impl Plan {
     }
 
     fn set_inputs(&mut self, inputs: &[(&str, &[f32])]) -> Result<(), RuntimeError> {
+        if let Some(gpu) = self.gpu.as_mut() {
+            gpu.last_run = TransferStats::default();
+        }
         let mut given = vec![false; self.inputs.len()];
         for (name, data) in inputs {
             if let Some((_, value)) = self.bound_inputs.iter().find(|(bound, _)| bound == name) {
@@ -598,6 +776,9 @@ impl Plan {
             }
             if let Storage::Buffer(b) = meta.storage {
                 self.buffers[b][meta.offset..meta.offset + meta.len].copy_from_slice(data);
+                if let Some(gpu) = self.gpu.as_mut() {
+                    gpu.residency[b] = Residency::Host;
+                }
             }
         }
         for (i, t) in self.inputs.iter().enumerate() {
@@ -627,13 +808,130 @@ impl Plan {
         match &step.kind {
             StepKind::Alias => Ok(()),
             StepKind::ConcatInto { copies } if copies.is_empty() => Ok(()),
-            StepKind::ConcatInto { .. } => self.run_concat_into(i),
+            StepKind::ConcatInto { .. } => self.on_host(i, Plan::run_concat_into),
             StepKind::Kernel { program, args } => {
                 let (program, args) = (*program, args.clone());
-                self.run_kernel(i, program, &args)
+                match self.programs[program] {
+                    TaskCode::Gpu(kernel) => self.run_gpu_kernel(i, kernel, &args),
+                    TaskCode::Cpu(_) => self.on_host(i, |plan, i| plan.run_kernel(i, program, &args)),
+                }
             }
-            StepKind::Plain(_) => self.run_plain(i),
+            StepKind::Plain(_) => self.on_host(i, Plan::run_plain),
         }
+    }
+
+    /// Runs step `i` on the host: in a GPU plan, its inputs that only the device holds are
+    /// downloaded first, and its outputs are then the host's.
+    fn on_host(
+        &mut self,
+        i: usize,
+        run: impl FnOnce(&mut Plan, usize) -> Result<(), RuntimeError>,
+    ) -> Result<(), RuntimeError> {
+        if self.gpu.is_some() {
+            let inputs = self.steps[i].inputs.clone();
+            for t in inputs {
+                self.download_if_device_only(t, &self.steps[i].node.clone())?;
+            }
+        }
+        run(self, i)?;
+        if let Some(gpu) = self.gpu.as_mut() {
+            for t in &self.steps[i].outputs {
+                if let Storage::Buffer(b) = self.tensors[t.0].storage {
+                    gpu.residency[b] = Residency::Host;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Downloads `t`'s values when only the device has them.
+    fn download_if_device_only(&mut self, t: TensorId, node: &str) -> Result<(), RuntimeError> {
+        let Some(gpu) = self.gpu.as_mut() else { return Ok(()) };
+        let meta = &self.tensors[t.0];
+        let Storage::Buffer(b) = meta.storage else { return Ok(()) };
+        if gpu.residency[b] != Residency::Device {
+            return Ok(());
+        }
+        let Some(on_device) = gpu.buffers[b] else { return Ok(()) };
+        let slice = DeviceSlice { buffer: on_device, offset: meta.offset, len: meta.len };
+        gpu.device
+            .download(slice, &mut self.buffers[b][meta.offset..meta.offset + meta.len])
+            .map_err(|e| gpu_error(node, e))?;
+        gpu.residency[b] = Residency::Both;
+        gpu.last_run.downloads += 1;
+        gpu.last_run.bytes_down += meta.len * 4;
+        Ok(())
+    }
+
+    fn outputs_to_host(&mut self) -> Result<(), RuntimeError> {
+        let outputs: Vec<TensorId> = self.outputs.iter().map(|(_, t)| *t).collect();
+        for t in outputs {
+            self.download_if_device_only(t, "the model outputs")?;
+        }
+        Ok(())
+    }
+
+    /// Launches GPU kernel `kernel` for step `i`: its run-time inputs that only the host holds
+    /// are uploaded first; its output is then the device's.
+    fn run_gpu_kernel(
+        &mut self,
+        i: usize,
+        kernel: autotune_codegen::KernelHandle,
+        args: &[KernelArg],
+    ) -> Result<(), RuntimeError> {
+        let node = &self.steps[i].node;
+        let out = self.steps[i].outputs[0];
+        let Some(gpu) = self.gpu.as_mut() else {
+            return Err(RuntimeError::InvalidGraph {
+                node: node.clone(),
+                reason: "a GPU kernel in a CPU plan".into(),
+            });
+        };
+        let mut slices = Vec::with_capacity(args.len() + 1);
+        for arg in args.iter().chain(std::iter::once(&KernelArg::Value(out))) {
+            match *arg {
+                KernelArg::PackedPerCall { .. } => {
+                    return Err(RuntimeError::InvalidGraph {
+                        node: node.clone(),
+                        reason: "a GPU kernel packs no input".into(),
+                    });
+                }
+                KernelArg::Weight(w) => {
+                    let Some(Some((buffer, len))) = gpu.weights.get(w).copied() else {
+                        return Err(RuntimeError::InvalidGraph {
+                            node: node.clone(),
+                            reason: "a weight that is not on the device".into(),
+                        });
+                    };
+                    slices.push(DeviceSlice::head(buffer, len));
+                }
+                KernelArg::Value(t) => {
+                    let meta = &self.tensors[t.0];
+                    let (Storage::Buffer(b), Some(Some(buffer))) =
+                        (meta.storage, gpu.buffers.get(meta_buffer(meta)).copied())
+                    else {
+                        return Err(RuntimeError::InvalidGraph {
+                            node: node.clone(),
+                            reason: format!("`{}` has no device buffer", meta.name),
+                        });
+                    };
+                    let slice = DeviceSlice { buffer, offset: meta.offset, len: meta.len };
+                    if t != out && gpu.residency[b] == Residency::Host {
+                        let values = &self.buffers[b][meta.offset..meta.offset + meta.len];
+                        gpu.device.upload(slice, values).map_err(|e| gpu_error(node, e))?;
+                        gpu.residency[b] = Residency::Both;
+                        gpu.last_run.uploads += 1;
+                        gpu.last_run.bytes_up += meta.len * 4;
+                    }
+                    slices.push(slice);
+                }
+            }
+        }
+        gpu.device.launch(kernel, &slices).map_err(|e| gpu_error(node, e))?;
+        if let Storage::Buffer(b) = self.tensors[out.0].storage {
+            gpu.residency[b] = Residency::Device;
+        }
+        Ok(())
     }
 
     fn run_kernel(&mut self, i: usize, program: usize, args: &[KernelArg]) -> Result<(), RuntimeError> {
@@ -689,10 +987,16 @@ impl Plan {
                     .iter_mut()
                     .map(|(_, data, offset, len)| &mut data[*offset..*offset + *len])
                     .collect();
-                self.programs[program]
-                    .kernel
-                    .run(&self.runtime, &mut slices)
-                    .map_err(|source| RuntimeError::Kernel { node: self.steps[i].node.clone(), source })
+                match &self.programs[program] {
+                    TaskCode::Cpu(p) => p
+                        .kernel
+                        .run(&self.runtime, &mut slices)
+                        .map_err(|source| RuntimeError::Kernel { node: self.steps[i].node.clone(), source }),
+                    TaskCode::Gpu(_) => Err(RuntimeError::InvalidGraph {
+                        node: self.steps[i].node.clone(),
+                        reason: "a GPU kernel run on the host".into(),
+                    }),
+                }
             }
         };
         // Put every buffer back, whatever happened.
@@ -723,15 +1027,18 @@ impl Plan {
         let (offset, len) = (meta.offset, meta.len);
         let mut source = std::mem::take(&mut self.buffers[b]);
         let mut packed = std::mem::take(&mut self.weights[weight]);
-        let result = self.programs[program].pack_input(
-            &self.runtime,
-            input,
-            &mut source[offset..offset + len],
-            &mut packed,
-        );
+        let result = match &self.programs[program] {
+            TaskCode::Cpu(p) => p
+                .pack_input(&self.runtime, input, &mut source[offset..offset + len], &mut packed)
+                .map_err(|source| RuntimeError::Kernel { node: self.steps[i].node.clone(), source }),
+            TaskCode::Gpu(_) => Err(RuntimeError::InvalidGraph {
+                node: self.steps[i].node.clone(),
+                reason: "a GPU kernel packs no input".into(),
+            }),
+        };
         self.buffers[b] = source;
         self.weights[weight] = packed;
-        result.map_err(|source| RuntimeError::Kernel { node: self.steps[i].node.clone(), source })
+        result
     }
 
     fn run_plain(&mut self, i: usize) -> Result<(), RuntimeError> {
@@ -843,9 +1150,24 @@ impl Plan {
         }
     }
 
-    /// The target the kernels were compiled for (CPU, features, threads).
+    /// The target the kernels were compiled for (CPU, features, threads; or the GPU).
     pub fn target(&self) -> &Target {
         &self.target
+    }
+
+    /// What a GPU plan's kernels run on (`None` for a CPU plan).
+    pub fn gpu_device(&self) -> Option<String> {
+        self.gpu.as_ref().map(|g| g.device.describe())
+    }
+
+    /// The host↔device copies of the last run of a GPU plan (`None` for a CPU plan).
+    pub fn transfers(&self) -> Option<TransferStats> {
+        self.gpu.as_ref().map(|g| g.last_run)
+    }
+
+    /// Bytes of weights a GPU plan uploaded when it was made.
+    pub fn gpu_weight_bytes(&self) -> usize {
+        self.gpu.as_ref().map_or(0, |g| g.weight_bytes)
     }
 
     /// Threads the kernels' parallel loops and the plain ops run on.
@@ -926,6 +1248,18 @@ impl Plan {
     pub fn build_time_s(&self) -> f64 {
         self.build_time_s
     }
+}
+
+/// The pool buffer of a tensor that has one (else an index no buffer has).
+fn meta_buffer(meta: &TensorMeta) -> usize {
+    match meta.storage {
+        Storage::Buffer(b) => b,
+        _ => usize::MAX,
+    }
+}
+
+fn gpu_error(node: &str, source: DeviceError) -> RuntimeError {
+    RuntimeError::Gpu { node: node.to_string(), source }
 }
 
 /// Lets producers write straight into their slice of a Concat's output, so the Concat copies

@@ -7,11 +7,13 @@ mod device;
 mod emit;
 mod nvrtc;
 mod ptxas;
+mod runtime;
 
 pub use device::{cuda_target, driver_available};
 pub use emit::{emit_cuda, CudaSource};
 pub use nvrtc::{compile_ptx, compile_ptx_batch, nvrtc_available, CudaPtx};
 pub use ptxas::{find_ptxas, ptxas_usage, PtxasUsage};
+pub use runtime::CudaDevice;
 
 /// Stored with every GPU trial: changes whenever the CUDA C emitted for a nest changes.
 pub const CUDA_CODEGEN_VERSION: &str = "cuda-nvrtc12-v1";

@@ -4,7 +4,7 @@
 
 #![allow(dead_code)]
 
-use autotune_codegen::CODEGEN_VERSION;
+use autotune_codegen::codegen_version;
 use autotune_db::{Database, NewTrial, SessionSpec, TargetSpec, TrialStatus, WorkloadSpec};
 use autotune_graph::Graph;
 use autotune_ir::{Target, Task, Trace};
@@ -12,7 +12,8 @@ use autotune_schedules::space_for;
 use rand::SeedableRng;
 
 /// Records, for each task of `graph`, one `ok` trial of a random non-default schedule on
-/// `target` (as a tuning session would) and returns the traces by task. With `stale`, the trials
+/// `target` (as a tuning session would) and returns the traces by task (tasks with no schedule
+/// space on `target` — conv on a GPU without a conv space — get none). With `stale`, the trials
 /// carry another schedule space version, so they no longer replay.
 pub fn write_trials(db: &mut Database, graph: &Graph, target: &Target, stale: bool) -> Vec<(Task, Trace)> {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
@@ -27,7 +28,7 @@ pub fn write_trials(db: &mut Database, graph: &Graph, target: &Target, stale: bo
         .expect("session");
     let mut chosen = Vec::new();
     for (task, _) in autotune_graph::extract_tasks(graph) {
-        let space = space_for(&task, target).expect("space");
+        let Ok(space) = space_for(&task, target) else { continue };
         let default = space.default_trace();
         let trace = (0..100).map(|_| space.sample(&mut rng)).find(|t| *t != default).unwrap_or(default);
         let workload = db
@@ -46,7 +47,7 @@ pub fn write_trials(db: &mut Database, graph: &Graph, target: &Target, stale: bo
             trace_json: trace.canonical_json(),
             trace_key: trace.key(),
             space_version: if stale { "old-space-v0".into() } else { space.version().into() },
-            codegen_version: CODEGEN_VERSION.into(),
+            codegen_version: codegen_version(target).into(),
             status: TrialStatus::Ok,
             error: None,
             repeat_times_s: vec![1e-3, 2e-3],
