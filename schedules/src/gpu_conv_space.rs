@@ -15,7 +15,7 @@
 
 use crate::gpu_gemm::{self, GpuGemmProblem, GpuGemmSchedule, Operand, OutputMap};
 use crate::gpu_gemm_space::{
-    tiled_resources, tiled_structural, BK, BLOCK_TILES, CLASSIC_SGEMM, THREAD_TILES, VEC,
+    tiled_resources, tiled_structural, BK, BLOCK_TILES, CLASSIC_SGEMM, SMALLEST_TILE, THREAD_TILES, VEC,
 };
 use crate::gpu_space::{useful_tile, GpuKnob, GpuResources, GpuSketch, GpuSpace};
 use crate::space::ScheduleError;
@@ -115,17 +115,7 @@ impl GpuSketch for ConvSketch {
         Knob::DoubleBuffer,
         Knob::UnrollK,
     ];
-    const SMALLEST: GpuGemmSchedule = GpuGemmSchedule {
-        bm: 16,
-        bn: 16,
-        bk: 4,
-        tm: 1,
-        tn: 1,
-        vec_a: 1,
-        vec_b: 1,
-        double_buffer: false,
-        unroll_k: false,
-    };
+    const SMALLEST: GpuGemmSchedule = SMALLEST_TILE;
 
     /// The GEMM's rules; whole warps (a block of fewer threads than a warp leaves lanes idle,
     /// and each of its threads gathers a large share of the tiles: ptxas spilled at 255

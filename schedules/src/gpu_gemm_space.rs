@@ -121,6 +121,19 @@ pub(crate) fn tiled_structural(p: &GpuGemmProblem, s: &GpuGemmSchedule) -> bool 
         && (!s.double_buffer || ceil_div(p.k, s.bk) > 1)
 }
 
+/// Every tiled decision at its first value (the GEMM and the implicit-GEMM conv sketches).
+pub(crate) const SMALLEST_TILE: GpuGemmSchedule = GpuGemmSchedule {
+    bm: 16,
+    bn: 16,
+    bk: 4,
+    tm: 1,
+    tn: 1,
+    vec_a: 1,
+    vec_b: 1,
+    double_buffer: false,
+    unroll_k: false,
+};
+
 /// The classic SGEMM tile (128 × 128 blocks of 256 threads, 8 × 8 outputs each, float4 loads,
 /// two stages): what repair shrinks to the shape and the target for a default.
 pub(crate) const CLASSIC_SGEMM: GpuGemmSchedule = GpuGemmSchedule {
@@ -148,17 +161,7 @@ impl GpuSketch for GemmSketch {
     const VERSION: &'static str = VERSION;
     const KNOBS: &'static [Knob] =
         &[Knob::Bm, Knob::Bn, Knob::Tm, Knob::Tn, Knob::Bk, Knob::Vec, Knob::DoubleBuffer, Knob::UnrollK];
-    const SMALLEST: GpuGemmSchedule = GpuGemmSchedule {
-        bm: 16,
-        bn: 16,
-        bk: 4,
-        tm: 1,
-        tn: 1,
-        vec_a: 1,
-        vec_b: 1,
-        double_buffer: false,
-        unroll_k: false,
-    };
+    const SMALLEST: GpuGemmSchedule = SMALLEST_TILE;
 
     fn structural(&self, s: &GpuGemmSchedule, _gpu: &CudaTarget) -> bool {
         tiled_structural(&self.problem, s)
