@@ -143,16 +143,15 @@ pub fn load_binding(
     let what = path.display().to_string();
     let mut config = config.clone();
     loop {
-        match import::load_bytes(&bytes, &what, path.parent(), &config) {
-            Err(GraphError::NeedsInputValue { input, .. }) if !config.input_values.contains_key(&input) => {
-                if let Some((_, value)) = values.iter().find(|(name, _)| *name == input) {
-                    config.input_values.insert(input, std::sync::Arc::new(value.clone()));
-                    continue;
-                }
-                return import::load_bytes(&bytes, &what, path.parent(), &config);
+        let loaded = import::load_bytes(&bytes, &what, path.parent(), &config);
+        if let Err(GraphError::NeedsInputValue { input, .. }) = &loaded {
+            let given = values.iter().find(|(name, _)| name == input);
+            if let (Some((_, value)), false) = (given, config.input_values.contains_key(input)) {
+                config.input_values.insert(input.clone(), std::sync::Arc::new(value.clone()));
+                continue;
             }
-            other => return other,
         }
+        return loaded;
     }
 }
 

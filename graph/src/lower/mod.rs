@@ -78,12 +78,11 @@ impl Ctx<'_> {
                 what: what.to_string(),
             });
         }
-        b.value(id).ok_or_else(|| {
-            self.unsupported(format!(
-                "input {i} (`{}`, {what}) is computed at run time; only a constant (load-time) {what} is supported",
-                b.info(id).name
-            ))
-        })
+        // What is left comes from no model input: a skipped node's output in a partial load.
+        Err(self.unsupported(format!(
+            "input {i} (`{}`, {what}) is computed at run time; only a constant (load-time) {what} is supported",
+            b.info(id).name
+        )))
     }
 
     /// Optional constant integer-list input (e.g. Squeeze's axes since opset 13).
