@@ -1,22 +1,29 @@
 #!/usr/bin/env python3
 """Model benchmark: autotune-tuned models vs onnxruntime, end to end, in one run.
 
-    cargo build --release && python3 bench/models.py [--models resnet50,squeezenet] [--threads 1,2]
+    cargo build --release && python3 bench/models.py [--models resnet50,squeezenet,...] [--threads 1,2]
                                                      [--trials-per-task 64] [--repeat 20] [--rounds 3]
+                                                     [--untuned-only] [--skip-tuning]
 
-For every light model of the onnx package (ResNet-50 and SqueezeNet by default) and every thread
-count T it:
+For every light model of the onnx package (by default all seven the issue names: ResNet-50,
+SqueezeNet, DenseNet-121, Inception v1 and v2, VGG-19 and AlexNet) and every thread count T it:
+  0. replaces the model's constant weights by seeded random ones (`tests/onnx_model_data.py
+     randomize`, seed 0: the light models' weights are constant fills, whose outputs would not
+     catch a wrong kernel) into bench/out/models/<model>/, with onnxruntime's outputs for a random
+     input;
   1. tunes the model: `autotune MODEL.onnx --trials-per-task N --threads T --db
      bench/out/models/<model>_t<T>.tuning.db` (a log that already holds the trials is resumed, so a
      rerun only re-measures; the tuning wall time reported is the sum over the runs that measured
-     something, kept in <log>.wall.json),
-  2. runs the model untuned (no log: every task on its default schedule) and tuned
-     (`autotune run --db ... --threads T --repeat R --json`), each in a fresh process,
-  3. runs it in onnxruntime (Python, intra_op_num_threads=T, sequential, all graph optimizations)
-     on the same kind of input, R timed runs after a warm-up, in a fresh process,
-interleaving 2. and 3. for --rounds rounds, and prints the medians, the latency ratio
-autotune / onnxruntime (< 1: autotune is faster) and each process's peak resident memory
-(getrusage of the child; onnxruntime's includes the Python interpreter and numpy).
+     something, kept in <log>.wall.json); skipped with --untuned-only or --skip-tuning;
+  2. checks the outputs of `autotune run` untuned (no log: every task on its default schedule)
+     and tuned against onnxruntime's, with the tolerance of the end-to-end tests for random weights
+     (|a - b| <= 1e-4 * max|b| + 1e-3 * |b|); a mismatch fails the bench;
+  3. times the model untuned and tuned (`autotune run --db ... --threads T --repeat R --json`) and
+     in onnxruntime (Python, intra_op_num_threads=T, sequential, all graph optimizations), R timed
+     runs after a warm-up, each in a fresh process, interleaved for --rounds rounds,
+and prints the medians, the latency ratios autotune / onnxruntime (< 1: autotune is faster) and
+each process's peak resident memory (getrusage of the child; onnxruntime's includes the Python
+interpreter and numpy). With --untuned-only there is no log: only the untuned side is timed.
 """
 import argparse
 import json
@@ -101,6 +108,53 @@ def light_models_dir():
     return os.path.join(os.path.dirname(onnx.__file__), "backend", "test", "data", "light")
 
 
+def randomized_model(name, light):
+    """The light model with seeded random weights, a random input and onnxruntime's outputs for it
+    (made once, in bench/out/models/<name>/): (model path, input paths, output paths)."""
+    src = os.path.join(light, f"light_{name}.onnx")
+    if not os.path.exists(src):
+        fail(f"{src} is missing")
+    folder = os.path.join(OUT, name)
+    model = os.path.join(folder, "model.onnx")
+    if not os.path.exists(model):
+        made = subprocess.run([sys.executable, os.path.join(ROOT, "tests", "onnx_model_data.py"), "randomize",
+                               src, folder, "--seed", "0"], capture_output=True, text=True)
+        if made.returncode != 0:
+            shutil.rmtree(folder, ignore_errors=True)
+            fail(f"randomizing {name} failed: {(made.stderr.strip().splitlines() or ['?'])[-1]}")
+    files = sorted(os.listdir(folder))
+    inputs = [os.path.join(folder, f) for f in files if f.startswith("input_") and f.endswith(".pb")]
+    outputs = [os.path.join(folder, f) for f in files if f.startswith("output_") and f.endswith(".pb")]
+    return model, inputs, sorted(outputs, key=lambda p: int(p.rsplit("_", 1)[1].split(".")[0]))
+
+
+def check_outputs(args, what, run_cmd, inputs, expected_paths):
+    """Runs the model once on the randomized input and compares every output with onnxruntime's;
+    fails the bench on a mismatch. Returns the worst |a - b| / allowed over all outputs."""
+    import numpy as np
+    from onnx import numpy_helper, TensorProto
+    with tempfile.TemporaryDirectory() as tmp:
+        ours = [os.path.join(tmp, f"out_{i}.pb") for i in range(len(expected_paths))]
+        cmd = run_cmd + ["--repeat", "1"] + [a for p in inputs for a in ("--input", p)]
+        cmd += [a for p in ours for a in ("--output", p)]
+        run_with_peak(cmd + ["--json"])
+        worst = 0.0
+        for got_path, want_path in zip(ours, expected_paths):
+            got, want = TensorProto(), TensorProto()
+            got.ParseFromString(open(got_path, "rb").read())
+            want.ParseFromString(open(want_path, "rb").read())
+            a = numpy_helper.to_array(got).astype(np.float64)
+            b = numpy_helper.to_array(want).astype(np.float64)
+            if a.shape != b.shape:
+                fail(f"{what}: output {want.name} has shape {a.shape}, onnxruntime's {b.shape}")
+            allowed = 1e-4 * max(float(np.abs(b).max()), 1e-3) + 1e-3 * np.abs(b)
+            ratio = float((np.abs(a - b) / allowed).max())
+            if not ratio <= 1.0:
+                fail(f"{what}: output {want.name} differs from onnxruntime's by {ratio:.1f}x the tolerance")
+            worst = max(worst, ratio)
+    return worst
+
+
 def add_tuning_wall(db, seconds):
     """Adds to and returns the tuning wall time of `db` over every run that measured something
     (kept in a file beside the log, since a resumed log's sessions span the gaps between runs)."""
@@ -114,12 +168,13 @@ def add_tuning_wall(db, seconds):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--models", default="resnet50,squeezenet")
+    ap.add_argument("--models", default="resnet50,squeezenet,densenet121,inception_v1,inception_v2,vgg19,bvlc_alexnet")
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--trials-per-task", type=int, default=64)
     ap.add_argument("--repeat", type=int, default=20, help="timed runs per measurement")
     ap.add_argument("--rounds", type=int, default=3, help="interleaved measurements per side")
     ap.add_argument("--skip-tuning", action="store_true", help="only measure the logs that exist")
+    ap.add_argument("--untuned-only", action="store_true", help="no tuning, no log: untuned against onnxruntime")
     ap.add_argument("--bin", default=os.path.join(ROOT, "target", "release", "autotune"))
     args = ap.parse_args()
     if not os.path.exists(args.bin):
@@ -133,15 +188,11 @@ def main():
     threads = [int(t) for t in args.threads.split(",")]
     rows = []
     for name in args.models.split(","):
-        src = os.path.join(light, f"light_{name}.onnx")
-        if not os.path.exists(src):
-            fail(f"{src} is missing")
-        model = os.path.join(OUT, f"light_{name}.onnx")
-        shutil.copyfile(src, model)
+        model, inputs, expected = randomized_model(name, light)
         for t in threads:
-            db = os.path.join(OUT, f"light_{name}_t{t}.tuning.db")
-            wall = add_tuning_wall(db, 0.0)
-            if not args.skip_tuning:
+            db = None if args.untuned_only else os.path.join(OUT, f"light_{name}_t{t}.tuning.db")
+            wall = add_tuning_wall(db, 0.0) if db else 0.0
+            if db and not args.skip_tuning:
                 started = time.time()
                 tuned = run_with_peak([args.bin, model, "--trials-per-task", str(args.trials_per_task),
                                        "--threads", str(t), "--db", db, "--json",
@@ -151,45 +202,50 @@ def main():
                     wall = add_tuning_wall(db, elapsed)
                 print(f"{name} t{t}: tuned {tuned['n_tasks']} tasks, {tuned['trials_this_run']} trials this run "
                       f"in {elapsed:.0f} s ({tuned['errors_this_run']} errors)", flush=True)
-            if not os.path.exists(db):
+            if db and not os.path.exists(db):
                 fail(f"{db} is missing: run without --skip-tuning")
-            samples = {"untuned": [], "tuned": [], "ort": []}
-            peaks = {"untuned": [], "tuned": [], "ort": []}
-            run = [args.bin, "run", model, "--threads", str(t), "--repeat", str(args.repeat), "--json"]
+            # No --db and no MODEL.tuning.db beside the model: every task on its default schedule.
+            run = [args.bin, "run", model, "--threads", str(t)]
+            sides = {"untuned": run} if db is None else {"untuned": run, "tuned": run + ["--db", db]}
+            worst = {side: check_outputs(args, f"{name} t{t} {side}", cmd, inputs, expected)
+                     for side, cmd in sides.items()}
+            samples = {side: [] for side in [*sides, "ort"]}
+            peaks = {side: [] for side in samples}
             info = None
             for _ in range(args.rounds):
-                # No --db and no MODEL.tuning.db beside the copy: every task on its default schedule.
-                v, peak = run_with_peak(run)
-                samples["untuned"].append(v["latency_s_median"])
-                peaks["untuned"].append(peak)
-                v, peak = run_with_peak(run + ["--db", db])
-                samples["tuned"].append(v["latency_s_median"])
-                peaks["tuned"].append(peak)
-                info = v
+                for side, cmd in sides.items():
+                    v, peak = run_with_peak(cmd + ["--repeat", str(args.repeat), "--json"])
+                    samples[side].append(v["latency_s_median"])
+                    peaks[side].append(peak)
+                    info = v
                 v, peak = run_with_peak([sys.executable, "-c", ORT_SCRIPT, model, str(t), str(args.repeat)])
                 samples["ort"].append(v["latency_s_median"])
                 peaks["ort"].append(peak)
             med = {k: statistics.median(v) for k, v in samples.items()}
+            nan = float("nan")
             rows.append(dict(
-                model=name, threads=t, trials_per_task=args.trials_per_task,
+                model=name, threads=t, trials_per_task=None if db is None else args.trials_per_task,
                 n_kernels=info["n_kernels"], n_tuned=info["n_tuned"],
-                untuned_ms=med["untuned"] * 1e3, tuned_ms=med["tuned"] * 1e3, ort_ms=med["ort"] * 1e3,
-                tuned_over_ort=med["tuned"] / med["ort"], untuned_over_ort=med["untuned"] / med["ort"],
-                tuning_wall_s=wall,
-                peak_mib_tuned=max(peaks["tuned"]), peak_mib_ort=max(peaks["ort"]),
+                untuned_ms=med["untuned"] * 1e3, tuned_ms=med.get("tuned", nan) * 1e3, ort_ms=med["ort"] * 1e3,
+                tuned_over_ort=med.get("tuned", nan) / med["ort"], untuned_over_ort=med["untuned"] / med["ort"],
+                worst_output_error=worst, tuning_wall_s=wall,
+                peak_mib_untuned=max(peaks["untuned"]), peak_mib_tuned=max(peaks.get("tuned", [nan])),
+                peak_mib_ort=max(peaks["ort"]),
                 samples_ms={k: [x * 1e3 for x in v] for k, v in samples.items()},
             ))
             r = rows[-1]
-            print(f"{name} t{t}: tuned {r['tuned_ms']:.1f} ms, untuned {r['untuned_ms']:.1f} ms, "
-                  f"onnxruntime {r['ort_ms']:.1f} ms -> tuned/ORT {r['tuned_over_ort']:.2f}x", flush=True)
+            print(f"{name} t{t}: tuned {r['tuned_ms']:.2f} ms, untuned {r['untuned_ms']:.2f} ms, "
+                  f"onnxruntime {r['ort_ms']:.2f} ms -> tuned/ORT {r['tuned_over_ort']:.2f}x, "
+                  f"untuned/ORT {r['untuned_over_ort']:.2f}x; outputs match onnxruntime "
+                  f"(worst {max(worst.values()):.3g}x the tolerance)", flush=True)
     print()
     print(f"{'model':12} {'thr':>3} {'tuned ms':>9} {'untuned ms':>10} {'ORT ms':>8} {'tuned/ORT':>9} "
           f"{'untuned/ORT':>11} {'tuned kern':>10} {'tune wall':>9} {'peak MiB':>8} {'ORT MiB':>7}")
     for r in rows:
-        print(f"{r['model']:12} {r['threads']:>3} {r['tuned_ms']:>9.1f} {r['untuned_ms']:>10.1f} {r['ort_ms']:>8.1f} "
+        print(f"{r['model']:12} {r['threads']:>3} {r['tuned_ms']:>9.2f} {r['untuned_ms']:>10.2f} {r['ort_ms']:>8.2f} "
               f"{r['tuned_over_ort']:>9.2f} {r['untuned_over_ort']:>11.2f} "
               f"{r['n_tuned']:>4}/{r['n_kernels']:<5} {r['tuning_wall_s'] / 60:>7.1f} m "
-              f"{r['peak_mib_tuned']:>8.0f} {r['peak_mib_ort']:>7.0f}")
+              f"{(r['peak_mib_untuned'] if r['n_tuned'] == 0 else r['peak_mib_tuned']):>8.0f} {r['peak_mib_ort']:>7.0f}")
     with open(os.path.join(OUT, "models.json"), "w") as fh:
         json.dump(rows, fh, indent=1)
 

@@ -1,0 +1,64 @@
+//! Times schedules of one task side by side, in one process, interleaved: the space's default
+//! and any traces given, each checked against the reference. For comparing a schedule change on
+//! one layer without a tuning run.
+//!
+//! ```text
+//! cargo run --release -p autotune-measure --example time_traces -- TASK_JSON THREADS ROUNDS warm|cold [TRACE_JSON ...]
+//! ```
+//! `cold` evicts the operands a model layer finds cold before every repeat (as model tuning does).
+//! TASK_JSON is a task as the tuning log stores it (`workload.task_json`); each TRACE_JSON a
+//! trace (`trial.trace_json`), or `k=v,k=v` to change decisions of the default trace.
+
+use autotune_ir::{Task, Trace};
+use autotune_measure::{LocalRunner, MeasureConfig, Runner};
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let [task_json, threads, rounds, temperature, traces @ ..] = args.as_slice() else {
+        return Err("usage: time_traces TASK_JSON THREADS ROUNDS warm|cold [TRACE_JSON | k=v,... ...]".into());
+    };
+    let task: Task = serde_json::from_str(task_json)?;
+    let threads: u32 = threads.parse()?;
+    let rounds: usize = rounds.parse()?;
+    let target = autotune_codegen::host_cpu_target(threads)?;
+    let space = autotune_schedules::space_for(&task, &target)?;
+    let default = space.default_trace();
+    let mut candidates = vec![("default".to_string(), default.clone())];
+    for text in traces {
+        let trace = if text.starts_with('{') {
+            Trace::from_json(text)?
+        } else {
+            let mut t = default.clone();
+            for kv in text.split(',') {
+                let (k, v) = kv.split_once('=').ok_or("expected k=v")?;
+                let d = t.decisions.iter_mut().find(|d| d.name == k).ok_or(format!("no decision {k}"))?;
+                d.value = v.parse()?;
+            }
+            t
+        };
+        candidates.push((text.clone(), trace));
+    }
+    let mut runner = LocalRunner::new(
+        &target,
+        MeasureConfig { min_total_time_s: 0.3, cold_operands: temperature == "cold", ..Default::default() },
+    )?;
+    let mut times: Vec<Vec<f64>> = vec![Vec::new(); candidates.len()];
+    for _ in 0..rounds {
+        let traces: Vec<Trace> = candidates.iter().map(|(_, t)| t.clone()).collect();
+        for (i, o) in runner.measure_batch(&task, &traces).into_iter().enumerate() {
+            match o.median_s() {
+                Some(s) => times[i].push(s),
+                None => println!("{}: {:?} {}", candidates[i].0, o.status, o.error.unwrap_or_default()),
+            }
+        }
+    }
+    let flops = task.flops();
+    println!("{} ({} threads)", task.description(), threads);
+    for ((name, trace), mut t) in candidates.into_iter().zip(times) {
+        t.sort_by(f64::total_cmp);
+        if let Some(&m) = t.get(t.len() / 2) {
+            println!("{:9.4} ms {:7.1} GFLOP/s  {}  [{}]", m * 1e3, flops / m / 1e9, name, trace.display());
+        }
+    }
+    Ok(())
+}
