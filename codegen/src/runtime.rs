@@ -43,7 +43,8 @@ impl HostRuntime {
     }
 
     /// Calls `body(i)` for every `i` in `0..n`, on all the runtime's threads (the caller's
-    /// included); iterations are handed out one at a time, so uneven ones balance. Host code
+    /// included); iterations are handed out in shrinking chunks (see `Shared::work`), the last
+    /// ones one at a time, so uneven ones balance. Host code
     /// that runs between kernels (a model's plain ops) should use this rather than a pool of its
     /// own, for the same reason the runtime has no spare thread. A call made while another one is
     /// running on this runtime (a nested loop, another thread) runs inline.
@@ -76,6 +77,8 @@ struct Shared {
     sleep_lock: Mutex<()>,
     wake: Condvar,
     shutdown: AtomicBool,
+    /// Threads that run a job's iterations: the workers and the submitter.
+    threads: usize,
 }
 
 // SAFETY: `body` is written only by the submitting thread while it holds `SpinPool::submit` and
@@ -88,15 +91,26 @@ unsafe impl Sync for Shared {}
 unsafe impl Send for Shared {}
 
 impl Shared {
-    /// Claims and runs iterations until none are left.
+    /// Claims and runs iterations until none are left, a chunk at a time: the chunk is the
+    /// iterations left over twice the thread count (guided scheduling), never less than one.
+    /// A kernel's loop over a few cache blocks still hands them out one by one, so uneven
+    /// blocks balance; a loop over thousands of tiny iterations (a global pooling's planes)
+    /// claims O(threads · log n) chunks instead of bouncing the counter's cache line between
+    /// the cores on every iteration, which made ResNet-50's 2048-plane average pool 23× slower
+    /// on 2 threads than on 1 (0.26 ms against 0.011, Xeon).
     fn work(&self, body: &(dyn Fn(usize) + Sync)) {
         let n = self.n.load(Ordering::Relaxed);
-        loop {
-            let i = self.next.fetch_add(1, Ordering::Relaxed);
-            if i >= n {
-                break;
+        let mut start = self.next.load(Ordering::Relaxed);
+        while start < n {
+            let chunk = ((n - start) / (2 * self.threads)).max(1);
+            match self.next.compare_exchange_weak(start, start + chunk, Ordering::Relaxed, Ordering::Relaxed)
+            {
+                Ok(_) => {
+                    (start..start + chunk).for_each(body);
+                    start = self.next.load(Ordering::Relaxed);
+                }
+                Err(current) => start = current,
             }
-            body(i);
         }
     }
 
@@ -185,6 +199,7 @@ impl SpinPool {
             sleep_lock: Mutex::new(()),
             wake: Condvar::new(),
             shutdown: AtomicBool::new(false),
+            threads: workers + 1,
         });
         let mut pool = SpinPool { shared: Arc::clone(&shared), submit: Mutex::new(()), handles: Vec::new() };
         for i in 0..workers {
@@ -320,6 +335,23 @@ mod pool_tests {
                 assert_eq!(counts(&runtime, n), vec![1; n], "n = {n}");
             }
         }
+    }
+
+    #[test]
+    fn tiny_iterations_are_claimed_in_few_chunks() {
+        use std::hash::{Hash, Hasher};
+        let runtime = HostRuntime::new(2).expect("runtime");
+        let n = 100_000;
+        let owner: Vec<AtomicU64> = (0..n).map(|_| AtomicU64::new(0)).collect();
+        runtime.parallel_for(n, &|i| {
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            std::thread::current().id().hash(&mut h);
+            owner[i].store(h.finish(), Ordering::Relaxed);
+        });
+        let owner: Vec<u64> = owner.iter().map(|o| o.load(Ordering::Relaxed)).collect();
+        let runs = 1 + owner.windows(2).filter(|w| w[0] != w[1]).count();
+        // Guided chunks: about 2·threads·ln(n) claims at most, against one per iteration.
+        assert!(runs <= 200, "{runs} runs of consecutive iterations on one thread");
     }
 
     #[test]
