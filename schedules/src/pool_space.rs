@@ -2,7 +2,9 @@
 //!
 //! Each (image, channel) plane is first copied into a padded, phase-split scratch filled with the
 //! padding value (−∞ for max, 0 for average), so every window read is in bounds and, per phase,
-//! contiguous along output columns: the output row is then computed a SIMD vector at a time.
+//! contiguous along output columns: the output row is then computed a SIMD vector at a time, its
+//! last partial vector too (the scratch has a vector of slack to read past the last row; only the
+//! valid lanes are stored).
 //! Average pooling multiplies by reciprocal window counts that depend only on the shape, so they
 //! are computed here, at lowering time, and emitted as constants.
 //!
@@ -20,7 +22,10 @@ use autotune_ir::{
 use rand::RngCore;
 
 pub const SKETCH: &str = "pool_rows";
-const VERSION: &str = "pool-cpu-v2";
+/// v3: a row's last, partial vector of outputs is computed as a whole vector and its valid lanes
+/// stored one by one (v2 computed those outputs one at a time: every output of a plane narrower
+/// than a vector, e.g. Inception's 14×14 and 7×7 pools on AVX-512).
+const VERSION: &str = "pool-cpu-v3";
 
 /// The decisions of `pool_rows`, in trace order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -76,9 +81,14 @@ impl PoolSpace {
 
     fn domain(&self, knob: Knob) -> Vec<i64> {
         match knob {
+            // A window row is vectorized whole vectors and a partial one (any row of two or more
+            // outputs); a global plane only in whole vectors.
             Knob::Vectorize => {
-                let global_plane = self.is_global().then(|| (self.spec.h * self.spec.w) as i64);
-                if global_plane.unwrap_or(self.spec.out_w() as i64) >= self.lanes {
+                let vectorizable = match self.is_global() {
+                    true => (self.spec.h * self.spec.w) as i64 >= self.lanes,
+                    false => self.spec.out_w() >= 2 && self.lanes > 1,
+                };
+                if vectorizable {
                     vec![0, 1]
                 } else {
                     vec![0]
@@ -239,7 +249,9 @@ impl PoolSpace {
         let mut b = NestBuilder::new();
         let x = b.param("X", self.task.inputs()[0].len());
         let y = b.param("Y", self.task.outputs()[0].len());
-        let xp = b.buffer("X_padded", (sh * sw * plane) as usize, BufScope::Heap);
+        let lanes = self.lanes;
+        // A vector of slack: the last output row's partial vector reads past the last grid row.
+        let xp = b.buffer("X_padded", (sh * sw * plane + lanes) as usize, BufScope::Heap);
         let plane_var = b.var("plane");
 
         // The padded, phase-split plane: every window read below is in bounds.
@@ -264,9 +276,11 @@ impl PoolSpace {
             let (lo, hi) = if p.count_include_pad { (-pad_begin, size + pad_end) } else { (0, size) };
             ((0..k).filter(|t| (lo..hi).contains(&(start + t * d))).count() as i64).max(1)
         };
+        // Whole vectors of column factors: a partial vector's junk lanes read them too.
+        let ow_vectors = (ow + lanes - 1) / lanes * lanes;
         let (ry, rx) = (
             b.buffer("rcp_rows", oh as usize, BufScope::Heap),
-            b.buffer("rcp_cols", ow as usize, BufScope::Heap),
+            b.buffer("rcp_cols", ow_vectors as usize, BufScope::Heap),
         );
         let mut tables = Vec::new();
         if !is_max {
@@ -277,6 +291,9 @@ impl PoolSpace {
             for o in 0..ow {
                 let c = count(o, sw, pl, p.pad[3] as i64, kw, dw, w);
                 tables.push(Stmt::store(rx, Expr::int(o), Expr::Float(1.0 / c as f32)));
+            }
+            for o in ow..ow_vectors {
+                tables.push(Stmt::store(rx, Expr::int(o), Expr::Float(0.0)));
             }
         }
 
@@ -294,63 +311,92 @@ impl PoolSpace {
             Expr::Bin(if is_max { BinOp::Max } else { BinOp::Add }, Box::new(a), Box::new(v))
         };
         let window_kind = if s.unroll_window { LoopKind::Unrolled } else { LoopKind::Serial };
-        let row_body = |col: Expr, slot: Expr, wrap: &dyn Fn(Vec<Stmt>) -> Vec<Stmt>| -> Vec<Stmt> {
-            let init = wrap(vec![Stmt::store(acc, slot.clone(), Expr::Float(pad_value))]);
-            let update = Stmt::for_loop(
-                ky,
-                Expr::int(0),
-                Expr::int(kh),
-                window_kind,
-                vec![Stmt::for_loop(
-                    kx,
-                    Expr::int(0),
-                    Expr::int(kw),
-                    window_kind,
-                    wrap(vec![Stmt::store(
-                        acc,
-                        slot.clone(),
-                        combine(Expr::load(acc, slot.clone()), Expr::load(xp, tap_index(col.clone()))),
-                    )]),
-                )],
-            );
-            let result = if is_max {
-                Expr::load(acc, slot.clone())
-            } else {
-                let scale = Expr::Bin(
-                    BinOp::Mul,
-                    Box::new(Expr::load(ry, Expr::var(oy))),
-                    Box::new(Expr::load(rx, col.clone())),
-                );
-                Expr::Bin(BinOp::Mul, Box::new(Expr::load(acc, slot.clone())), Box::new(scale))
-            };
-            let out = (Expr::var(plane_var) * oh + Expr::var(oy)) * ow + col;
-            [init, vec![update], wrap(vec![Stmt::store(y, out, result)])].concat()
+        // `store(col, slot, value)`: where the result goes (the output, or a partial vector's
+        // register buffer).
+        type Store<'a> = &'a dyn Fn(Expr, Expr, Expr) -> Stmt;
+        let to_output = |col: Expr, _slot: Expr, value: Expr| {
+            Stmt::store(y, (Expr::var(plane_var) * oh + Expr::var(oy)) * ow + col, value)
         };
-        let lanes = self.lanes;
+        let row_body =
+            |col: Expr, slot: Expr, wrap: &dyn Fn(Vec<Stmt>) -> Vec<Stmt>, store: Store| -> Vec<Stmt> {
+                let init = wrap(vec![Stmt::store(acc, slot.clone(), Expr::Float(pad_value))]);
+                let update = Stmt::for_loop(
+                    ky,
+                    Expr::int(0),
+                    Expr::int(kh),
+                    window_kind,
+                    vec![Stmt::for_loop(
+                        kx,
+                        Expr::int(0),
+                        Expr::int(kw),
+                        window_kind,
+                        wrap(vec![Stmt::store(
+                            acc,
+                            slot.clone(),
+                            combine(Expr::load(acc, slot.clone()), Expr::load(xp, tap_index(col.clone()))),
+                        )]),
+                    )],
+                );
+                let result = if is_max {
+                    Expr::load(acc, slot.clone())
+                } else {
+                    let scale = Expr::Bin(
+                        BinOp::Mul,
+                        Box::new(Expr::load(ry, Expr::var(oy))),
+                        Box::new(Expr::load(rx, col.clone())),
+                    );
+                    Expr::Bin(BinOp::Mul, Box::new(Expr::load(acc, slot.clone())), Box::new(scale))
+                };
+                [init, vec![update], wrap(vec![store(col, slot, result)])].concat()
+            };
         let n_vec = if s.vectorize { ow / lanes } else { 0 };
+        let vectorized = |body: Vec<Stmt>| {
+            vec![Stmt::for_loop(lane, Expr::int(0), Expr::int(lanes), LoopKind::Vectorized, body)]
+        };
         let vec_col = Expr::var(ox_vec) * lanes + Expr::var(lane);
         let vector_part = Stmt::for_loop(
             ox_vec,
             Expr::int(0),
             Expr::int(n_vec),
             LoopKind::Serial,
-            row_body(vec_col, Expr::var(lane), &|body| {
-                vec![Stmt::for_loop(lane, Expr::int(0), Expr::int(lanes), LoopKind::Vectorized, body)]
-            }),
+            row_body(vec_col, Expr::var(lane), &vectorized, &to_output),
         );
-        let scalar_part = Stmt::for_loop(
-            ox,
-            Expr::int(n_vec * lanes),
-            Expr::int(ow - n_vec * lanes),
-            LoopKind::Serial,
-            row_body(Expr::var(ox), Expr::int(0), &|body| body),
-        );
+        let rest = ow - n_vec * lanes;
+        let rest_part = if s.vectorize && rest > 0 {
+            // The partial vector: computed whole into registers, its `rest` valid lanes stored.
+            let tail = b.buffer("tail", lanes as usize, BufScope::Register);
+            let col = Expr::int(n_vec * lanes) + Expr::var(lane);
+            let to_tail = |_col: Expr, slot: Expr, value: Expr| Stmt::store(tail, slot, value);
+            let store_valid = Stmt::for_loop(
+                ox,
+                Expr::int(0),
+                Expr::int(rest),
+                LoopKind::Serial,
+                vec![to_output(
+                    Expr::int(n_vec * lanes) + Expr::var(ox),
+                    Expr::int(0),
+                    Expr::load(tail, Expr::var(ox)),
+                )],
+            );
+            Stmt::Allocate {
+                buf: tail,
+                body: [row_body(col, Expr::var(lane), &vectorized, &to_tail), vec![store_valid]].concat(),
+            }
+        } else {
+            Stmt::for_loop(
+                ox,
+                Expr::int(n_vec * lanes),
+                Expr::int(rest),
+                LoopKind::Serial,
+                row_body(Expr::var(ox), Expr::int(0), &|body| body, &to_output),
+            )
+        };
         let rows = Stmt::for_loop(
             oy,
             Expr::int(0),
             Expr::int(oh),
             LoopKind::Serial,
-            vec![Stmt::Allocate { buf: acc, body: vec![vector_part, scalar_part] }],
+            vec![Stmt::Allocate { buf: acc, body: vec![vector_part, rest_part] }],
         );
         let per_plane = vec![Stmt::Allocate { buf: xp, body: [fill, vec![rows]].concat() }];
         let kind = if s.parallel { LoopKind::Parallel } else { LoopKind::Serial };
