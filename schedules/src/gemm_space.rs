@@ -1172,20 +1172,7 @@ mod tests {
     #[test]
     fn default_reads_the_larger_operand_once_per_thread() {
         // ResNet-50's 2048→512 1×1 conv at 7×7: 1 Mi weights (rows) against 100 Ki input columns.
-        let spec = Conv2dSpec {
-            n: 1,
-            c: 2048,
-            h: 7,
-            w: 7,
-            o: 512,
-            kh: 1,
-            kw: 1,
-            stride: [1, 1],
-            pad: [0; 4],
-            dilation: [1, 1],
-            groups: 1,
-        };
-        let task = Task::new(Op::Conv2d(spec), vec![EpilogueOp::Bias, EpilogueOp::Relu]);
+        let task = conv_task(2048, 7, 512, 1, 1, 0, 1);
         for level in LEVELS {
             for threads in [1, 2, 4] {
                 let s = GemmSpace::new(&task, &cpu(level, threads)).expect("space");
