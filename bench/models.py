@@ -5,8 +5,8 @@
                                                      [--trials-per-task 64] [--repeat 20] [--rounds 3]
                                                      [--untuned-only] [--skip-tuning]
 
-For every light model of the onnx package (by default all seven the issue names: ResNet-50,
-SqueezeNet, DenseNet-121, Inception v1 and v2, VGG-19 and AlexNet) and every thread count T it:
+For every light model of the onnx package named (by default seven: ResNet-50, SqueezeNet,
+DenseNet-121, Inception v1 and v2, VGG-19 and AlexNet) and every thread count T it:
   0. replaces the model's constant weights by seeded random ones (`tests/onnx_model_data.py
      randomize`, seed 0: the light models' weights are constant fills, whose outputs would not
      catch a wrong kernel) into bench/out/models/<model>/, with onnxruntime's outputs for a random
@@ -128,11 +128,12 @@ def randomized_model(name, light):
     return model, inputs, sorted(outputs, key=lambda p: int(p.rsplit("_", 1)[1].split(".")[0]))
 
 
-def check_outputs(args, what, run_cmd, inputs, expected_paths):
+def check_outputs(what, run_cmd, inputs, expected_paths):
     """Runs the model once on the randomized input and compares every output with onnxruntime's;
     fails the bench on a mismatch. Returns the worst |a - b| / allowed over all outputs."""
     import numpy as np
-    from onnx import numpy_helper, TensorProto
+    import onnx
+    from onnx import numpy_helper
     with tempfile.TemporaryDirectory() as tmp:
         ours = [os.path.join(tmp, f"out_{i}.pb") for i in range(len(expected_paths))]
         cmd = run_cmd + ["--repeat", "1"] + [a for p in inputs for a in ("--input", p)]
@@ -140,9 +141,7 @@ def check_outputs(args, what, run_cmd, inputs, expected_paths):
         run_with_peak(cmd + ["--json"])
         worst = 0.0
         for got_path, want_path in zip(ours, expected_paths):
-            got, want = TensorProto(), TensorProto()
-            got.ParseFromString(open(got_path, "rb").read())
-            want.ParseFromString(open(want_path, "rb").read())
+            got, want = onnx.load_tensor(got_path), onnx.load_tensor(want_path)
             a = numpy_helper.to_array(got).astype(np.float64)
             b = numpy_helper.to_array(want).astype(np.float64)
             if a.shape != b.shape:
@@ -207,7 +206,7 @@ def main():
             # No --db and no MODEL.tuning.db beside the model: every task on its default schedule.
             run = [args.bin, "run", model, "--threads", str(t)]
             sides = {"untuned": run} if db is None else {"untuned": run, "tuned": run + ["--db", db]}
-            worst = {side: check_outputs(args, f"{name} t{t} {side}", cmd, inputs, expected)
+            worst = {side: check_outputs(f"{name} t{t} {side}", cmd, inputs, expected)
                      for side, cmd in sides.items()}
             samples = {side: [] for side in [*sides, "ort"]}
             peaks = {side: [] for side in samples}

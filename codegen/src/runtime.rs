@@ -44,9 +44,9 @@ impl HostRuntime {
 
     /// Calls `body(i)` for every `i` in `0..n`, on all the runtime's threads (the caller's
     /// included); iterations are handed out in shrinking chunks (see `Shared::work`), the last
-    /// ones one at a time, so uneven ones balance. Host code
-    /// that runs between kernels (a model's plain ops) should use this rather than a pool of its
-    /// own, for the same reason the runtime has no spare thread. A call made while another one is
+    /// ones one at a time, so uneven ones balance. Host code that runs between kernels (a model's
+    /// plain ops) should use this rather than a pool of its own, for the same reason the runtime
+    /// has no spare thread. A call made while another one is
     /// running on this runtime (a nested loop, another thread) runs inline.
     pub fn parallel_for(&self, n: usize, body: &(dyn Fn(usize) + Sync)) {
         match self.pool.as_ref().filter(|_| n > 1) {

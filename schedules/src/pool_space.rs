@@ -13,6 +13,7 @@
 //! consecutive elements at a time, then across the vector's lanes.
 
 use crate::flat::{FlatKnob, FlatSketch};
+use crate::gemm::ceil_div;
 use crate::padded::{tap_offset, PhaseSplit};
 use crate::space::{ScheduleError, SpaceGenerator};
 use autotune_ir::{
@@ -277,7 +278,7 @@ impl PoolSpace {
             ((0..k).filter(|t| (lo..hi).contains(&(start + t * d))).count() as i64).max(1)
         };
         // Whole vectors of column factors: a partial vector's junk lanes read them too.
-        let ow_vectors = (ow + lanes - 1) / lanes * lanes;
+        let ow_vectors = ceil_div(ow, lanes) * lanes;
         let (ry, rx) = (
             b.buffer("rcp_rows", oh as usize, BufScope::Heap),
             b.buffer("rcp_cols", ow_vectors as usize, BufScope::Heap),
@@ -311,10 +312,9 @@ impl PoolSpace {
             Expr::Bin(if is_max { BinOp::Max } else { BinOp::Add }, Box::new(a), Box::new(v))
         };
         let window_kind = if s.unroll_window { LoopKind::Unrolled } else { LoopKind::Serial };
-        // `store(col, slot, value)`: where the result goes (the output, or a partial vector's
-        // register buffer).
-        type Store<'a> = &'a dyn Fn(Expr, Expr, Expr) -> Stmt;
-        let to_output = |col: Expr, _slot: Expr, value: Expr| {
+        // `store(value)` puts a result where it goes: the output, or a partial vector's registers.
+        type Store<'a> = &'a dyn Fn(Expr) -> Stmt;
+        let to_output = |col: Expr, value: Expr| {
             Stmt::store(y, (Expr::var(plane_var) * oh + Expr::var(oy)) * ow + col, value)
         };
         let row_body =
@@ -347,7 +347,7 @@ impl PoolSpace {
                     );
                     Expr::Bin(BinOp::Mul, Box::new(Expr::load(acc, slot.clone())), Box::new(scale))
                 };
-                [init, vec![update], wrap(vec![store(col, slot, result)])].concat()
+                [init, vec![update], wrap(vec![store(result)])].concat()
             };
         let n_vec = if s.vectorize { ow / lanes } else { 0 };
         let vectorized = |body: Vec<Stmt>| {
@@ -359,24 +359,20 @@ impl PoolSpace {
             Expr::int(0),
             Expr::int(n_vec),
             LoopKind::Serial,
-            row_body(vec_col, Expr::var(lane), &vectorized, &to_output),
+            row_body(vec_col.clone(), Expr::var(lane), &vectorized, &|v| to_output(vec_col.clone(), v)),
         );
         let rest = ow - n_vec * lanes;
         let rest_part = if s.vectorize && rest > 0 {
             // The partial vector: computed whole into registers, its `rest` valid lanes stored.
             let tail = b.buffer("tail", lanes as usize, BufScope::Register);
             let col = Expr::int(n_vec * lanes) + Expr::var(lane);
-            let to_tail = |_col: Expr, slot: Expr, value: Expr| Stmt::store(tail, slot, value);
+            let to_tail = |v| Stmt::store(tail, Expr::var(lane), v);
             let store_valid = Stmt::for_loop(
                 ox,
                 Expr::int(0),
                 Expr::int(rest),
                 LoopKind::Serial,
-                vec![to_output(
-                    Expr::int(n_vec * lanes) + Expr::var(ox),
-                    Expr::int(0),
-                    Expr::load(tail, Expr::var(ox)),
-                )],
+                vec![to_output(Expr::int(n_vec * lanes) + Expr::var(ox), Expr::load(tail, Expr::var(ox)))],
             );
             Stmt::Allocate {
                 buf: tail,
@@ -388,7 +384,7 @@ impl PoolSpace {
                 Expr::int(n_vec * lanes),
                 Expr::int(rest),
                 LoopKind::Serial,
-                row_body(Expr::var(ox), Expr::int(0), &|body| body, &to_output),
+                row_body(Expr::var(ox), Expr::int(0), &|body| body, &|v| to_output(Expr::var(ox), v)),
             )
         };
         let rows = Stmt::for_loop(
