@@ -2,7 +2,7 @@
 //! schedules. Accumulates in f64 so the reference is more accurate than any kernel it judges.
 
 use crate::ops::{BatchMatmulSpec, Conv2dSpec, EpilogueOp, Pool2dSpec, PoolKind};
-use crate::task::{Op, Task};
+use crate::task::{ChannelBlocks, Op, Task};
 use ndarray::{Array2, ArrayView2};
 
 /// `C = A · B` with an f64 accumulator, i-k-j order only so that big references finish quickly.
@@ -25,6 +25,9 @@ pub fn matmul(a: ArrayView2<f32>, b: ArrayView2<f32>) -> Array2<f32> {
 /// Runs the reference of `task` on flat row-major inputs (in [`Task::inputs`] order) and returns
 /// the flat outputs (in [`Task::outputs`] order).
 pub fn run(task: &Task, inputs: &[Vec<f32>]) -> Vec<Vec<f32>> {
+    if let (Op::Conv2d(c), false) = (&task.op, task.layout.is_plain()) {
+        return run_channel_blocked(task, c, inputs);
+    }
     let acc: Vec<f64> = match &task.op {
         Op::Matmul(s) => {
             let a = ArrayView2::from_shape((s.m, s.k), &inputs[0]).expect("A has m*k elements");
@@ -36,6 +39,41 @@ pub fn run(task: &Task, inputs: &[Vec<f32>]) -> Vec<Vec<f32>> {
         Op::Pool2d(p) => pool2d(p, &inputs[0]),
     };
     vec![apply_epilogue(task, acc, inputs)]
+}
+
+/// A conv with channel-blocked activations: the plain conv on unblocked copies, blocked back.
+fn run_channel_blocked(task: &Task, c: &Conv2dSpec, inputs: &[Vec<f32>]) -> Vec<Vec<f32>> {
+    let ChannelBlocks { input, output } = task.layout;
+    let plain = task.clone().with_layout(ChannelBlocks::PLAIN);
+    let out_plane = c.out_h() * c.out_w();
+    let mut unblocked = inputs.to_vec();
+    unblocked[0] = unblock_channels(&inputs[0], c.c, c.h * c.w, input);
+    if let Some(r) = task.inputs().iter().position(|spec| spec.name == "residual") {
+        unblocked[r] = unblock_channels(&inputs[r], c.o, out_plane, output);
+    }
+    run(&plain, &unblocked).into_iter().map(|y| block_channels(&y, c.o, out_plane, output)).collect()
+}
+
+/// An NCHW tensor (images of `c` channels of `plane` positions) in NCHW{block}c order:
+/// `[n, c / block, plane, block]`. A block of 1 is a copy.
+pub fn block_channels(x: &[f32], c: usize, plane: usize, block: usize) -> Vec<f32> {
+    let mut y = vec![0.0; x.len()];
+    for (i, &v) in x.iter().enumerate() {
+        y[blocked_index(i, c, plane, block)] = v;
+    }
+    y
+}
+
+/// The inverse of [`block_channels`].
+pub fn unblock_channels(x: &[f32], c: usize, plane: usize, block: usize) -> Vec<f32> {
+    (0..x.len()).map(|i| x[blocked_index(i, c, plane, block)]).collect()
+}
+
+/// Where NCHW element `flat` lives in NCHW{block}c order.
+fn blocked_index(flat: usize, c: usize, plane: usize, block: usize) -> usize {
+    let (image, rest) = (flat / (c * plane), flat % (c * plane));
+    let (ch, pos) = (rest / plane, rest % plane);
+    image * c * plane + ((ch / block) * plane + pos) * block + ch % block
 }
 
 /// Applies the task's epilogue in order. The extra inputs follow the operands in input order.
@@ -230,6 +268,48 @@ mod tests {
         let b = array![[1.0f32, 0.0, -1.0], [2.0, 1.0, 0.5]];
         let c = matmul(a.view(), b.view());
         assert_eq!(c, array![[5.0f32, 2.0, 0.0], [11.0, 4.0, -1.0], [17.0, 6.0, -2.0]]);
+    }
+
+    #[test]
+    fn channel_blocks_put_a_positions_channels_side_by_side() {
+        // 2 images × 4 channels × 3 positions, value = 100·image + 10·channel + position.
+        let x: Vec<f32> = (0..2)
+            .flat_map(|i| (0..4).flat_map(move |c| (0..3).map(move |p| (100 * i + 10 * c + p) as f32)))
+            .collect();
+        let y = block_channels(&x, 4, 3, 2);
+        // Image 0, channel block 0: positions 0..3, each [channel 0, channel 1].
+        assert_eq!(&y[..6], &[0.0, 10.0, 1.0, 11.0, 2.0, 12.0]);
+        // Channel block 1 of image 1 ends the buffer.
+        assert_eq!(&y[18..], &[120.0, 130.0, 121.0, 131.0, 122.0, 132.0]);
+        assert_eq!(unblock_channels(&y, 4, 3, 2), x);
+        assert_eq!(block_channels(&x, 4, 3, 1), x);
+    }
+
+    #[test]
+    fn a_channel_blocked_conv_is_the_plain_conv_blocked() {
+        let spec = Conv2dSpec {
+            n: 2,
+            c: 8,
+            h: 5,
+            w: 4,
+            o: 4,
+            kh: 3,
+            kw: 3,
+            stride: [1, 1],
+            pad: [1; 4],
+            dilation: [1, 1],
+            groups: 1,
+        };
+        let plain = Task::new(Op::Conv2d(spec), vec![EpilogueOp::Bias, EpilogueOp::Add, EpilogueOp::Relu]);
+        let blocked = plain.clone().with_layout(ChannelBlocks { input: 4, output: 2 });
+        assert_eq!(blocked.inputs()[0].shape, vec![2, 2, 5, 4, 4]);
+        assert_eq!(blocked.outputs()[0].shape, vec![2, 2, 5, 4, 2]);
+        let inputs = random_inputs(&plain, 7);
+        let mut blocked_inputs = inputs.clone();
+        blocked_inputs[0] = block_channels(&inputs[0], 8, 20, 4);
+        blocked_inputs[3] = block_channels(&inputs[3], 4, 20, 2);
+        let want = block_channels(&run(&plain, &inputs)[0], 4, 20, 2);
+        assert_eq!(run(&blocked, &blocked_inputs)[0], want);
     }
 
     fn conv_task(c: Conv2dSpec, epilogue: Vec<EpilogueOp>) -> Task {

@@ -55,6 +55,46 @@ pub struct Task {
     /// JSON when empty, so keys of unfused tasks never change.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub epilogue: Vec<EpilogueOp>,
+    /// How a conv's activations are laid out in memory. Part of the identity (it changes the
+    /// kernel); omitted from the canonical JSON when plain NCHW, so existing keys never change.
+    #[serde(default, skip_serializing_if = "ChannelBlocks::is_plain")]
+    pub layout: ChannelBlocks,
+}
+
+/// The channel blocking of a conv's input `X` and of its output `Y` (and residual, which has
+/// the output's shape and layout). A block of 1 is NCHW; a block `b > 1` is NCHW{b}c, the shape
+/// `[n, c / b, h, w, b]`: the `b` channels of one position are contiguous, so a vector of `b`
+/// lanes loads or stores them at once, and consecutive convolutions pass activations on without
+/// a transpose. Weights and bias keep their ONNX layout (they are packed once, before any run).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ChannelBlocks {
+    pub input: usize,
+    pub output: usize,
+}
+
+impl Default for ChannelBlocks {
+    fn default() -> Self {
+        ChannelBlocks::PLAIN
+    }
+}
+
+impl ChannelBlocks {
+    /// NCHW in and out.
+    pub const PLAIN: ChannelBlocks = ChannelBlocks { input: 1, output: 1 };
+
+    pub fn is_plain(&self) -> bool {
+        *self == ChannelBlocks::PLAIN
+    }
+
+    /// The shape of an NCHW tensor `[n, c, h, w]` blocked by `block` (unchanged for 1).
+    pub fn blocked_shape(shape: [usize; 4], block: usize) -> Vec<usize> {
+        let [n, c, h, w] = shape;
+        if block <= 1 {
+            vec![n, c, h, w]
+        } else {
+            vec![n, c / block, h, w, block]
+        }
+    }
 }
 
 /// The shape and dtype of one kernel argument.
@@ -87,11 +127,17 @@ impl fmt::Display for TaskKey {
 
 impl Task {
     pub fn matmul(m: usize, n: usize, k: usize) -> Task {
-        Task { op: Op::Matmul(MatmulShape { m, n, k }), dtype: DType::F32, epilogue: Vec::new() }
+        Task::new(Op::Matmul(MatmulShape { m, n, k }), Vec::new())
     }
 
     pub fn new(op: Op, epilogue: Vec<EpilogueOp>) -> Task {
-        Task { op, dtype: DType::F32, epilogue }
+        Task { op, dtype: DType::F32, epilogue, layout: ChannelBlocks::PLAIN }
+    }
+
+    /// The same task with its activations in `layout`.
+    pub fn with_layout(mut self, layout: ChannelBlocks) -> Task {
+        self.layout = layout;
+        self
     }
 
     /// Checks that the operator's numbers describe something computable and that the epilogue
@@ -108,10 +154,34 @@ impl Task {
             Op::Pool2d(_) if !self.epilogue.is_empty() => Err("pooling takes no fused epilogue".into()),
             Op::Pool2d(p) => p.validate(),
         }?;
+        self.validate_layout()?;
         let n_bias = self.epilogue.iter().filter(|e| **e == EpilogueOp::Bias).count();
         let n_add = self.epilogue.iter().filter(|e| **e == EpilogueOp::Add).count();
         if n_bias > 1 || n_add > 1 {
             return Err("an epilogue holds at most one bias and one residual add".into());
+        }
+        Ok(())
+    }
+
+    fn validate_layout(&self) -> Result<(), String> {
+        if self.layout.is_plain() {
+            return Ok(());
+        }
+        let Op::Conv2d(c) = &self.op else {
+            return Err("only a conv2d takes a channel-blocked layout".into());
+        };
+        let ChannelBlocks { input, output } = self.layout;
+        if input == 0 || output == 0 {
+            return Err("a channel block must be at least 1".into());
+        }
+        if c.groups != 1 {
+            return Err("a channel-blocked conv must have one group".into());
+        }
+        if c.c % input != 0 || c.o % output != 0 {
+            return Err(format!(
+                "channel blocks {input} (input) and {output} (output) must divide {} input and {} output channels",
+                c.c, c.o
+            ));
         }
         Ok(())
     }
@@ -196,9 +266,12 @@ impl Task {
                 if p.count_include_pad && p.kind == PoolKind::Avg { " count_pad" } else { "" }
             ),
         };
+        let blocks =
+            |side: &str, block: usize| if block > 1 { format!(" {side}{block}c") } else { String::new() };
+        let layout = format!("{}{}", blocks("in", self.layout.input), blocks("out", self.layout.output));
         let epilogue: String = self.epilogue.iter().map(|e| format!("+{}", e.name())).collect();
         let sep = if epilogue.is_empty() { "" } else { " " };
-        format!("{core}{sep}{epilogue} {}", self.dtype.as_str())
+        format!("{core}{layout}{sep}{epilogue} {}", self.dtype.as_str())
     }
 
     /// Floating-point operations of one execution (a multiply-add counts as two; pooling counts
@@ -229,7 +302,7 @@ impl Task {
         let mut inputs = match &self.op {
             Op::Matmul(s) => vec![self.spec("A", vec![s.m, s.k]), self.spec("B", vec![s.k, s.n])],
             Op::Conv2d(c) => vec![
-                self.spec("X", vec![c.n, c.c, c.h, c.w]),
+                self.spec("X", ChannelBlocks::blocked_shape([c.n, c.c, c.h, c.w], self.layout.input)),
                 self.spec("W", vec![c.o, c.c_per_group(), c.kh, c.kw]),
             ],
             Op::BatchMatmul(b) => {
@@ -268,7 +341,7 @@ impl Task {
     /// different kernel (op, flags, channels, window, dtype, epilogue); `None` otherwise. The
     /// runtime runs the nearest tuned shape's schedule for a shape nobody tuned.
     pub fn shape_distance(&self, other: &Task) -> Option<f64> {
-        if self.dtype != other.dtype || self.epilogue != other.epilogue {
+        if self.dtype != other.dtype || self.epilogue != other.epilogue || self.layout != other.layout {
             return None;
         }
         let sizes: Vec<(usize, usize)> = match (&self.op, &other.op) {
@@ -323,7 +396,9 @@ impl Task {
     pub fn outputs(&self) -> Vec<TensorSpec> {
         let shape = match &self.op {
             Op::Matmul(s) => vec![s.m, s.n],
-            Op::Conv2d(c) => vec![c.n, c.o, c.out_h(), c.out_w()],
+            Op::Conv2d(c) => {
+                ChannelBlocks::blocked_shape([c.n, c.o, c.out_h(), c.out_w()], self.layout.output)
+            }
             Op::BatchMatmul(b) => vec![b.batch, b.m, b.n],
             Op::Pool2d(p) => vec![p.n, p.c, p.out_h(), p.out_w()],
         };

@@ -7,7 +7,8 @@
 //!
 //! Format: one JSON object, no whitespace, keys in this fixed order:
 //! `op`, then the operator's fields (below), then `dtype`, then `epilogue` only when non-empty
-//! (a list of `{"kind": …}` objects with their constants). Integers are decimal; booleans are
+//! (a list of `{"kind": …}` objects with their constants), then `layout` only when not NCHW
+//! (`{"input":b,"output":b}`, the channel blocks of the input and of the output). Integers are decimal; booleans are
 //! `true`/`false`; an f32 constant is the shortest decimal that reads back to the same f32.
 //!
 //! | op | fields |
@@ -67,6 +68,9 @@ pub fn canonical_description(task: &Task) -> String {
     if !task.epilogue.is_empty() {
         let steps: Vec<String> = task.epilogue.iter().map(|&step| epilogue_step(step)).collect();
         d.raw("epilogue", &format!("[{}]", steps.join(",")));
+    }
+    if !task.layout.is_plain() {
+        d.raw("layout", &format!(r#"{{"input":{},"output":{}}}"#, task.layout.input, task.layout.output));
     }
     d.finish()
 }
@@ -245,6 +249,11 @@ mod tests {
                     vec![EpilogueOp::LeakyRelu { alpha: Scalar(0.1) }, EpilogueOp::Sigmoid],
                 ),
                 "adf2788b9825ce70eb07cfbe73dc7b77c15080242cf23a38ec9026021d40cd72",
+            ),
+            (
+                Task::new(Op::Conv2d(conv(64, 56, 256, 1, 1, 0, 1)), vec![EpilogueOp::Bias])
+                    .with_layout(crate::ChannelBlocks { input: 16, output: 16 }),
+                "6d76ceb4bc15c94f974cb9e14ac865a9c1841a14989f1e7c60692caa3c65ad8f",
             ),
         ]
     }

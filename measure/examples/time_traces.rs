@@ -5,6 +5,7 @@
 //! ```text
 //! cargo run --release -p autotune-measure --example time_traces -- TASK_JSON THREADS ROUNDS warm|cold [TRACE_JSON ...]
 //! ```
+//! `TIME_TRACES_ISA=avx2` narrows the host to an ISA level (`sse4.2`, `avx2`, `avx512`).
 //! `cold` evicts the operands a model layer finds cold before every repeat (as model tuning does).
 //! TASK_JSON is a task as the tuning log stores it (`workload.task_json`); each TRACE_JSON a
 //! trace (`trial.trace_json`), or `k=v,k=v` to change decisions of the default trace.
@@ -20,7 +21,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let task: Task = serde_json::from_str(task_json)?;
     let threads: u32 = threads.parse()?;
     let rounds: usize = rounds.parse()?;
-    let target = autotune_codegen::host_cpu_target(threads)?;
+    // `TIME_TRACES_ISA=avx2` (or sse4.2, avx512) times the host narrowed to that level.
+    let level = match std::env::var("TIME_TRACES_ISA").ok() {
+        Some(name) => Some(serde_json::from_value::<autotune_ir::IsaLevel>(serde_json::Value::String(name))?),
+        None => None,
+    };
+    let target = autotune_codegen::cpu_target_at(level, threads)?;
     let space = autotune_schedules::space_for(&task, &target)?;
     let default = space.default_trace();
     let mut candidates = vec![("default".to_string(), default.clone())];

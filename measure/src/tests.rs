@@ -4,8 +4,8 @@
 use crate::{LocalRunner, MeasureConfig, Runner, WorkerConfig, WorkerRunner};
 use autotune_codegen::{cpu_target_at, host_cpu_target, host_isa_levels};
 use autotune_ir::{
-    BatchMatmulSpec, Conv2dSpec, EpilogueOp, Expr, LoopKind, NestBuilder, Op, Pool2dSpec, PoolKind, Scalar,
-    Stmt, Task, Trace, TrialStatus,
+    BatchMatmulSpec, ChannelBlocks, Conv2dSpec, EpilogueOp, Expr, LoopKind, NestBuilder, Op, Pool2dSpec,
+    PoolKind, Scalar, Stmt, Task, Trace, TrialStatus,
 };
 use autotune_schedules::space_for;
 use proptest::prelude::*;
@@ -126,6 +126,26 @@ proptest! {
         assert_space_points_match_reference(&Task::new(Op::Conv2d(spec), epilogue), threads, seed, 4);
     }
 
+    /// Channel-blocked activations (NCHW{b}c): the input, the output (and residual) or both
+    /// blocked, at every ISA level the host runs (an output block of 16 or 32 holds whole vectors
+    /// at each; an input block is any divisor of the channels).
+    #[test]
+    fn random_channel_blocked_conv_points_match_the_reference(
+        n in 1usize..3, blocks in prop::sample::select(vec![(2usize, 1usize), (4, 16), (8, 16), (16, 1), (16, 16), (1, 16), (16, 32)]),
+        c_blocks in 1usize..4, o_wide in 16usize..40, o_blocks in 1usize..3, h in 1usize..10, w in 1usize..10,
+        kh in 1usize..4, kw in 1usize..4, sh in 1usize..3, sw in 1usize..3, dh in 1usize..3, dw in 1usize..3,
+        pad in proptest::array::uniform4(0usize..3), epilogue in epilogue_strategy(), threads in 1u32..3, seed in any::<u64>(),
+    ) {
+        let (input, output) = blocks;
+        let o = if output > 1 { o_blocks * output } else { o_wide };
+        let spec = Conv2dSpec {
+            n, c: c_blocks * input, h, w, o, kh, kw, stride: [sh, sw], pad, dilation: [dh, dw], groups: 1,
+        };
+        prop_assume!(spec.validate().is_ok());
+        let task = Task::new(Op::Conv2d(spec), epilogue).with_layout(ChannelBlocks { input, output });
+        assert_space_points_match_reference(&task, threads, seed, 4);
+    }
+
     /// Depthwise convs (one input channel per group) have their own sliding-window space: output
     /// widths below, at and past a vector (overlapping last vector), and heights below a row block.
     #[test]
@@ -234,6 +254,19 @@ fn awkward_conv_and_pool_cases_match_the_reference() {
     for (i, spec) in by_channels.into_iter().enumerate() {
         let task = Task::new(Op::Conv2d(spec), vec![EpilogueOp::Bias, EpilogueOp::Add, EpilogueOp::Relu]);
         assert_space_points_match_reference(&task, 1 + (i as u32 % 2), 200 + i as u64, 8);
+    }
+    // Channel-blocked (NCHW16c): a 1×1 conv in place, strided in place, a padded 3×3 with a
+    // residual in blocks, and ResNet's stem (3 plain input channels, 7×7 stride 2, blocked out).
+    let blocked = [
+        (Conv2dSpec { c: 32, o: 32, kh: 1, kw: 1, pad: [0; 4], ..base }, 16),
+        (Conv2dSpec { c: 32, o: 48, kh: 1, kw: 1, pad: [0; 4], stride: [2, 2], ..base }, 16),
+        (Conv2dSpec { c: 16, o: 32, ..base }, 16),
+        (Conv2dSpec { c: 3, h: 12, w: 12, o: 16, kh: 7, kw: 7, stride: [2, 2], pad: [3; 4], ..base }, 1),
+    ];
+    for (i, (spec, input)) in blocked.into_iter().enumerate() {
+        let task = Task::new(Op::Conv2d(spec), vec![EpilogueOp::Bias, EpilogueOp::Add, EpilogueOp::Relu])
+            .with_layout(ChannelBlocks { input, output: 16 });
+        assert_space_points_match_reference(&task, 1 + (i as u32 % 2), 300 + i as u64, 8);
     }
     let global = Pool2dSpec {
         kind: PoolKind::Avg,

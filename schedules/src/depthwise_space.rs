@@ -70,12 +70,16 @@ impl DepthwiseSpace {
     /// A space for depthwise convs: `c_per_group == 1` with more than one group.
     pub fn new(task: &Task, cpu: &CpuTarget) -> Result<DepthwiseSpace, ScheduleError> {
         match &task.op {
-            Op::Conv2d(spec) if Self::applies_to(spec) && task.validate().is_ok() => Ok(DepthwiseSpace {
-                task: task.clone(),
-                spec: *spec,
-                lanes: i64::from(cpu.vector_lanes.max(1)),
-                registers: i64::from(cpu.vector_registers()),
-            }),
+            Op::Conv2d(spec)
+                if Self::applies_to(spec) && task.layout.is_plain() && task.validate().is_ok() =>
+            {
+                Ok(DepthwiseSpace {
+                    task: task.clone(),
+                    spec: *spec,
+                    lanes: i64::from(cpu.vector_lanes.max(1)),
+                    registers: i64::from(cpu.vector_registers()),
+                })
+            }
             _ => Err(ScheduleError::Unsupported { task: task.description(), target: "cpu".into() }),
         }
     }

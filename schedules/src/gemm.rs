@@ -61,6 +61,11 @@ pub(crate) enum OutLayout {
     /// Column `col` is the output run at `col_base(col)`, rows contiguous in it (conv with output
     /// channels as columns: a tile's vector lanes land `m` apart).
     Columns { col_base: IndexFn },
+    /// Columns in blocks of `block` (a multiple of the vector width), each block a run of
+    /// `plane` rows of `block` contiguous elements from `image_base(batch)`: conv with output
+    /// channels as columns into a channel-blocked (NCHW{block}c) output, a tile's vectors stored
+    /// whole.
+    ChannelBlocks { image_base: IndexFn, plane: i64, block: i64 },
 }
 
 pub(crate) struct GemmProblem {
@@ -72,6 +77,10 @@ pub(crate) struct GemmProblem {
     pub k: i64,
     pub kh: i64,
     pub kw: i64,
+    /// The `kw` loop walks the channels of an input channel block (coefficient 1 in A's index):
+    /// unrolled, so A's reads are constant offsets from one address — unless the `kh` loop (the
+    /// kernel taps) is, which leaves this one a loop.
+    pub kw_unrolled: bool,
     pub lanes: i64,
     /// Kernel parameters in order: (name, length).
     pub params: Vec<(&'static str, usize)>,
@@ -235,6 +244,7 @@ impl<'a> Lowering<'a> {
         let needs_grid = match p.out {
             OutLayout::Rows { grid_w, valid_w, .. } => grid_w != valid_w,
             OutLayout::Columns { .. } => true,
+            OutLayout::ChannelBlocks { .. } => false,
         };
         let grid =
             (s.out_via_grid && needs_grid).then(|| b.buffer("C_grid", (p.m * p.n) as usize, BufScope::Heap));
@@ -473,12 +483,18 @@ impl<'a> Lowering<'a> {
     /// The tap loops (kh, kw) around `body`.
     fn tap_loops(&mut self, kh: VarId, kw: VarId, body: Vec<Stmt>) -> Stmt {
         let kind = if self.s.unroll_taps { LoopKind::Unrolled } else { LoopKind::Serial };
+        // Channels within a block: unrolled, unless the kernel taps around them are.
+        let kw_kind = match (self.p.kw_unrolled, self.s.unroll_taps) {
+            (true, true) => LoopKind::Serial,
+            (true, false) => LoopKind::Unrolled,
+            (false, _) => kind,
+        };
         Stmt::for_loop(
             kh,
             Expr::int(0),
             Expr::int(self.p.kh),
             kind,
-            vec![Stmt::for_loop(kw, Expr::int(0), Expr::int(self.p.kw), kind, body)],
+            vec![Stmt::for_loop(kw, Expr::int(0), Expr::int(self.p.kw), kw_kind, body)],
         )
     }
 
@@ -638,6 +654,12 @@ impl<'a> Lowering<'a> {
         }
         match &self.p.out {
             OutLayout::Columns { col_base } => col_base(&self.batch_vars, &[col]) + i,
+            OutLayout::ChannelBlocks { image_base, plane, block } => {
+                let b = Expr::int(*block);
+                image_base(&self.batch_vars, &[])
+                    + (col.clone().floor_div(b.clone()) * *plane + i) * *block
+                    + col % b
+            }
             OutLayout::Rows { row_base, grid_w, valid_w } => {
                 let base = row_base(&self.batch_vars, &[i]);
                 if grid_w == valid_w {
@@ -648,22 +670,27 @@ impl<'a> Lowering<'a> {
         }
     }
 
-    /// Output index for a vector run starting at tile column `col0` plus `off` (same grid row).
-    fn out_index_run(&self, i: Expr, col0: Expr, off: Expr) -> Expr {
+    /// Output index for lane `lane` of the vector that starts `vec_off` (a multiple of the vector
+    /// width) past tile column `col0` (same grid row).
+    fn out_index_run(&self, i: Expr, col0: Expr, vec_off: Expr, lane: Expr) -> Expr {
         if self.grid.is_some() {
-            return i * self.p.n + col0 + off;
+            return i * self.p.n + col0 + vec_off + lane;
         }
         match &self.p.out {
             // The lanes of a run are output channels: `m` apart, stored lane by lane.
-            OutLayout::Columns { col_base } => col_base(&self.batch_vars, &[col0 + off]) + i,
+            OutLayout::Columns { col_base } => col_base(&self.batch_vars, &[col0 + vec_off + lane]) + i,
+            // A vector never straddles two blocks: it starts at a multiple of the width, which
+            // divides the block.
+            OutLayout::ChannelBlocks { .. } => self.out_index(i, col0 + vec_off) + lane,
             OutLayout::Rows { row_base, grid_w, valid_w } => {
                 let base = row_base(&self.batch_vars, &[i]);
                 if grid_w == valid_w {
-                    return base + col0 + off;
+                    return base + col0 + vec_off + lane;
                 }
                 base + col0.clone().floor_div(Expr::int(*grid_w)) * *valid_w
                     + (col0 % Expr::int(*grid_w))
-                    + off
+                    + vec_off
+                    + lane
             }
         }
     }
@@ -838,7 +865,8 @@ impl<'a> Lowering<'a> {
         let out_run = self.out_index_run(
             Expr::var(i) + row0.clone(),
             col0.clone(),
-            Expr::var(jv) * lanes + Expr::var(j),
+            Expr::var(jv) * lanes,
+            Expr::var(j),
         );
         let col_in_row_run = self.col_in_row(col0.clone()) + Expr::var(jv) * lanes + Expr::var(j);
         let write_full = self.write_back(
@@ -1004,6 +1032,8 @@ impl<'a> Lowering<'a> {
         let (runs, rows, vw) = match self.p.out {
             OutLayout::Rows { grid_w, valid_w, .. } => (self.p.m, (self.p.n / grid_w).max(1), valid_w),
             OutLayout::Columns { .. } => (self.p.n, 1, self.p.m),
+            // Each run a block of channels: every position's `block` channels.
+            OutLayout::ChannelBlocks { block, .. } => (self.p.n / block, self.p.m, block),
         };
         let element = |this: &Self, col: Expr| -> Stmt {
             let (dst, grid_at, i, col_in_row) = match &this.p.out {
@@ -1020,6 +1050,17 @@ impl<'a> Lowering<'a> {
                     col,
                     Expr::var(r),
                 ),
+                OutLayout::ChannelBlocks { image_base, plane, block } => {
+                    let channel = Expr::var(r) * *block + col.clone();
+                    (
+                        image_base(&this.batch_vars, &[])
+                            + (Expr::var(r) * *plane + Expr::var(row)) * *block
+                            + col,
+                        Expr::var(row) * this.p.n + channel.clone(),
+                        Expr::var(row),
+                        channel,
+                    )
+                }
             };
             let src = match grid {
                 Some(g) => Expr::load(g, grid_at),

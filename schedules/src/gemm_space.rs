@@ -161,6 +161,14 @@ impl GemmSpace {
             Op::Conv2d(c) => Kind::Conv(*c),
             Op::Pool2d(_) => return Err(unsupported()),
         };
+        let lanes = cpu.vector_lanes.max(1) as usize;
+        // A channel-blocked output is stored a vector at a time: whole vectors per block, and at
+        // least one vector of channels (only the channels-as-columns layout reads blocks).
+        let blocks = task.layout;
+        if !blocks.is_plain() && (!blocks.output.is_multiple_of(lanes) && blocks.output > 1 || task.bias_len() < lanes)
+        {
+            return Err(unsupported());
+        }
         Ok(GemmSpace {
             task: task.clone(),
             kind,
@@ -177,7 +185,9 @@ impl GemmSpace {
             Kind::Conv(c) => {
                 let (og, cg, taps) = (c.o_per_group() as i64, c.c_per_group() as i64, (c.kh * c.kw) as i64);
                 if shape.channels_as_columns {
-                    ((c.out_h() * c.out_w()) as i64, og, cg, taps)
+                    // An input in channel blocks reduces over blocks, with (tap, channel) inside.
+                    let block = self.task.layout.input as i64;
+                    ((c.out_h() * c.out_w()) as i64, og, cg / block, taps * block)
                 } else {
                     let g = ConvGrid::new(&c, shape.grid_align);
                     (og, g.oh * g.wq, cg, taps)
@@ -227,14 +237,23 @@ impl GemmSpace {
                 v.dedup();
                 v
             }
-            Knob::Kc => clamp(KC, k),
+            // In channels (a blocked input's reduction counts channel blocks): the same depths.
+            Knob::Kc => {
+                let block = self.task.layout.input as i64;
+                let depths: Vec<i64> = KC.iter().map(|&kc| (kc / block).max(1)).collect();
+                let mut v = clamp(&depths, k);
+                v.dedup();
+                v
+            }
             Knob::McTiles => clamp(MC_TILES, ceil_div(m, s.mr)),
             Knob::NcTiles => clamp(NC_TILES, ceil_div(n, s.nr_vecs * self.lanes)),
             // With channels as columns A is the input image: packed per call or read in place.
             Knob::PackA => match self.kind {
                 Kind::Conv(_) if !by_channels => vec![0, 1, 2],
-                // Read in place, edge tiles could only take the scalar path: packed panels only.
-                Kind::Conv(c) if !ConvGrid::has_padding(&c) => vec![1],
+                // Read in place, edge tiles could only take the scalar path: packed panels only,
+                // unless the channels are blocked (broadcasts then read `block` contiguous
+                // channels of one position, as a packed panel would).
+                Kind::Conv(c) if !ConvGrid::has_padding(&c) && self.task.layout.input == 1 => vec![1],
                 _ => vec![0, 1],
             },
             Knob::InnerOrder => vec![0, 1],
@@ -257,7 +276,7 @@ impl GemmSpace {
             Knob::UnrollK => clamp(UNROLL_K, k),
             // Fully unrolled taps multiply the micro-kernel's code: past 5×5 compile time explodes
             // (an 11×11 conv took 31 s) for no speed gain.
-            Knob::UnrollTaps => match taps {
+            Knob::UnrollTaps => match taps / self.task.layout.input as i64 {
                 1 => vec![1],
                 2..=MAX_UNROLLED_TAPS => vec![0, 1],
                 _ => vec![0],
@@ -274,13 +293,17 @@ impl GemmSpace {
                 _ => vec![1],
             },
             Knob::OutViaGrid => match self.kind {
+                // A channel-blocked output is stored a vector at a time: nothing to transpose.
+                Kind::Conv(_) if self.task.layout.output > 1 => vec![0],
                 // Transposed through a scratch, or stored a lane at a time from the tile.
                 Kind::Conv(_) if by_channels => vec![0, 1],
                 Kind::Conv(c) if ConvGrid::new(&c, shape.grid_align).wq != c.out_w() as i64 => vec![0, 1],
                 _ => vec![0],
             },
-            // Channels as columns needs a vector's worth of output channels per group.
+            // Channels as columns needs a vector's worth of output channels per group; it is the
+            // only layout that reads and writes channel blocks.
             Knob::ConvLayout => match self.kind {
+                Kind::Conv(_) if !self.task.layout.is_plain() => vec![1],
                 Kind::Conv(c) if c.o_per_group() as i64 >= self.lanes => vec![0, 1],
                 _ => vec![0],
             },
@@ -404,6 +427,7 @@ impl GemmSpace {
         // threads, by 1.2–1.6×; as a default it was 1.03–1.29× the grid layout on them, but 0.8–0.9×
         // on the strided 1×1 projection, whose grid layout copies no taps.
         let channels_as_columns = match self.kind {
+            Kind::Conv(_) if !self.task.layout.is_plain() => true,
             Kind::Conv(c) => {
                 let lanes = self.lanes as usize;
                 c.o_per_group() >= lanes
@@ -416,12 +440,16 @@ impl GemmSpace {
         let mut shape = Shape { grid_align: 1, channels_as_columns };
         let (_, _, _, taps) = self.dims(shape);
         let conv = matches!(self.kind, Kind::Conv(_));
-        let (mr, nr_vecs) = self.default_register_tile(channels_as_columns);
+        let (mr, nr_vecs) = self.default_register_tile(channels_as_columns, self.task.layout.input > 1);
         // A 1×1 conv's reduction in blocks of 512 input channels: each block after the first
         // reads back and writes the output tile again; on ResNet-50's 1×1 convs with 512 to 2048
         // input channels 512 was 2–14 % faster than 256 (Xeon, AVX-512, 1 thread, operands cold).
+        // An input in channel blocks: 128 channels per block for a 1×1 conv, 64 otherwise
+        // (ResNet-50's 1×1 convs at 56×56: 0.55 ms against 0.59 with 64; Xeon, AVX-512, cold).
+        let in_block = self.task.layout.input as i64;
         let kc = match (channels_as_columns, conv && taps == 1) {
-            (true, _) => 64,
+            (true, _) if in_block > 1 && taps == in_block => 128 / in_block,
+            (true, _) => 64 / in_block,
             (false, true) => 512,
             (false, false) => (256 / taps).max(8),
         };
@@ -518,8 +546,12 @@ impl GemmSpace {
     /// 4 vectors of channels (24 accumulators) with channels as columns, 8 rows × 2 vectors
     /// otherwise. With 16 (AVX2, SSE), 6 rows × 2 vectors: 12 accumulators, 2 B vectors and a
     /// broadcast leave one register free, the tile of BLIS' and OpenBLAS' Haswell/Zen kernels.
-    fn default_register_tile(&self, channels_as_columns: bool) -> (i64, i64) {
+    /// An input in channel blocks takes 4 positions × 4 vectors with 32 registers: with its
+    /// channel loop unrolled, 6 positions were 1.2–1.3× slower on ResNet-50's 3×3 convs (and
+    /// equal on its 1×1 convs).
+    fn default_register_tile(&self, channels_as_columns: bool, blocked_input: bool) -> (i64, i64) {
         let tile = match (self.registers >= 32, channels_as_columns) {
+            (true, true) if blocked_input => (4, 4),
             (true, true) => (6, 4),
             (true, false) => (8, 2),
             (false, _) => (6, 2),
@@ -670,6 +702,7 @@ fn matmul_problem(task: &Task, b: &BatchMatmulSpec, lanes: i64) -> GemmProblem {
         k,
         kh: 1,
         kw: 1,
+        kw_unrolled: false,
         lanes,
         batch,
         a_rows_slack: false,
@@ -820,6 +853,7 @@ fn conv_problem(task: &Task, c: &Conv2dSpec, lanes: i64, grid_align: i64) -> Gem
         k: cg,
         kh,
         kw,
+        kw_unrolled: false,
         lanes,
         batch: vec![("n", c.n as i64), ("g", c.groups as i64)],
         a_rows_slack: false,
@@ -854,9 +888,15 @@ fn conv_problem(task: &Task, c: &Conv2dSpec, lanes: i64, grid_align: i64) -> Gem
 
 /// Conv as `C[output position, output channel]`: the input as A, one broadcast per output
 /// position (rows are exactly the `oh × ow` outputs: no junk), weights as B, read only from panels
-/// prepacked once per group; C is transposed into the NCHW output on the way out. Broadcasts need
-/// no contiguous runs, so strided taps read a plain zero-padded copy (a row copy, vectorized)
-/// rather than phase planes, and an unpadded conv reads its input in place.
+/// prepacked once per group; C is transposed into the NCHW output on the way out, or stored a
+/// vector at a time into a channel-blocked one. Broadcasts need no contiguous runs, so strided
+/// taps read a plain zero-padded copy (a row copy, vectorized) rather than phase planes, and an
+/// unpadded conv reads its input in place.
+///
+/// With the input's channels in blocks of `bi > 1` the blocked reduction runs over channel
+/// blocks, and the two tap loops over (kernel tap, channel within its block): the innermost loop
+/// then steps A's index by one, so once unrolled its broadcasts are constant offsets from one
+/// address — where walking the channels of NCHW{bi}c one by one would need a division per step.
 fn conv_problem_by_channels(task: &Task, c: &Conv2dSpec, lanes: i64) -> GemmProblem {
     let (cin, h, w) = (c.c as i64, c.h as i64, c.w as i64);
     let (oh, ow) = (c.out_h() as i64, c.out_w() as i64);
@@ -864,14 +904,23 @@ fn conv_problem_by_channels(task: &Task, c: &Conv2dSpec, lanes: i64) -> GemmProb
     let (kh, kw) = (c.kh as i64, c.kw as i64);
     let (sh, sw) = (c.stride[0] as i64, c.stride[1] as i64);
     let (dh, dw) = (c.dilation[0] as i64, c.dilation[1] as i64);
+    let (bi, bo) = (task.layout.input as i64, task.layout.output as i64);
     let params = params_of(task);
     let (bias, residual) = epilogue_params(task);
+    // Channel blocks of the input (plain channels when bi = 1): each a plane of `bi`-wide pixels.
+    let in_blocks = cin / bi;
     let scratch = ConvGrid::has_padding(c).then(|| {
         // An edge tile reads up to MR rows past the last output position: zero rows below the
         // image keep those reads inside the channel's plane (their results are never stored).
         let rows_read = (oh + ceil_div(MR[MR.len() - 1], ow) + 1) * sh + (kh - 1) * dh + 1;
         let (hp, wp) = ((h + (c.pad[0] + c.pad[2]) as i64).max(rows_read), w + (c.pad[1] + c.pad[3]) as i64);
-        let padded = PhaseSplit::padded(cin, (h, w), (c.pad[0] as i64, c.pad[1] as i64), (hp, wp), lanes);
+        let padded = PhaseSplit::padded(
+            in_blocks,
+            (h, w * bi),
+            (c.pad[0] as i64, c.pad[1] as i64 * bi),
+            (hp, wp * bi),
+            lanes,
+        );
         let fill = ScratchFill {
             len: padded.len(),
             depth: 1,
@@ -880,7 +929,7 @@ fn conv_problem_by_channels(task: &Task, c: &Conv2dSpec, lanes: i64) -> GemmProb
                 padded.fill(
                     b,
                     params[0],
-                    &|ch| (image.clone() * cin + ch) * (h * w),
+                    &|ch| (image.clone() * in_blocks + ch) * (h * w * bi),
                     xp,
                     0.0,
                     LoopKind::Parallel,
@@ -893,41 +942,74 @@ fn conv_problem_by_channels(task: &Task, c: &Conv2dSpec, lanes: i64) -> GemmProb
         Some((_, hp, wp)) => (Operand::Scratch, hp * wp, *wp),
         None => (Operand::Param(0), h * w, w),
     };
+    let in_place_slack = scratch.is_none() && bi > 1;
+    // (channel block or channel, tap row, tap column, channel within the block) → A's index.
+    let read = move |bvars: &[Expr], i: Expr, ch: Expr, th: Expr, tw: Expr, lane: Expr| {
+        // The scratch holds one image; the input in place holds them all.
+        let image_plane = match a_source {
+            Operand::Scratch => ch,
+            Operand::Param(_) => bv(bvars, 0) * in_blocks + ch,
+        };
+        // An edge tile's rows past the last position read the last one in place (their results
+        // are never stored): no read past the input, and no scalar path for edge tiles.
+        let i = if in_place_slack { i.min(Expr::int(oh * ow - 1)) } else { i };
+        let (oy, ox) = (i.clone().floor_div(Expr::int(ow)), i % Expr::int(ow));
+        (image_plane * plane + (oy * sh + th * dh) * row_len + ox * sw + tw * dw) * bi + lane
+    };
+    let blocked_in = bi > 1;
+    let (k, taps_h, taps_w) = if blocked_in { (cg / bi, kh * kw, bi) } else { (cg, kh, kw) };
+    let out = if bo > 1 {
+        OutLayout::ChannelBlocks {
+            image_base: Box::new(move |bvars, _| bv(bvars, 0) * (o * oh * ow)),
+            plane: oh * ow,
+            block: bo,
+        }
+    } else {
+        OutLayout::Columns {
+            col_base: Box::new(move |bvars, x| {
+                (bv(bvars, 0) * o + bv(bvars, 1) * og + x[0].clone()) * (oh * ow)
+            }),
+        }
+    };
     GemmProblem {
         name: format!("conv2d_{}x{}_o{}_k{}x{}_bych", c.h, c.w, c.o, c.kh, c.kw),
         m: oh * ow,
         n: og,
-        k: cg,
-        kh,
-        kw,
+        k,
+        kh: taps_h,
+        kw: taps_w,
+        kw_unrolled: blocked_in,
         lanes,
         batch: vec![("n", c.n as i64), ("g", c.groups as i64)],
-        a_rows_slack: scratch.is_some(),
+        a_rows_slack: scratch.is_some() || in_place_slack,
         a_source,
         a_index: Box::new(move |bvars, x| {
-            let ch = bv(bvars, 1) * cg + x[1].clone();
-            // The scratch holds one image; the input in place holds them all.
-            let image_plane = match a_source {
-                Operand::Scratch => ch,
-                Operand::Param(_) => bv(bvars, 0) * cin + ch,
-            };
-            let (oy, ox) = (x[0].clone().floor_div(Expr::int(ow)), x[0].clone() % Expr::int(ow));
-            image_plane * plane + (oy * sh + x[2].clone() * dh) * row_len + ox * sw + x[3].clone() * dw
+            if blocked_in {
+                // Groups are 1 (checked by the task): x[1] is the channel block itself.
+                let (tap, lane) = (x[2].clone(), x[3].clone());
+                let (th, tw) = (tap.clone().floor_div(Expr::int(kw)), tap % Expr::int(kw));
+                read(bvars, x[0].clone(), x[1].clone(), th, tw, lane)
+            } else {
+                let ch = bv(bvars, 1) * cg + x[1].clone();
+                read(bvars, x[0].clone(), ch, x[2].clone(), x[3].clone(), Expr::int(0))
+            }
         }),
         a_constant_over: None,
         b_source: Operand::Param(1),
         b_index: Box::new(move |bvars, x| {
-            (((bv(bvars, 1) * og + x[3].clone()) * cg + x[0].clone()) * kh + x[1].clone()) * kw + x[2].clone()
+            let (ch, th, tw) = if blocked_in {
+                let tap = x[1].clone();
+                (x[0].clone() * bi + x[2].clone(), tap.clone().floor_div(Expr::int(kw)), tap % Expr::int(kw))
+            } else {
+                (x[0].clone(), x[1].clone(), x[2].clone())
+            };
+            (((bv(bvars, 1) * og + x[3].clone()) * cg + ch) * kh + th) * kw + tw
         }),
         // Weights depend on the group only.
         b_constant_over: Some(vec![1]),
         scratch: scratch.map(|(fill, _, _)| fill),
         out_param: params.len() - 1,
-        out: OutLayout::Columns {
-            col_base: Box::new(move |bvars, x| {
-                (bv(bvars, 0) * o + bv(bvars, 1) * og + x[0].clone()) * (oh * ow)
-            }),
-        },
+        out,
         epilogue: task.epilogue.clone(),
         bias: bias.map(|p| (p, BiasAxis::Col(Box::new(move |bvars, x| bv(bvars, 1) * og + x[0].clone())))),
         residual,
@@ -938,7 +1020,7 @@ fn conv_problem_by_channels(task: &Task, c: &Conv2dSpec, lanes: i64) -> GemmProb
 #[cfg(test)]
 mod tests {
     use super::*;
-    use autotune_ir::{EpilogueOp, IsaLevel};
+    use autotune_ir::{ChannelBlocks, EpilogueOp, IsaLevel};
     use rand::SeedableRng;
 
     /// The levels every space test runs at: the register budget and lanes differ between them.
@@ -1167,6 +1249,49 @@ mod tests {
             d.order == ORDER_ROWS_OUTER && d.parallel_loop == 0 && ceil_div(m, d.mr * d.mc_tiles) >= 4,
             "{d:?}"
         );
+    }
+
+    #[test]
+    fn channel_blocked_convs_take_channels_as_columns_in_whole_vectors() {
+        let spec = |c: usize, k: usize, pad: usize| Conv2dSpec {
+            n: 1,
+            c,
+            h: 14,
+            w: 14,
+            o: 64,
+            kh: k,
+            kw: k,
+            stride: [1, 1],
+            pad: [pad; 4],
+            dilation: [1, 1],
+            groups: 1,
+        };
+        let blocked = |c, k, pad, input, output| {
+            Task::new(Op::Conv2d(spec(c, k, pad)), vec![EpilogueOp::Bias])
+                .with_layout(ChannelBlocks { input, output })
+        };
+        for level in LEVELS {
+            let lanes = cpu(level, 1).vector_lanes as usize;
+            for (c, k, pad, input) in [(64, 1, 0, 16), (64, 3, 1, 16), (3, 7, 3, 1), (64, 3, 1, 4)] {
+                let space = GemmSpace::new(&blocked(c, k, pad, input, 16), &cpu(level, 1)).expect("space");
+                assert_eq!(
+                    space.domain(Knob::ConvLayout, &space.default_schedule().0, space.default_schedule().1),
+                    [1]
+                );
+                let (d, shape) = space.decode(&space.default_trace()).expect("default decodes");
+                assert!(shape.channels_as_columns && !d.out_via_grid, "{level:?} {d:?}");
+                // The reduction counts channel blocks: its depth in channels is a plain conv's.
+                let (_, _, k_blocks, taps) = space.dims(shape);
+                assert_eq!((k_blocks * input as i64, taps), (c as i64, (k * k * input) as i64));
+                if level == IsaLevel::Avx512 && input > 1 {
+                    let depth = if k == 1 { 128 } else { 64 }.min(c as i64);
+                    assert_eq!((d.mr, d.nr_vecs, d.kc * input as i64), (4, 4, depth));
+                }
+            }
+            // An output block must hold whole vectors.
+            let narrow = GemmSpace::new(&blocked(64, 1, 0, 16, lanes / 2), &cpu(level, 1));
+            assert!(lanes / 2 <= 1 || narrow.is_err(), "{level:?}: a block of {} lanes", lanes / 2);
+        }
     }
 
     #[test]

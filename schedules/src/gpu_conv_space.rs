@@ -152,7 +152,11 @@ impl GpuSpace<ConvSketch> {
         let unsupported =
             || ScheduleError::Unsupported { task: task.description(), target: gpu.name.clone() };
         let conv = match &task.op {
-            Op::Conv2d(c) if task.validate().is_ok() && !DepthwiseSpace::applies_to(c) => *c,
+            Op::Conv2d(c)
+                if task.validate().is_ok() && task.layout.is_plain() && !DepthwiseSpace::applies_to(c) =>
+            {
+                *c
+            }
             _ => return Err(unsupported()),
         };
         let (m, k) = (conv.o_per_group() as i64, (conv.c_per_group() * conv.kh * conv.kw) as i64);

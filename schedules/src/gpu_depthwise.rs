@@ -368,7 +368,9 @@ impl GpuSpace<DepthwiseSketch> {
     /// A space for depthwise convs ([`DepthwiseSpace::applies_to`]).
     pub fn new(task: &Task, gpu: &CudaTarget) -> Result<GpuDepthwiseSpace, ScheduleError> {
         match &task.op {
-            Op::Conv2d(conv) if DepthwiseSpace::applies_to(conv) && task.validate().is_ok() => {
+            Op::Conv2d(conv)
+                if DepthwiseSpace::applies_to(conv) && task.layout.is_plain() && task.validate().is_ok() =>
+            {
                 GpuSpace::with_sketch(task, gpu, DepthwiseSketch { task: task.clone(), conv: *conv })
             }
             _ => Err(ScheduleError::Unsupported { task: task.description(), target: gpu.name.clone() }),

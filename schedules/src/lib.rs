@@ -34,7 +34,7 @@ use autotune_ir::{CudaTarget, Op, Target, Task};
 /// The space for `task` on `target`.
 pub fn space_for(task: &Task, target: &Target) -> Result<Box<dyn SpaceGenerator>, ScheduleError> {
     match (&task.op, target) {
-        (Op::Conv2d(c), Target::Cpu(cpu)) if DepthwiseSpace::applies_to(c) => {
+        (Op::Conv2d(c), Target::Cpu(cpu)) if DepthwiseSpace::applies_to(c) && task.layout.is_plain() => {
             Ok(Box::new(DepthwiseSpace::new(task, cpu)?))
         }
         (Op::Matmul(_) | Op::BatchMatmul(_) | Op::Conv2d(_), Target::Cpu(cpu)) => {
@@ -47,6 +47,9 @@ pub fn space_for(task: &Task, target: &Target) -> Result<Box<dyn SpaceGenerator>
 
 /// The space for `task` on a CUDA GPU, with the verifier's figures for its points.
 pub fn gpu_space_for(task: &Task, gpu: &CudaTarget) -> Result<Box<dyn GpuSpaceGenerator>, ScheduleError> {
+    if !task.layout.is_plain() {
+        return Err(ScheduleError::Unsupported { task: task.description(), target: "cuda".into() });
+    }
     match &task.op {
         Op::Matmul(_) | Op::BatchMatmul(_) => Ok(Box::new(GpuGemmSpace::new(task, gpu)?)),
         Op::Conv2d(c) if DepthwiseSpace::applies_to(c) => Ok(Box::new(GpuDepthwiseSpace::new(task, gpu)?)),
