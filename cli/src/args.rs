@@ -286,6 +286,28 @@ pub struct SearchArgs {
     pub json: bool,
 }
 
+/// `--channel-blocks`, shared by model tuning and `autotune run`, which must agree: it changes
+/// the model's conv tasks.
+#[derive(Args, Debug, Clone, Default)]
+pub struct ChannelBlocksArg {
+    /// Pass activations between convolutions in blocks of channels of the vector width
+    /// (NCHW16c with AVX-512, NCHW8c with AVX2) instead of NCHW: no transposing stores, and
+    /// 1×1 convs read their input in place. Tune and run with the same setting (a log tuned
+    /// without it has no kernels for the blocked tasks).
+    #[arg(long = "channel-blocks")]
+    pub on: bool,
+}
+
+impl ChannelBlocksArg {
+    /// The channel block for `target`: its vector lanes when on (CPU only), else 1 (NCHW).
+    pub fn block(&self, target: &autotune_ir::Target) -> usize {
+        match (self.on, target.as_cpu()) {
+            (true, Some(cpu)) => cpu.vector_lanes.max(1) as usize,
+            _ => 1,
+        }
+    }
+}
+
 /// `--cpu-features`, shared by every command that builds kernels.
 #[derive(Args, Debug, Clone, Default)]
 pub struct CpuFeaturesArg {

@@ -33,6 +33,8 @@ pub struct RunArgs {
     /// a wider one are never run; their tasks fall back to the default schedule, listed on stderr.
     #[command(flatten)]
     pub cpu_features: crate::args::CpuFeaturesArg,
+    #[command(flatten)]
+    pub channel_blocks: crate::args::ChannelBlocksArg,
     /// A model input as an ONNX TensorProto file (repeatable). A file whose tensor is named
     /// after a model input feeds that input; the others feed the remaining inputs in the
     /// model's order. Without any, inputs are seeded random values (--seed).
@@ -272,9 +274,10 @@ fn runtime_error(e: RuntimeError) -> anyhow::Error {
 }
 
 pub fn run(args: RunArgs) -> Result<ExitCode> {
-    let (graph, given) = load_with_inputs(&args)?;
+    let (mut graph, given) = load_with_inputs(&args)?;
     let (log, log_name) = open_log(&args)?;
     let target = crate::commands::device_target(&args.device, args.threads, &args.cpu_features)?;
+    graph.block_channels(args.channel_blocks.block(&target));
     let mut plan = match target.as_cuda() {
         Some(gpu) => {
             let device = autotune_codegen::cuda::CudaDevice::new(gpu)

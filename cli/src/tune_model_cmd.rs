@@ -63,6 +63,8 @@ pub struct ModelTuneArgs {
     #[arg(long = "dim", value_name = "NAME=SIZES", value_parser = parse_dim)]
     pub dims: Vec<(String, Vec<usize>)>,
     #[command(flatten)]
+    pub channel_blocks: crate::args::ChannelBlocksArg,
+    #[command(flatten)]
     pub search: SearchArgs,
 }
 
@@ -105,6 +107,7 @@ fn dim_bindings(dims: &[(String, Vec<usize>)]) -> Vec<std::collections::BTreeMap
 fn load_for_dims(
     model: &std::path::Path,
     dims: &[(String, Vec<usize>)],
+    channel_block: usize,
 ) -> Result<(autotune_graph::Graph, Vec<(autotune_ir::Task, usize)>)> {
     let bad = |e: String| anyhow!(BadInput(e));
     let mut first: Option<autotune_graph::Graph> = None;
@@ -114,7 +117,7 @@ fn load_for_dims(
         // An unsupported node does not cost the user the night: the rest is tuned, and `run`
         // (which loads strictly) names the node.
         let config = LoadConfig { skip_unsupported: true, dims: binding.clone(), ..LoadConfig::default() };
-        let graph = load(model, &config).map_err(|e| {
+        let mut graph = load(model, &config).map_err(|e| {
             let at = binding.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ");
             bad(if at.is_empty() { e.to_string() } else { format!("at {at}: {e}") })
         })?;
@@ -130,6 +133,7 @@ fn load_for_dims(
                 }
             )));
         }
+        graph.block_channels(channel_block);
         for (task, weight) in extract_tasks(&graph) {
             match index.entry(task.key()) {
                 std::collections::hash_map::Entry::Occupied(at) => tasks[*at.get()].1 += weight,
@@ -222,7 +226,7 @@ pub fn tune_model_cmd(args: ModelTuneArgs) -> Result<ExitCode> {
         )));
     };
     let target = device_target(&args.search.device, args.search.threads, &args.search.cpu_features)?;
-    let (graph, mut extracted) = load_for_dims(&model, &args.dims)?;
+    let (graph, mut extracted) = load_for_dims(&model, &args.dims, args.channel_blocks.block(&target))?;
     let n_model_tasks = extracted.len();
     if let Some(shard) = args.shard {
         let tasks: Vec<autotune_ir::Task> = extracted.iter().map(|(t, _)| t.clone()).collect();

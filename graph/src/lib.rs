@@ -33,6 +33,7 @@ mod fuse;
 mod fuse_chains;
 mod graph;
 mod import;
+mod layout;
 mod lower;
 mod plain;
 mod shape;

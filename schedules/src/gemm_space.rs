@@ -165,7 +165,8 @@ impl GemmSpace {
         // A channel-blocked output is stored a vector at a time: whole vectors per block, and at
         // least one vector of channels (only the channels-as-columns layout reads blocks).
         let blocks = task.layout;
-        if !blocks.is_plain() && (!blocks.output.is_multiple_of(lanes) && blocks.output > 1 || task.bias_len() < lanes)
+        if !blocks.is_plain()
+            && (!blocks.output.is_multiple_of(lanes) && blocks.output > 1 || task.bias_len() < lanes)
         {
             return Err(unsupported());
         }
