@@ -1,86 +1,134 @@
-//! Channel-blocked activations between convolutions, chosen for the whole graph.
+//! Channel-blocked activations, chosen for the whole graph.
 //!
-//! A conv's output is kept in channel blocks (NCHW{b}c, [`ChannelBlocks`]) when every node that
-//! reads it is a conv that can take it so: as its input, or as the residual of a conv whose own
-//! output is blocked too. Nothing else ever sees a blocked tensor — plain ops, poolings, Concat
-//! and the model's outputs read NCHW — so the graph needs no layout conversions at all: a chain
-//! of convolutions (a ResNet's bottlenecks) passes blocks from one to the next, and the chain's
-//! first conv reads NCHW and its last one writes NCHW.
+//! A tensor is kept in channel blocks (NCHW{b}c, [`ChannelBlocks`]) when every node that reads it
+//! can take it so — a conv (as its input, or as the residual of a conv whose output is blocked
+//! too), a pooling, a channel Concat of whole blocks — and its producer can write it so. Some
+//! tensors must share a layout: a residual and its conv's output, a pooling's input and output,
+//! a Concat's inputs and output; such a group is blocked only if all of it can be. Everything
+//! else — plain ops, the model's inputs and outputs — sees NCHW, so the graph holds no layout
+//! conversions: a ResNet passes blocks from its stem's output to its last bottleneck.
 
 use crate::graph::{Graph, NodeKind, TensorId};
-use autotune_ir::{ChannelBlocks, Conv2dSpec, Op, Task};
-use std::collections::BTreeSet;
+use crate::plain::PlainOp;
+use autotune_ir::{ChannelBlocks, Op, Task};
+
+/// Tensors that must share a layout, as a union-find forest over tensor ids.
+struct Groups(Vec<usize>);
+
+impl Groups {
+    fn root(&mut self, t: usize) -> usize {
+        let mut r = t;
+        while self.0[r] != r {
+            r = self.0[r];
+        }
+        let mut t = t;
+        while self.0[t] != r {
+            (self.0[t], t) = (r, self.0[t]);
+        }
+        r
+    }
+    fn join(&mut self, a: TensorId, b: TensorId) {
+        let (ra, rb) = (self.root(a.0), self.root(b.0));
+        self.0[ra] = rb;
+    }
+}
+
+/// Whether a kernel node may read and write channel blocks.
+fn blockable(task: &Task) -> bool {
+    task.layout.is_plain()
+        && match &task.op {
+            Op::Conv2d(c) => c.groups == 1,
+            Op::Pool2d(_) => true,
+            _ => false,
+        }
+}
 
 impl Graph {
-    /// Keeps conv outputs in channel blocks of `block` where every reader can take them (see
-    /// the module doc) and sets each conv task's [`ChannelBlocks`]; returns how many tensors are
-    /// blocked. `block` should be the target's vector width (the CPU spaces store an output
-    /// block a vector at a time); 1 changes nothing.
+    /// Keeps tensors in channel blocks of `block` wherever the module doc allows and sets each
+    /// conv's and pooling's [`ChannelBlocks`]; returns how many tensors are blocked. `block`
+    /// should be the target's vector width (the CPU spaces load and store a block a vector at
+    /// a time); 1 changes nothing.
     pub fn block_channels(&mut self, block: usize) -> usize {
         if block <= 1 {
             return 0;
         }
-        let conv_of = |task: &Task| match &task.op {
-            Op::Conv2d(c) if c.groups == 1 && task.layout.is_plain() => Some(*c),
-            _ => None,
+        let channels = |t: TensorId| {
+            let shape = &self.tensors[t.0].shape;
+            (shape.len() == 4).then(|| shape[1])
         };
+        let whole_blocks = |t: TensorId| channels(t).is_some_and(|c| c.is_multiple_of(block));
         let residual_slot = |task: &Task| task.inputs().iter().position(|spec| spec.name == "residual");
-        let consumers = self.consumers();
-        let outputs: BTreeSet<TensorId> = self.outputs.iter().map(|o| o.tensor).collect();
-        // Every reader a conv that takes a blocked input (whole blocks of input channels, and a
-        // vector's worth of output channels) or a blocked residual.
-        let readable = |t: TensorId| {
-            !consumers[t.0].is_empty()
-                && consumers[t.0].iter().all(|&reader| {
-                    let node = &self.nodes[reader];
-                    let Some(task) = node.task() else { return false };
-                    let Some(c) = conv_of(task) else { return false };
-                    let slots: Vec<usize> = node
-                        .inputs
-                        .iter()
-                        .enumerate()
-                        .filter(|(_, &i)| i == t)
-                        .map(|(slot, _)| slot)
-                        .collect();
-                    slots.iter().all(|&slot| {
-                        (slot == 0 && c.c.is_multiple_of(block) && c.o >= block) || Some(slot) == residual_slot(task)
-                    })
-                })
-        };
-        let mut blocked: BTreeSet<TensorId> = self
-            .nodes
-            .iter()
-            .filter_map(|node| {
-                let c: Conv2dSpec = conv_of(node.task()?)?;
-                let out = node.outputs[0];
-                (c.o.is_multiple_of(block) && !outputs.contains(&out) && readable(out)).then_some(out)
-            })
-            .collect();
-        // A residual is in its reader's output layout: where only one of the two is blocked,
-        // neither is, until nothing changes.
-        loop {
-            let before = blocked.len();
-            for node in &self.nodes {
-                let Some(slot) = node.task().and_then(residual_slot) else { continue };
-                let (residual, out) = (node.inputs[slot], node.outputs[0]);
-                if blocked.contains(&residual) != blocked.contains(&out) {
-                    blocked.remove(&residual);
-                    blocked.remove(&out);
-                }
+        let mut groups = Groups((0..self.tensors.len()).collect());
+        // Per tensor: whether its producer may write it blocked and every reader take it so.
+        let mut allowed = vec![true; self.tensors.len()];
+        let mut produced = vec![false; self.tensors.len()];
+        for node in &self.nodes {
+            for (slot, &t) in node.inputs.iter().enumerate() {
+                let takes = match &node.kind {
+                    NodeKind::Kernel(task) if blockable(task) => match &task.op {
+                        Op::Conv2d(c) if slot == 0 => c.c.is_multiple_of(block) && c.o >= block,
+                        Op::Conv2d(_) => Some(slot) == residual_slot(task),
+                        Op::Pool2d(p) => p.c.is_multiple_of(block),
+                        _ => false,
+                    },
+                    NodeKind::Plain(PlainOp::Concat { axis: 1 }) => {
+                        node.inputs.iter().all(|&i| whole_blocks(i))
+                    }
+                    _ => false,
+                };
+                allowed[t.0] &= takes;
             }
-            if blocked.len() == before {
-                break;
+            let out = node.outputs[0];
+            match &node.kind {
+                NodeKind::Kernel(task) if blockable(task) => {
+                    produced[out.0] = match &task.op {
+                        Op::Conv2d(c) => c.o.is_multiple_of(block),
+                        _ => true,
+                    };
+                    // A pooling writes its input's layout — except where its output is one position
+                    // per channel (a global pool), whose blocked and NCHW layouts are the same
+                    // bytes: its readers then see NCHW, and ResNet's chain of residuals (which
+                    // ends in a global average pool) stays blocked.
+                    if let Op::Pool2d(p) = task.op {
+                        if p.out_h() * p.out_w() > 1 {
+                            groups.join(node.inputs[0], out);
+                        }
+                    }
+                    if let Some(slot) = residual_slot(task) {
+                        groups.join(node.inputs[slot], out);
+                    }
+                }
+                NodeKind::Plain(PlainOp::Concat { axis: 1 }) if whole_blocks(out) => {
+                    produced[out.0] = true;
+                    for &i in &node.inputs {
+                        groups.join(i, out);
+                    }
+                }
+                _ => {}
             }
         }
+        for output in &self.outputs {
+            allowed[output.tensor.0] = false;
+        }
+        // A group is blocked when every member is.
+        let mut group_ok = vec![true; self.tensors.len()];
+        for t in 0..self.tensors.len() {
+            let root = groups.root(t);
+            group_ok[root] &= allowed[t] && produced[t];
+        }
+        let blocked: Vec<bool> = (0..self.tensors.len()).map(|t| group_ok[groups.root(t)]).collect();
         for node in &mut self.nodes {
             let (input, output) = (node.inputs[0], node.outputs[0]);
             if let NodeKind::Kernel(task) = &mut node.kind {
-                if conv_of(task).is_some() {
-                    let side = |t: &TensorId| if blocked.contains(t) { block } else { 1 };
-                    task.layout = ChannelBlocks { input: side(&input), output: side(&output) };
+                if blockable(task) {
+                    let side = |t: TensorId| if blocked[t.0] { block } else { 1 };
+                    task.layout = match task.op {
+                        Op::Pool2d(_) => ChannelBlocks { input: side(input), output: side(input) },
+                        _ => ChannelBlocks { input: side(input), output: side(output) },
+                    };
                 }
             }
         }
-        blocked.len()
+        blocked.iter().filter(|&&b| b).count()
     }
 }

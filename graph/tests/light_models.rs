@@ -3,7 +3,7 @@
 //! package (and so its test data) is missing.
 
 use autotune_graph::{extract_tasks, load, Graph, GraphSummary, LoadConfig, NodeKind, PlainOp};
-use autotune_ir::{EpilogueOp, Op};
+use autotune_ir::{ChannelBlocks, EpilogueOp, Op};
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -105,6 +105,19 @@ fn resnet50() {
     let Op::BatchMatmul(d) = dense[0].0.op else { unreachable!() };
     assert_eq!((d.m, d.n, d.k, d.b_constant), (1, 1000, 2048, true));
     assert!(g.nodes.len() < 70, "{} nodes", g.nodes.len());
+
+    // Channel blocks: from the stem's output to the last bottleneck everything is blocked — the
+    // max pool, every conv's input and output, the residual chain — and the global pool (one
+    // position per channel) hands NCHW-identical bytes to the classifier.
+    let mut blocked = g.clone();
+    assert!(blocked.block_channels(16) >= 53);
+    check_graph(&blocked);
+    let layouts: Vec<(Op, ChannelBlocks)> =
+        blocked.kernels().map(|(_, _, t)| (t.op.clone(), t.layout)).collect();
+    assert_eq!(layouts[0].1, ChannelBlocks { input: 1, output: 16 }, "the stem reads the NCHW image");
+    let inner = ChannelBlocks { input: 16, output: 16 };
+    assert!(layouts[1..layouts.len() - 1].iter().all(|(_, l)| *l == inner), "{layouts:?}");
+    assert!(matches!(layouts.last(), Some((Op::BatchMatmul(_), l)) if l.is_plain()));
 }
 
 #[test]
@@ -161,6 +174,12 @@ fn inception_v1() {
         counts(&[("avg_pool", 1), ("batch_matmul", 1), ("conv2d", 57), ("max_pool", 13)])
     );
     assert_eq!(count_plain(&g, |op| matches!(op, PlainOp::Concat { .. })), 9);
+    // Inception modules: convs, pools and channel Concats of whole blocks pass blocks on.
+    let mut blocked = g.clone();
+    let n = blocked.block_channels(16);
+    check_graph(&blocked);
+    let blocked_kernels = blocked.kernels().filter(|(_, _, t)| !t.layout.is_plain()).count();
+    assert!(n > 60 && blocked_kernels > 60, "{n} tensors, {blocked_kernels} kernels blocked");
 }
 
 #[test]

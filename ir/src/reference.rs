@@ -25,8 +25,8 @@ pub fn matmul(a: ArrayView2<f32>, b: ArrayView2<f32>) -> Array2<f32> {
 /// Runs the reference of `task` on flat row-major inputs (in [`Task::inputs`] order) and returns
 /// the flat outputs (in [`Task::outputs`] order).
 pub fn run(task: &Task, inputs: &[Vec<f32>]) -> Vec<Vec<f32>> {
-    if let (Op::Conv2d(c), false) = (&task.op, task.layout.is_plain()) {
-        return run_channel_blocked(task, c, inputs);
+    if !task.layout.is_plain() {
+        return run_channel_blocked(task, inputs);
     }
     let acc: Vec<f64> = match &task.op {
         Op::Matmul(s) => {
@@ -41,17 +41,23 @@ pub fn run(task: &Task, inputs: &[Vec<f32>]) -> Vec<Vec<f32>> {
     vec![apply_epilogue(task, acc, inputs)]
 }
 
-/// A conv with channel-blocked activations: the plain conv on unblocked copies, blocked back.
-fn run_channel_blocked(task: &Task, c: &Conv2dSpec, inputs: &[Vec<f32>]) -> Vec<Vec<f32>> {
+/// A conv or pooling with channel-blocked activations: the plain one on unblocked copies,
+/// blocked back.
+fn run_channel_blocked(task: &Task, inputs: &[Vec<f32>]) -> Vec<Vec<f32>> {
     let ChannelBlocks { input, output } = task.layout;
+    // (input channels, input plane, output channels, output plane)
+    let (c_in, in_plane, c_out, out_plane) = match &task.op {
+        Op::Conv2d(c) => (c.c, c.h * c.w, c.o, c.out_h() * c.out_w()),
+        Op::Pool2d(p) => (p.c, p.h * p.w, p.c, p.out_h() * p.out_w()),
+        _ => unreachable!("Task::validate allows blocks on convs and poolings only"),
+    };
     let plain = task.clone().with_layout(ChannelBlocks::PLAIN);
-    let out_plane = c.out_h() * c.out_w();
     let mut unblocked = inputs.to_vec();
-    unblocked[0] = unblock_channels(&inputs[0], c.c, c.h * c.w, input);
+    unblocked[0] = unblock_channels(&inputs[0], c_in, in_plane, input);
     if let Some(r) = task.inputs().iter().position(|spec| spec.name == "residual") {
-        unblocked[r] = unblock_channels(&inputs[r], c.o, out_plane, output);
+        unblocked[r] = unblock_channels(&inputs[r], c_out, out_plane, output);
     }
-    run(&plain, &unblocked).into_iter().map(|y| block_channels(&y, c.o, out_plane, output)).collect()
+    run(&plain, &unblocked).into_iter().map(|y| block_channels(&y, c_out, out_plane, output)).collect()
 }
 
 /// An NCHW tensor (images of `c` channels of `plane` positions) in NCHW{block}c order:

@@ -55,14 +55,14 @@ pub struct Task {
     /// JSON when empty, so keys of unfused tasks never change.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub epilogue: Vec<EpilogueOp>,
-    /// How a conv's activations are laid out in memory. Part of the identity (it changes the
+    /// How a conv's or pooling's activations are laid out in memory. Part of the identity (it changes the
     /// kernel); omitted from the canonical JSON when plain NCHW, so existing keys never change.
     #[serde(default, skip_serializing_if = "ChannelBlocks::is_plain")]
     pub layout: ChannelBlocks,
 }
 
-/// The channel blocking of a conv's input `X` and of its output `Y` (and residual, which has
-/// the output's shape and layout). A block of 1 is NCHW; a block `b > 1` is NCHW{b}c, the shape
+/// The channel blocking of a conv's or pooling's input `X` and of its output `Y` (and residual,
+/// which has the output's shape and layout; a pooling's two are the same). A block of 1 is NCHW; a block `b > 1` is NCHW{b}c, the shape
 /// `[n, c / b, h, w, b]`: the `b` channels of one position are contiguous, so a vector of `b`
 /// lanes loads or stores them at once, and consecutive convolutions pass activations on without
 /// a transpose. Weights and bias keep their ONNX layout (they are packed once, before any run).
@@ -167,23 +167,24 @@ impl Task {
         if self.layout.is_plain() {
             return Ok(());
         }
-        let Op::Conv2d(c) = &self.op else {
-            return Err("only a conv2d takes a channel-blocked layout".into());
-        };
         let ChannelBlocks { input, output } = self.layout;
         if input == 0 || output == 0 {
             return Err("a channel block must be at least 1".into());
         }
-        if c.groups != 1 {
-            return Err("a channel-blocked conv must have one group".into());
-        }
-        if c.c % input != 0 || c.o % output != 0 {
-            return Err(format!(
+        match &self.op {
+            Op::Conv2d(c) if c.groups != 1 => Err("a channel-blocked conv must have one group".into()),
+            Op::Conv2d(c) if c.c % input != 0 || c.o % output != 0 => Err(format!(
                 "channel blocks {input} (input) and {output} (output) must divide {} input and {} output channels",
                 c.c, c.o
-            ));
+            )),
+            Op::Conv2d(_) => Ok(()),
+            Op::Pool2d(_) if input != output => Err("a pooling's input and output share one layout".into()),
+            Op::Pool2d(p) if p.c % input != 0 => {
+                Err(format!("channel block {input} must divide the pooling's {} channels", p.c))
+            }
+            Op::Pool2d(_) => Ok(()),
+            _ => Err("only a conv2d or a pooling takes a channel-blocked layout".into()),
         }
-        Ok(())
     }
 
     /// The task as serde JSON, for storing it (the log's `workload.task_json`) and reading it
@@ -312,7 +313,9 @@ impl Task {
                 let b_shape = if b.trans_b { vec![b_batch, b.n, b.k] } else { vec![b_batch, b.k, b.n] };
                 vec![self.spec("A", a_shape), self.spec("B", b_shape)]
             }
-            Op::Pool2d(p) => vec![self.spec("X", vec![p.n, p.c, p.h, p.w])],
+            Op::Pool2d(p) => {
+                vec![self.spec("X", ChannelBlocks::blocked_shape([p.n, p.c, p.h, p.w], self.layout.input))]
+            }
         };
         let out_shape = self.outputs()[0].shape.clone();
         for step in &self.epilogue {
@@ -400,7 +403,9 @@ impl Task {
                 ChannelBlocks::blocked_shape([c.n, c.o, c.out_h(), c.out_w()], self.layout.output)
             }
             Op::BatchMatmul(b) => vec![b.batch, b.m, b.n],
-            Op::Pool2d(p) => vec![p.n, p.c, p.out_h(), p.out_w()],
+            Op::Pool2d(p) => {
+                ChannelBlocks::blocked_shape([p.n, p.c, p.out_h(), p.out_w()], self.layout.output)
+            }
         };
         let name = if matches!(self.op, Op::Matmul(_)) { "C" } else { "Y" };
         vec![self.spec(name, shape)]

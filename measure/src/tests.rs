@@ -146,6 +146,30 @@ proptest! {
         assert_space_points_match_reference(&task, threads, seed, 4);
     }
 
+    /// Channel-blocked pooling (NCHW16c / NCHW32c, whole vectors of channels at every ISA level):
+    /// max and average, every padding, stride, dilation, ceil mode and count_include_pad, and
+    /// global windows.
+    #[test]
+    fn random_channel_blocked_pool_points_match_the_reference(
+        max in any::<bool>(), n in 1usize..3, c_blocks in 1usize..3, block in prop::sample::select(vec![16usize, 32]),
+        h in 1usize..12, w in 1usize..12, kh in 1usize..4, kw in 1usize..4, sh in 1usize..4, sw in 1usize..4,
+        dh in 1usize..3, dw in 1usize..3, pad in proptest::array::uniform4(0usize..3), ceil_mode in any::<bool>(),
+        count_include_pad in any::<bool>(), global in any::<bool>(), threads in 1u32..3, seed in any::<u64>(),
+    ) {
+        let spec = Pool2dSpec {
+            kind: if max { PoolKind::Max } else { PoolKind::Avg }, n, c: c_blocks * block, h, w, kh, kw,
+            stride: [sh, sw], pad, dilation: [dh, dw], ceil_mode, count_include_pad,
+        };
+        let spec = if global {
+            Pool2dSpec { kh: h, kw: w, stride: [1, 1], pad: [0; 4], dilation: [1, 1], ceil_mode: false, ..spec }
+        } else {
+            spec
+        };
+        prop_assume!(spec.validate().is_ok());
+        let task = Task::new(Op::Pool2d(spec), vec![]).with_layout(ChannelBlocks { input: block, output: block });
+        assert_space_points_match_reference(&task, threads, seed, 3);
+    }
+
     /// Depthwise convs (one input channel per group) have their own sliding-window space: output
     /// widths below, at and past a vector (overlapping last vector), and heights below a row block.
     #[test]

@@ -1,6 +1,7 @@
-//! Channel-blocked activations chosen for the graph (`Graph::block_channels`): a conv chain
-//! passes NCHW{b}c from one conv to the next (a residual too), while plain ops, poolings and the
-//! model's outputs see NCHW; the blocked plan computes what the NCHW plan computes.
+//! Channel-blocked activations chosen for the graph (`Graph::block_channels`): convs, poolings
+//! and a channel Concat pass NCHW{b}c on (a residual too), while plain ops and the model's
+//! outputs see NCHW; the blocked plan computes what the NCHW plan computes, with its Concat
+//! written in place or copied.
 
 use autotune_codegen::host_cpu_target;
 use autotune_graph::{load_bytes, proto, Graph, LoadConfig};
@@ -13,6 +14,15 @@ fn ints(name: &str, v: &[i64]) -> proto::AttributeProto {
         name: Some(name.into()),
         r#type: Some(proto::attribute_proto::AttributeType::Ints as i32),
         ints: v.to_vec(),
+        ..Default::default()
+    }
+}
+
+fn axis_1() -> proto::AttributeProto {
+    proto::AttributeProto {
+        name: Some("axis".into()),
+        r#type: Some(proto::attribute_proto::AttributeType::Int as i32),
+        i: Some(1),
         ..Default::default()
     }
 }
@@ -39,8 +49,9 @@ fn weights(name: &str, dims: &[i64], seed: i64) -> proto::TensorProto {
     }
 }
 
-/// x [1,16,10,10] → a = relu(conv 3×3, 32 ch) → r = relu(conv 1×1 of a, 32 ch + a) → y = conv
-/// 1×1 of r (16 ch, a model output); q = conv 1×1 of x (16 ch) → relu → p → max pool → m.
+/// x [1,16,10,10] → a = relu(conv 3×3, 32 ch) → r = relu(conv 1×1 of a + a) → mp = max pool 3×3
+/// of r → z = conv 1×1 of mp (16 ch) → cat = Concat(z, mp) → g = global average pool (an output);
+/// y = conv 1×1 of r (16 ch, an output); q = conv 1×1 of x → relu → p → max pool → m (an output).
 fn model() -> Vec<u8> {
     let nodes = vec![
         node(
@@ -53,6 +64,15 @@ fn model() -> Vec<u8> {
         node("Conv", &["a", "wr"], "r0", vec![ints("kernel_shape", &[1, 1])]),
         node("Add", &["r0", "a"], "r1", vec![]),
         node("Relu", &["r1"], "r", vec![]),
+        node(
+            "MaxPool",
+            &["r"],
+            "mp",
+            vec![ints("kernel_shape", &[3, 3]), ints("strides", &[1, 1]), ints("pads", &[1, 1, 1, 1])],
+        ),
+        node("Conv", &["mp", "wz"], "z", vec![ints("kernel_shape", &[1, 1])]),
+        node("Concat", &["z", "mp"], "cat", vec![axis_1()]),
+        node("GlobalAveragePool", &["cat"], "g", vec![]),
         node("Conv", &["r", "wy", "by"], "y", vec![ints("kernel_shape", &[1, 1])]),
         node("Conv", &["x", "wq"], "q", vec![ints("kernel_shape", &[1, 1])]),
         node("Relu", &["q"], "p", vec![]),
@@ -68,6 +88,7 @@ fn model() -> Vec<u8> {
                 weights("wa", &[32, 16, 3, 3], 1),
                 weights("ba", &[32], 2),
                 weights("wr", &[32, 32, 1, 1], 3),
+                weights("wz", &[16, 32, 1, 1], 7),
                 weights("wy", &[16, 32, 1, 1], 4),
                 weights("by", &[16], 5),
                 weights("wq", &[16, 16, 1, 1], 6),
@@ -76,6 +97,7 @@ fn model() -> Vec<u8> {
             output: vec![
                 proto::ValueInfoProto::float("y", Some(&[1, 16, 10, 10])),
                 proto::ValueInfoProto::float("m", Some(&[1, 16, 5, 5])),
+                proto::ValueInfoProto::float("g", Some(&[1, 48, 1, 1])),
             ],
             ..Default::default()
         }),
@@ -94,17 +116,27 @@ fn a_conv_chain_passes_channel_blocks_and_computes_what_nchw_computes() {
     let target = host_cpu_target(1).expect("host");
     let block = target.as_cpu().expect("cpu").vector_lanes as usize;
     let mut blocked = plain.clone();
-    assert_eq!(blocked.block_channels(block), 2, "a and r: only convs read them");
-    let nchw = ChannelBlocks::PLAIN;
+    assert_eq!(
+        blocked.block_channels(block),
+        5,
+        "a, r, mp, z and cat: only convs, pools and a Concat read them"
+    );
+    let (nchw, b) = (ChannelBlocks::PLAIN, |input, output| ChannelBlocks { input, output });
     let expected = [
-        ChannelBlocks { input: 1, output: block },
-        ChannelBlocks { input: block, output: block },
-        ChannelBlocks { input: block, output: 1 },
-        nchw,
-        nchw,
+        ("conv_a0", b(1, block)),
+        ("conv_r0", b(block, block)),
+        ("maxpool_mp", b(block, block)),
+        ("conv_z", b(block, block)),
+        // One position per channel: the same bytes blocked or not, read as NCHW.
+        ("globalaveragepool_g", b(block, block)),
+        ("conv_y", b(block, 1)),
+        ("conv_q", nchw),
+        ("maxpool_m", nchw),
     ];
     let got = layouts(&blocked);
-    assert_eq!(got.iter().map(|(_, l)| *l).collect::<Vec<_>>(), expected, "{got:?}");
+    for (name, layout) in expected {
+        assert_eq!(got.iter().find(|(n, _)| n == name).map(|(_, l)| *l), Some(layout), "{name}: {got:?}");
+    }
     assert!(layouts(&plain).iter().all(|(_, l)| l.is_plain()));
     let mut again = blocked.clone();
     assert_eq!(again.block_channels(block), 0, "blocking twice changes nothing more");
@@ -112,11 +144,19 @@ fn a_conv_chain_passes_channel_blocks_and_computes_what_nchw_computes() {
 
     let x: Vec<f32> = (0..1600).map(|i| ((i * 29 % 97) as f32 - 48.0) / 48.0).collect();
     let mut want = Plan::new(&plain, None, &target, PlanConfig::default()).expect("plan");
-    let mut have = Plan::new(&blocked, None, &target, PlanConfig::default()).expect("blocked plan");
-    let (want, have) = (want.run(&[("x", &x)]).expect("runs"), have.run(&[("x", &x)]).expect("runs"));
-    for ((name, got), (_, want)) in have.iter().zip(&want) {
-        for (i, (a, b)) in got.iter().zip(want).enumerate() {
-            assert!((a - b).abs() <= 1e-5 + 1e-4 * b.abs(), "{name}[{i}]: {a} vs {b}");
+    let want = want.run(&[("x", &x)]).expect("runs");
+    for concat_in_place in [true, false] {
+        let config = PlanConfig { concat_in_place, ..PlanConfig::default() };
+        let mut have = Plan::new(&blocked, None, &target, config).expect("blocked plan");
+        let have = have.run(&[("x", &x)]).expect("runs");
+        assert_eq!(have.len(), 3);
+        for ((name, got), (_, want)) in have.iter().zip(&want) {
+            for (i, (a, b)) in got.iter().zip(want).enumerate() {
+                assert!(
+                    (a - b).abs() <= 1e-5 + 1e-4 * b.abs(),
+                    "{name}[{i}] (in place: {concat_in_place}): {a} vs {b}"
+                );
+            }
         }
     }
 }

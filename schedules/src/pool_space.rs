@@ -17,8 +17,8 @@ use crate::gemm::ceil_div;
 use crate::padded::{tap_offset, PhaseSplit};
 use crate::space::{ScheduleError, SpaceGenerator};
 use autotune_ir::{
-    BinOp, BufScope, CpuTarget, Expr, LoopKind, NestBuilder, Op, Pool2dSpec, PoolKind, Program, Stmt, Task,
-    Trace,
+    BinOp, BufScope, CmpOp, CpuTarget, Expr, LoopKind, NestBuilder, Op, Pool2dSpec, PoolKind, Program, Stmt,
+    Task, Trace,
 };
 use rand::RngCore;
 
@@ -70,12 +70,19 @@ struct PoolSchedule {
 impl PoolSpace {
     pub fn new(task: &Task, cpu: &CpuTarget) -> Result<PoolSpace, ScheduleError> {
         match &task.op {
-            Op::Pool2d(spec) if task.validate().is_ok() => Ok(PoolSpace {
-                task: task.clone(),
-                spec: *spec,
-                lanes: i64::from(cpu.vector_lanes.max(1)),
-                threads: cpu.threads.max(1),
-            }),
+            // A channel block is reduced whole vectors at a time.
+            Op::Pool2d(spec)
+                if task.validate().is_ok()
+                    && (task.layout.is_plain()
+                        || task.layout.input.is_multiple_of(cpu.vector_lanes.max(1) as usize)) =>
+            {
+                Ok(PoolSpace {
+                    task: task.clone(),
+                    spec: *spec,
+                    lanes: i64::from(cpu.vector_lanes.max(1)),
+                    threads: cpu.threads.max(1),
+                })
+            }
             _ => Err(ScheduleError::Unsupported { task: task.description(), target: "cpu".into() }),
         }
     }
@@ -84,6 +91,7 @@ impl PoolSpace {
         match knob {
             // A window row is vectorized whole vectors and a partial one (any row of two or more
             // outputs); a global plane only in whole vectors.
+            Knob::Vectorize if !self.task.layout.is_plain() => vec![1],
             Knob::Vectorize => {
                 let vectorizable = match self.is_global() {
                     true => (self.spec.h * self.spec.w) as i64 >= self.lanes,
@@ -97,7 +105,7 @@ impl PoolSpace {
             }
             Knob::UnrollWindow => {
                 // A global window is reduced a vector at a time: what unrolls is its vectors.
-                let taps = if self.is_global() {
+                let taps = if self.is_global() && self.task.layout.is_plain() {
                     self.spec.kh * self.spec.kw / self.lanes.max(1) as usize
                 } else {
                     self.spec.kh * self.spec.kw
@@ -116,6 +124,151 @@ impl PoolSpace {
                 }
             }
         }
+    }
+
+    /// The taps of output `o`'s (dilated) window along `axis` (0: rows, 1: columns) that fall
+    /// inside the input, or also the declared padding (`count_include_pad`): an average's
+    /// divisor is the product of the two.
+    fn window_taps(&self, o: i64, axis: usize) -> i64 {
+        let p = &self.spec;
+        let (s, pad_begin, pad_end, k, d, size) = match axis {
+            0 => (p.stride[0], p.pad[0], p.pad[2], p.kh, p.dilation[0], p.h),
+            _ => (p.stride[1], p.pad[1], p.pad[3], p.kw, p.dilation[1], p.w),
+        };
+        let (s, pad_begin, pad_end, k, d, size) =
+            (s as i64, pad_begin as i64, pad_end as i64, k as i64, d as i64, size as i64);
+        let start = o * s - pad_begin;
+        let (lo, hi) = if p.count_include_pad { (-pad_begin, size + pad_end) } else { (0, size) };
+        ((0..k).filter(|t| (lo..hi).contains(&(start + t * d))).count() as i64).max(1)
+    }
+
+    /// Channel-blocked pooling (NCHW{b}c): every output position is `b` channels side by side,
+    /// so the window is reduced a whole vector of channels per tap, whatever the plane's width
+    /// (a 7×7 or 14×14 plane is as vectorized as a 112×112 one); taps outside the input are
+    /// skipped, and an average divides by the window's precomputed count.
+    fn lower_blocked(&self, s: PoolSchedule) -> Program {
+        let p = &self.spec;
+        let block = self.task.layout.input as i64;
+        let (h, w, oh, ow) = (p.h as i64, p.w as i64, p.out_h() as i64, p.out_w() as i64);
+        let (kh, kw) = (p.kh as i64, p.kw as i64);
+        let (sh, sw) = (p.stride[0] as i64, p.stride[1] as i64);
+        let (dh, dw) = (p.dilation[0] as i64, p.dilation[1] as i64);
+        let (pt, pl) = (p.pad[0] as i64, p.pad[1] as i64);
+        let is_max = p.kind == PoolKind::Max;
+        let lanes = self.lanes;
+        let mut b = NestBuilder::new();
+        let x = b.param("X", self.task.inputs()[0].len());
+        let y = b.param("Y", self.task.outputs()[0].len());
+        let (plane, oy, ox, v, lane, ky, kx) =
+            (b.var("plane"), b.var("oy"), b.var("ox"), b.var("v"), b.var("lane"), b.var("ky"), b.var("kx"));
+        let (ry, rx) = (
+            b.buffer("rcp_rows", oh as usize, BufScope::Heap),
+            b.buffer("rcp_cols", ow as usize, BufScope::Heap),
+        );
+        let mut tables = Vec::new();
+        if !is_max {
+            for o in 0..oh {
+                tables.push(Stmt::store(ry, Expr::int(o), Expr::Float(1.0 / self.window_taps(o, 0) as f32)));
+            }
+            for o in 0..ow {
+                tables.push(Stmt::store(rx, Expr::int(o), Expr::Float(1.0 / self.window_taps(o, 1) as f32)));
+            }
+        }
+        let acc = b.buffer("acc", lanes as usize, BufScope::Register);
+        let vectorized = |body: Vec<Stmt>| {
+            Stmt::for_loop(lane, Expr::int(0), Expr::int(lanes), LoopKind::Vectorized, body)
+        };
+        let channel = Expr::var(v) * lanes + Expr::var(lane);
+        let (iy, ix) = (
+            Expr::var(oy) * sh + Expr::var(ky) * dh - Expr::int(pt),
+            Expr::var(ox) * sw + Expr::var(kx) * dw - Expr::int(pl),
+        );
+        let inside = iy
+            .clone()
+            .cmp(CmpOp::Ge, Expr::int(0))
+            .and(iy.clone().cmp(CmpOp::Lt, Expr::int(h)))
+            .and(ix.clone().cmp(CmpOp::Ge, Expr::int(0)))
+            .and(ix.clone().cmp(CmpOp::Lt, Expr::int(w)));
+        let combine = |a: Expr, e: Expr| {
+            Expr::Bin(if is_max { BinOp::Max } else { BinOp::Add }, Box::new(a), Box::new(e))
+        };
+        let read = Expr::load(x, ((Expr::var(plane) * h + iy) * w + ix) * block + channel.clone());
+        let window_kind = if s.unroll_window { LoopKind::Unrolled } else { LoopKind::Serial };
+        let taps = Stmt::for_loop(
+            ky,
+            Expr::int(0),
+            Expr::int(kh),
+            window_kind,
+            vec![Stmt::for_loop(
+                kx,
+                Expr::int(0),
+                Expr::int(kw),
+                window_kind,
+                vec![Stmt::If {
+                    cond: inside,
+                    then_body: vec![vectorized(vec![Stmt::store(
+                        acc,
+                        Expr::var(lane),
+                        combine(Expr::load(acc, Expr::var(lane)), read),
+                    )])],
+                    else_body: vec![],
+                }],
+            )],
+        );
+        let result = if is_max {
+            Expr::load(acc, Expr::var(lane))
+        } else {
+            let scale = Expr::Bin(
+                BinOp::Mul,
+                Box::new(Expr::load(ry, Expr::var(oy))),
+                Box::new(Expr::load(rx, Expr::var(ox))),
+            );
+            Expr::Bin(BinOp::Mul, Box::new(Expr::load(acc, Expr::var(lane))), Box::new(scale))
+        };
+        let out = ((Expr::var(plane) * oh + Expr::var(oy)) * ow + Expr::var(ox)) * block + channel;
+        let start = if is_max { f32::NEG_INFINITY } else { 0.0 };
+        let per_vector = Stmt::Allocate {
+            buf: acc,
+            body: vec![
+                vectorized(vec![Stmt::store(acc, Expr::var(lane), Expr::Float(start))]),
+                taps,
+                vectorized(vec![Stmt::store(y, out, result)]),
+            ],
+        };
+        let positions = Stmt::for_loop(
+            oy,
+            Expr::int(0),
+            Expr::int(oh),
+            LoopKind::Serial,
+            vec![Stmt::for_loop(
+                ox,
+                Expr::int(0),
+                Expr::int(ow),
+                LoopKind::Serial,
+                vec![Stmt::for_loop(
+                    v,
+                    Expr::int(0),
+                    Expr::int(block / lanes),
+                    LoopKind::Unrolled,
+                    vec![per_vector],
+                )],
+            )],
+        );
+        let kind = if s.parallel { LoopKind::Parallel } else { LoopKind::Serial };
+        let planes = (p.n * p.c) as i64 / block;
+        let body = vec![Stmt::Allocate {
+            buf: ry,
+            body: vec![Stmt::Allocate {
+                buf: rx,
+                body: [
+                    tables,
+                    vec![Stmt::for_loop(plane, Expr::int(0), Expr::int(planes), kind, vec![positions])],
+                ]
+                .concat(),
+            }],
+        }];
+        let name = format!("{}_{}x{}_k{}x{}_{}c", self.task.op_name(), p.h, p.w, p.kh, p.kw, block);
+        b.finish(&name, body).into()
     }
 
     /// One window covering the whole unpadded plane, one output per plane.
@@ -232,6 +385,9 @@ impl PoolSpace {
     }
 
     fn lower_schedule(&self, s: PoolSchedule) -> Program {
+        if !self.task.layout.is_plain() {
+            return self.lower_blocked(s);
+        }
         if self.is_global() {
             return self.lower_global(s);
         }
@@ -271,12 +427,6 @@ impl PoolSpace {
             split.fill(&mut b, x, &|_| Expr::var(plane_var) * (h * w), xp, pad_value, LoopKind::Serial);
 
         // Reciprocal window counts (average pooling), separable into rows × columns.
-        // The taps of a (dilated) window that fall inside the input, or the declared padding.
-        let count = |o: i64, s: i64, pad_begin: i64, pad_end: i64, k: i64, d: i64, size: i64| -> i64 {
-            let start = o * s - pad_begin;
-            let (lo, hi) = if p.count_include_pad { (-pad_begin, size + pad_end) } else { (0, size) };
-            ((0..k).filter(|t| (lo..hi).contains(&(start + t * d))).count() as i64).max(1)
-        };
         // Whole vectors of column factors: a partial vector's junk lanes read them too.
         let ow_vectors = ceil_div(ow, lanes) * lanes;
         let (ry, rx) = (
@@ -286,11 +436,11 @@ impl PoolSpace {
         let mut tables = Vec::new();
         if !is_max {
             for o in 0..oh {
-                let c = count(o, sh, pt, p.pad[2] as i64, kh, dh, h);
+                let c = self.window_taps(o, 0);
                 tables.push(Stmt::store(ry, Expr::int(o), Expr::Float(1.0 / c as f32)));
             }
             for o in 0..ow {
-                let c = count(o, sw, pl, p.pad[3] as i64, kw, dw, w);
+                let c = self.window_taps(o, 1);
                 tables.push(Stmt::store(rx, Expr::int(o), Expr::Float(1.0 / c as f32)));
             }
             for o in ow..ow_vectors {
