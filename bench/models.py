@@ -174,8 +174,10 @@ def main():
     ap.add_argument("--rounds", type=int, default=3, help="interleaved measurements per side")
     ap.add_argument("--skip-tuning", action="store_true", help="only measure the logs that exist")
     ap.add_argument("--untuned-only", action="store_true", help="no tuning, no log: untuned against onnxruntime")
-    ap.add_argument("--channel-blocks", action="store_true",
-                    help="also run untuned with --channel-blocks (activations between convs in channel blocks)")
+    ap.add_argument("--log-tag", default="",
+                    help="tuning logs named light_<model>_<tag>_t<threads>.tuning.db (e.g. one tuned in another layout)")
+    ap.add_argument("--nchw", action="store_true",
+                    help="also run untuned with --nchw (every activation NCHW, no channel blocks)")
     ap.add_argument("--bin", default=os.path.join(ROOT, "target", "release", "autotune"))
     args = ap.parse_args()
     if not os.path.exists(args.bin):
@@ -191,7 +193,8 @@ def main():
     for name in args.models.split(","):
         model, inputs, expected = randomized_model(name, light)
         for t in threads:
-            db = None if args.untuned_only else os.path.join(OUT, f"light_{name}_t{t}.tuning.db")
+            tag = f"{args.log_tag}_" if args.log_tag else ""
+            db = None if args.untuned_only else os.path.join(OUT, f"light_{name}_{tag}t{t}.tuning.db")
             wall = add_tuning_wall(db, 0.0) if db else 0.0
             if db and not args.skip_tuning:
                 started = time.time()
@@ -208,8 +211,8 @@ def main():
             # No --db and no MODEL.tuning.db beside the model: every task on its default schedule.
             run = [args.bin, "run", model, "--threads", str(t)]
             sides = {"untuned": run} if db is None else {"untuned": run, "tuned": run + ["--db", db]}
-            if args.channel_blocks:
-                sides["blocked"] = run + ["--channel-blocks"]
+            if args.nchw:
+                sides["nchw"] = run + ["--nchw"]
             worst = {side: check_outputs(f"{name} t{t} {side}", cmd, inputs, expected)
                      for side, cmd in sides.items()}
             samples = {side: [] for side in [*sides, "ort"]}
@@ -235,17 +238,17 @@ def main():
                 peak_mib_untuned=max(peaks["untuned"]), peak_mib_tuned=max(peaks.get("tuned", [nan])),
                 peak_mib_ort=max(peaks["ort"]),
                 samples_ms={k: [x * 1e3 for x in v] for k, v in samples.items()},
-                blocked_ms=med.get("blocked", nan) * 1e3, blocked_over_ort=med.get("blocked", nan) / med["ort"],
+                nchw_ms=med.get("nchw", nan) * 1e3, nchw_over_ort=med.get("nchw", nan) / med["ort"],
             ))
             r = rows[-1]
             print(f"{name} t{t}: tuned {r['tuned_ms']:.2f} ms, untuned {r['untuned_ms']:.2f} ms, "
                   f"onnxruntime {r['ort_ms']:.2f} ms -> tuned/ORT {r['tuned_over_ort']:.2f}x, "
                   f"untuned/ORT {r['untuned_over_ort']:.2f}x; outputs match onnxruntime "
                   f"(worst {max(worst.values()):.3g}x the tolerance)", flush=True)
-            if args.channel_blocks:
-                print(f"{name} t{t}: untuned with --channel-blocks {r['blocked_ms']:.2f} ms -> "
-                      f"{r['blocked_over_ort']:.2f}x onnxruntime, {r['blocked_ms'] / r['untuned_ms']:.2f}x NCHW",
-                      flush=True)
+            if args.nchw:
+                print(f"{name} t{t}: untuned with --nchw {r['nchw_ms']:.2f} ms -> "
+                      f"{r['nchw_over_ort']:.2f}x onnxruntime; channel blocks / NCHW "
+                      f"{r['untuned_ms'] / r['nchw_ms']:.2f}x", flush=True)
     print()
     print(f"{'model':12} {'thr':>3} {'tuned ms':>9} {'untuned ms':>10} {'ORT ms':>8} {'tuned/ORT':>9} "
           f"{'untuned/ORT':>11} {'tuned kern':>10} {'tune wall':>9} {'peak MiB':>8} {'ORT MiB':>7}")

@@ -59,8 +59,8 @@ def ours(args):
            "--profile", "--json"]
     if args.db:
         cmd += ["--db", args.db]
-    if args.channel_blocks:
-        cmd += ["--channel-blocks"]
+    if args.nchw:
+        cmd += ["--nchw"]
     out = subprocess.run(cmd, capture_output=True, text=True)
     if out.returncode != 0:
         fail(f"autotune run failed: {(out.stderr.strip().splitlines() or ['?'])[-1]}")
@@ -105,7 +105,7 @@ def main():
     ap.add_argument("--db", help="the tuning log [default: none, every task on its default schedule]")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--repeat", type=int, default=20)
-    ap.add_argument("--channel-blocks", action="store_true", help="run autotune with --channel-blocks")
+    ap.add_argument("--nchw", action="store_true", help="run autotune with --nchw (no channel blocks)")
     ap.add_argument("--bin", default=os.path.join(ROOT, "target", "release", "autotune"))
     args = ap.parse_args()
     if not os.path.exists(args.bin):
@@ -116,7 +116,7 @@ def main():
     ours_sum = sum(n["seconds"] for n in our_nodes)
     ort_sum = sum(n["seconds"] for n in ort_nodes)
     name = os.path.splitext(os.path.basename(args.model))[0]
-    blocks = ", --channel-blocks" if args.channel_blocks else ""
+    blocks = ", --nchw" if args.nchw else ""
     print(f"{name}, {args.threads} thread(s), {'tuned: ' + args.db if args.db else 'untuned'}{blocks}")
     print(f"  autotune:    {our_latency * 1e3:8.3f} ms; nodes add up to {ours_sum * 1e3:8.3f} ms "
           f"({ours_sum / our_latency:.1%} of it) in {len(our_nodes)} nodes")
@@ -134,7 +134,7 @@ def main():
         for n in sorted(nodes, key=lambda n: -n["seconds"])[:10]:
             print(f"    {n['seconds'] * 1e3:7.3f} ms  {n['node']}: {n['what']}")
     os.makedirs(OUT, exist_ok=True)
-    suffix = ("_tuned" if args.db else "") + ("_blocked" if args.channel_blocks else "")
+    suffix = ("_tuned" if args.db else "") + ("_nchw" if args.nchw else "")
     path = os.path.join(OUT, f"{name}_t{args.threads}{suffix}.json")
     with open(path, "w") as fh:
         json.dump({"model": args.model, "threads": args.threads, "db": args.db,

@@ -286,25 +286,45 @@ pub struct SearchArgs {
     pub json: bool,
 }
 
-/// `--channel-blocks`, shared by model tuning and `autotune run`, which must agree: it changes
-/// the model's conv tasks.
+/// `--channel-blocks` / `--nchw`, shared by model tuning and `autotune run`, which must agree:
+/// the layout changes the model's conv and pooling tasks.
 #[derive(Args, Debug, Clone, Default)]
-pub struct ChannelBlocksArg {
-    /// Pass activations between convolutions in blocks of channels of the vector width
-    /// (NCHW16c with AVX-512, NCHW8c with AVX2) instead of NCHW: no transposing stores, and
-    /// 1×1 convs read their input in place. Tune and run with the same setting (a log tuned
-    /// without it has no kernels for the blocked tasks).
-    #[arg(long = "channel-blocks")]
-    pub on: bool,
+pub struct LayoutArg {
+    /// Pass activations between convolutions, poolings and channel Concats in blocks of 16
+    /// channels (NCHW16c: a whole number of vectors at every ISA level): no transposing stores,
+    /// 1×1 convs read their input in place, pools vectorize across channels [default, unless
+    /// the tuning log was tuned NCHW].
+    #[arg(long = "channel-blocks", conflicts_with = "nchw")]
+    pub channel_blocks: bool,
+    /// Keep every activation NCHW [default for a log tuned that way].
+    #[arg(long)]
+    pub nchw: bool,
 }
 
-impl ChannelBlocksArg {
-    /// The channel block for `target`: its vector lanes when on (CPU only), else 1 (NCHW).
-    pub fn block(&self, target: &autotune_ir::Target) -> usize {
-        match (self.on, target.as_cpu()) {
-            (true, Some(cpu)) => cpu.vector_lanes.max(1) as usize,
+impl LayoutArg {
+    /// The channel block for `target` (1: NCHW). Unless the user says, a model runs and
+    /// resumes tuning in the layout its log was tuned in
+    /// ([`autotune_runtime::log_uses_channel_blocks`]), and in channel blocks when it has no
+    /// trials.
+    pub fn block(
+        &self,
+        target: &autotune_ir::Target,
+        log: Option<&autotune_db::Database>,
+    ) -> anyhow::Result<usize> {
+        let blocked = if self.channel_blocks {
+            true
+        } else if self.nchw {
+            false
+        } else {
+            match log {
+                Some(db) => autotune_runtime::log_uses_channel_blocks(db, target)?.unwrap_or(true),
+                None => true,
+            }
+        };
+        Ok(match (blocked, target.as_cpu()) {
+            (true, Some(_)) => autotune_ir::ChannelBlocks::cpu_block(),
             _ => 1,
-        }
+        })
     }
 }
 

@@ -97,6 +97,8 @@ pub struct VerifyArgs {
     pub threads: u32,
     #[command(flatten)]
     pub cpu_features: crate::args::CpuFeaturesArg,
+    #[command(flatten)]
+    pub layout: crate::args::LayoutArg,
     /// A winner is flagged when it now takes more than (1 + TOLERANCE) times its logged median,
     /// or when the default schedule now beats it by that much.
     #[arg(long, default_value_t = 0.25, value_parser = parse_tolerance)]
@@ -345,8 +347,9 @@ fn verify(args: VerifyArgs) -> Result<ExitCode> {
         return Err(bad(format!("no tuning log at {}: tune first, or pass --db", db_path.display())));
     }
     let db = open_existing(&db_path)?;
-    let graph = load(&args.model, &LoadConfig::default()).map_err(bad)?;
+    let mut graph = load(&args.model, &LoadConfig::default()).map_err(bad)?;
     let target = host_target(args.threads, &args.cpu_features)?;
+    graph.block_channels(args.layout.block(&target, Some(&db))?);
     // The plan chooses each task's kernel by the runtime's own rule, so what is verified is what
     // `autotune run` would use.
     let plan = Plan::from_graph(graph, Some(&db), &target, PlanConfig::default()).map_err(bad)?;

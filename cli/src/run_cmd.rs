@@ -34,7 +34,7 @@ pub struct RunArgs {
     #[command(flatten)]
     pub cpu_features: crate::args::CpuFeaturesArg,
     #[command(flatten)]
-    pub channel_blocks: crate::args::ChannelBlocksArg,
+    pub layout: crate::args::LayoutArg,
     /// A model input as an ONNX TensorProto file (repeatable). A file whose tensor is named
     /// after a model input feeds that input; the others feed the remaining inputs in the
     /// model's order. Without any, inputs are seeded random values (--seed).
@@ -277,7 +277,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     let (mut graph, given) = load_with_inputs(&args)?;
     let (log, log_name) = open_log(&args)?;
     let target = crate::commands::device_target(&args.device, args.threads, &args.cpu_features)?;
-    graph.block_channels(args.channel_blocks.block(&target));
+    graph.block_channels(args.layout.block(&target, log.as_ref())?);
     let mut plan = match target.as_cuda() {
         Some(gpu) => {
             let device = autotune_codegen::cuda::CudaDevice::new(gpu)

@@ -27,21 +27,27 @@ pub struct TasksArgs {
     /// Thread count the tuning log's kernels must be tuned for (with --db).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub threads: u32,
+    #[command(flatten)]
+    pub layout: crate::args::LayoutArg,
     /// Print exactly one JSON object on stdout.
     #[arg(long)]
     pub json: bool,
 }
 
 pub fn tasks(args: TasksArgs) -> Result<ExitCode> {
-    let graph = load(&args.model, &LoadConfig::default()).map_err(|e| anyhow!(BadInput(e.to_string())))?;
-    let tasks = extract_tasks(&graph);
-    let tuned: Option<Vec<bool>> = match &args.db {
+    let mut graph =
+        load(&args.model, &LoadConfig::default()).map_err(|e| anyhow!(BadInput(e.to_string())))?;
+    let target = host_cpu_target(args.threads).context("cannot describe this machine's CPU")?;
+    let db = match &args.db {
         None => None,
-        Some(path) => {
-            let db = Database::open_read_only(path).map_err(|e| anyhow!(BadInput(e.to_string())))?;
-            let target = host_cpu_target(args.threads).context("cannot describe this machine's CPU")?;
-            Some(tasks.iter().map(|(task, _)| is_tuned(&db, task, &target)).collect::<Result<_>>()?)
-        }
+        Some(path) => Some(Database::open_read_only(path).map_err(|e| anyhow!(BadInput(e.to_string())))?),
+    };
+    // The tasks tuning and `autotune run` would use: in the layout they choose.
+    graph.block_channels(args.layout.block(&target, db.as_ref())?);
+    let tasks = extract_tasks(&graph);
+    let tuned: Option<Vec<bool>> = match &db {
+        None => None,
+        Some(db) => Some(tasks.iter().map(|(task, _)| is_tuned(db, task, &target)).collect::<Result<_>>()?),
     };
     let total_flops: f64 = tasks.iter().map(|(t, w)| t.flops() * *w as f64).sum();
     let model = args.model.display().to_string();

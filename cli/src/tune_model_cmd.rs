@@ -63,7 +63,7 @@ pub struct ModelTuneArgs {
     #[arg(long = "dim", value_name = "NAME=SIZES", value_parser = parse_dim)]
     pub dims: Vec<(String, Vec<usize>)>,
     #[command(flatten)]
-    pub channel_blocks: crate::args::ChannelBlocksArg,
+    pub layout: crate::args::LayoutArg,
     #[command(flatten)]
     pub search: SearchArgs,
 }
@@ -226,7 +226,15 @@ pub fn tune_model_cmd(args: ModelTuneArgs) -> Result<ExitCode> {
         )));
     };
     let target = device_target(&args.search.device, args.search.threads, &args.search.cpu_features)?;
-    let (graph, mut extracted) = load_for_dims(&model, &args.dims, args.channel_blocks.block(&target))?;
+    // A log being resumed keeps the layout it was tuned in (unless the user says otherwise).
+    let log_path = match args.shard {
+        Some(shard) => args.db.clone().unwrap_or_else(|| shard_db_path(&model, shard)),
+        None => args.db.clone().unwrap_or_else(|| default_db_path(&model)),
+    };
+    let existing = log_path.exists().then(|| autotune_db::Database::open_read_only(&log_path).ok()).flatten();
+    let block = args.layout.block(&target, existing.as_ref())?;
+    drop(existing);
+    let (graph, mut extracted) = load_for_dims(&model, &args.dims, block)?;
     let n_model_tasks = extracted.len();
     if let Some(shard) = args.shard {
         let tasks: Vec<autotune_ir::Task> = extracted.iter().map(|(t, _)| t.clone()).collect();

@@ -46,8 +46,8 @@ fn blockable(task: &Task) -> bool {
 impl Graph {
     /// Keeps tensors in channel blocks of `block` wherever the module doc allows and sets each
     /// conv's and pooling's [`ChannelBlocks`]; returns how many tensors are blocked. `block`
-    /// should be the target's vector width (the CPU spaces load and store a block a vector at
-    /// a time); 1 changes nothing.
+    /// must be a multiple of the target's vector width (the CPU spaces load and store a block
+    /// whole vectors at a time): [`ChannelBlocks::cpu_block`] on CPUs; 1 changes nothing.
     pub fn block_channels(&mut self, block: usize) -> usize {
         if block <= 1 {
             return 0;

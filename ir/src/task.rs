@@ -86,6 +86,14 @@ impl ChannelBlocks {
         *self == ChannelBlocks::PLAIN
     }
 
+    /// The channel block a model's activations take on CPUs: the widest ISA level's vector
+    /// width (16 fp32 lanes, AVX-512), a whole number of vectors at every level. One block for
+    /// every level keeps a model's tasks — and a log's trials — the same whichever level tunes
+    /// or runs them, so a log tuned for AVX2 fleet machines lends its winners to an AVX-512 one.
+    pub fn cpu_block() -> usize {
+        crate::target::IsaLevel::ALL.iter().map(|level| level.vector_lanes()).max().unwrap_or(1) as usize
+    }
+
     /// The shape of an NCHW tensor `[n, c, h, w]` blocked by `block` (unchanged for 1).
     pub fn blocked_shape(shape: [usize; 4], block: usize) -> Vec<usize> {
         let [n, c, h, w] = shape;

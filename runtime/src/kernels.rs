@@ -179,6 +179,35 @@ fn choose(
     Ok(default(DefaultReason::NotTuned))
 }
 
+/// Whether `db` was tuned with channel-blocked activations: `Some(true)` when it holds trials of
+/// a channel-blocked task for `target` (or, when it holds none for `target`, for any target: a
+/// log tuned at a narrower ISA level lends its winners), `Some(false)` when those trials are of
+/// NCHW tasks only, `None` when it holds none. The one rule for which layout a model runs and
+/// resumes tuning in when the user does not say: a log keeps the layout it was tuned in.
+pub fn log_uses_channel_blocks(db: &Database, target: &Target) -> Result<Option<bool>, RuntimeError> {
+    let tasks = logged_tasks(db)?;
+    let targets: Vec<String> = db.targets()?.into_iter().map(|(_, spec)| spec.target_key).collect();
+    let this = [target.key()];
+    for keys in [&this[..], &targets[..]] {
+        let mut tuned = false;
+        for (key, task, _) in &tasks {
+            for target_key in keys {
+                if db.best(key, target_key, 1)?.is_empty() {
+                    continue;
+                }
+                if !task.layout.is_plain() {
+                    return Ok(Some(true));
+                }
+                tuned = true;
+            }
+        }
+        if tuned {
+            return Ok(Some(false));
+        }
+    }
+    Ok(None)
+}
+
 /// The log's tasks (key, task, description), parsed once per plan: the candidates for
 /// [`nearest_tuned_shape`].
 fn logged_tasks(db: &Database) -> Result<Vec<(String, Task, String)>, RuntimeError> {

@@ -3,10 +3,14 @@
 //! outputs see NCHW; the blocked plan computes what the NCHW plan computes, with its Concat
 //! written in place or copied.
 
+#[path = "support/trials.rs"]
+mod trials;
+
 use autotune_codegen::host_cpu_target;
+use autotune_db::Database;
 use autotune_graph::{load_bytes, proto, Graph, LoadConfig};
 use autotune_ir::ChannelBlocks;
-use autotune_runtime::{Plan, PlanConfig};
+use autotune_runtime::{log_uses_channel_blocks, Plan, PlanConfig};
 use prost::Message;
 
 fn ints(name: &str, v: &[i64]) -> proto::AttributeProto {
@@ -114,7 +118,7 @@ fn layouts(graph: &Graph) -> Vec<(String, ChannelBlocks)> {
 fn a_conv_chain_passes_channel_blocks_and_computes_what_nchw_computes() {
     let plain = load_bytes(&model(), "blocks", &LoadConfig::default()).expect("loads");
     let target = host_cpu_target(1).expect("host");
-    let block = target.as_cpu().expect("cpu").vector_lanes as usize;
+    let block = ChannelBlocks::cpu_block();
     let mut blocked = plain.clone();
     assert_eq!(
         blocked.block_channels(block),
@@ -159,4 +163,33 @@ fn a_conv_chain_passes_channel_blocks_and_computes_what_nchw_computes() {
             }
         }
     }
+}
+
+/// A log keeps the layout it was tuned in: trials of blocked tasks for this target say blocks,
+/// trials of NCHW tasks only say NCHW, none for this target say nothing.
+#[test]
+fn a_log_says_which_layout_it_was_tuned_in() {
+    let plain = load_bytes(&model(), "blocks", &LoadConfig::default()).expect("loads");
+    let target = host_cpu_target(1).expect("host");
+    let mut blocked = plain.clone();
+    blocked.block_channels(ChannelBlocks::cpu_block());
+    let dir = tempfile::tempdir().expect("tempdir");
+
+    let mut nchw_log = Database::open(&dir.path().join("nchw.tuning.db")).expect("db");
+    assert_eq!(log_uses_channel_blocks(&nchw_log, &target).expect("query"), None, "an empty log");
+    trials::write_trials(&mut nchw_log, &plain, &target, false);
+    assert_eq!(log_uses_channel_blocks(&nchw_log, &target).expect("query"), Some(false));
+    let other_threads = host_cpu_target(2).expect("host");
+    assert_eq!(
+        log_uses_channel_blocks(&nchw_log, &other_threads).expect("query"),
+        Some(false),
+        "no trials for this target: the log's other targets say"
+    );
+
+    let mut blocked_log = Database::open(&dir.path().join("blocked.tuning.db")).expect("db");
+    trials::write_trials(&mut blocked_log, &blocked, &target, false);
+    assert_eq!(log_uses_channel_blocks(&blocked_log, &target).expect("query"), Some(true));
+    // Its tuned kernels run: every blocked task has its trial.
+    let plan = Plan::new(&blocked, Some(&blocked_log), &target, PlanConfig::default()).expect("plan");
+    assert_eq!(plan.n_default(), 0);
 }
