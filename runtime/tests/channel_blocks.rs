@@ -3,6 +3,8 @@
 //! outputs see NCHW; the blocked plan computes what the NCHW plan computes, with its Concat
 //! written in place or copied.
 
+#[path = "support/onnx_nodes.rs"]
+mod onnx_nodes;
 #[path = "support/trials.rs"]
 mod trials;
 
@@ -11,47 +13,8 @@ use autotune_db::Database;
 use autotune_graph::{load_bytes, proto, Graph, LoadConfig};
 use autotune_ir::ChannelBlocks;
 use autotune_runtime::{log_uses_channel_blocks, Plan, PlanConfig};
+use onnx_nodes::{axis_1, ints, node, weights};
 use prost::Message;
-
-fn ints(name: &str, v: &[i64]) -> proto::AttributeProto {
-    proto::AttributeProto {
-        name: Some(name.into()),
-        r#type: Some(proto::attribute_proto::AttributeType::Ints as i32),
-        ints: v.to_vec(),
-        ..Default::default()
-    }
-}
-
-fn axis_1() -> proto::AttributeProto {
-    proto::AttributeProto {
-        name: Some("axis".into()),
-        r#type: Some(proto::attribute_proto::AttributeType::Int as i32),
-        i: Some(1),
-        ..Default::default()
-    }
-}
-
-fn node(op: &str, inputs: &[&str], output: &str, attribute: Vec<proto::AttributeProto>) -> proto::NodeProto {
-    proto::NodeProto {
-        input: inputs.iter().map(|s| s.to_string()).collect(),
-        output: vec![output.into()],
-        name: Some(format!("{}_{output}", op.to_lowercase())),
-        op_type: Some(op.into()),
-        attribute,
-        ..Default::default()
-    }
-}
-
-fn weights(name: &str, dims: &[i64], seed: i64) -> proto::TensorProto {
-    let n: i64 = dims.iter().product();
-    proto::TensorProto {
-        name: Some(name.into()),
-        dims: dims.to_vec(),
-        data_type: Some(1),
-        float_data: (0..n).map(|i| (((i * 37 + seed * 11) % 101) as f32 - 50.0) / 200.0).collect(),
-        ..Default::default()
-    }
-}
 
 /// x [1,16,10,10] → a = relu(conv 3×3, 32 ch) → r = relu(conv 1×1 of a + a) → mp = max pool 3×3
 /// of r → z = conv 1×1 of mp (16 ch) → cat = Concat(z, mp) → g = global average pool (an output);

@@ -4,50 +4,14 @@
 //! would otherwise write the buffer it reads); a Concat of one value twice copies. Every plan
 //! computes exactly what the copying plan computes.
 
+#[path = "support/onnx_nodes.rs"]
+mod onnx_nodes;
+
 use autotune_codegen::host_cpu_target;
 use autotune_graph::{load_bytes, proto, LoadConfig};
 use autotune_runtime::{Plan, PlanConfig};
+use onnx_nodes::{axis_1, ints, node, weights};
 use prost::Message;
-
-fn ints(name: &str, v: &[i64]) -> proto::AttributeProto {
-    proto::AttributeProto {
-        name: Some(name.into()),
-        r#type: Some(proto::attribute_proto::AttributeType::Ints as i32),
-        ints: v.to_vec(),
-        ..Default::default()
-    }
-}
-
-fn axis_1() -> proto::AttributeProto {
-    proto::AttributeProto {
-        name: Some("axis".into()),
-        r#type: Some(proto::attribute_proto::AttributeType::Int as i32),
-        i: Some(1),
-        ..Default::default()
-    }
-}
-
-fn node(op: &str, inputs: &[&str], output: &str, attribute: Vec<proto::AttributeProto>) -> proto::NodeProto {
-    proto::NodeProto {
-        input: inputs.iter().map(|s| s.to_string()).collect(),
-        output: vec![output.into()],
-        name: Some(format!("{}_{output}", op.to_lowercase())),
-        op_type: Some(op.into()),
-        attribute,
-        ..Default::default()
-    }
-}
-
-fn weights(name: &str, dims: &[i64], seed: i64) -> proto::TensorProto {
-    let n: i64 = dims.iter().product();
-    proto::TensorProto {
-        name: Some(name.into()),
-        dims: dims.to_vec(),
-        data_type: Some(1),
-        float_data: (0..n).map(|i| (((i * 37 + seed * 11) % 101) as f32 - 50.0) / 200.0).collect(),
-        ..Default::default()
-    }
-}
 
 /// x [1,4,8,8] → a (conv 1×1, 6 ch), b (conv 3×3, 2 ch), c (max pool) → cat1 [1,12,8,8];
 /// d = conv 1×1 of cat1 (4 ch) → cat2 = Concat(cat1, d); e = conv 1×1 of cat2 → twice = Concat(e, e).

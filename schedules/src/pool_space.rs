@@ -17,8 +17,8 @@ use crate::gemm::ceil_div;
 use crate::padded::{tap_offset, PhaseSplit};
 use crate::space::{ScheduleError, SpaceGenerator};
 use autotune_ir::{
-    BinOp, BufScope, CmpOp, CpuTarget, Expr, LoopKind, NestBuilder, Op, Pool2dSpec, PoolKind, Program, Stmt,
-    Task, Trace,
+    BinOp, BufId, BufScope, CmpOp, CpuTarget, Expr, LoopKind, NestBuilder, Op, Pool2dSpec, PoolKind, Program,
+    Stmt, Task, Trace, VarId,
 };
 use rand::RngCore;
 
@@ -142,6 +142,17 @@ impl PoolSpace {
         ((0..k).filter(|t| (lo..hi).contains(&(start + t * d))).count() as i64).max(1)
     }
 
+    /// Stores of the reciprocal window counts of an average: `1 / taps` of each output row
+    /// into `ry`, of each output column into `rx` (whose `width` may exceed the output's: the
+    /// extra columns are zero), whose product is an output's divisor.
+    fn reciprocal_tables(&self, ry: BufId, rx: BufId, width: i64) -> Vec<Stmt> {
+        let (oh, ow) = (self.spec.out_h() as i64, self.spec.out_w() as i64);
+        let rows = (0..oh).map(|o| (ry, o, 1.0 / self.window_taps(o, 0) as f32));
+        let columns =
+            (0..width).map(|o| (rx, o, if o < ow { 1.0 / self.window_taps(o, 1) as f32 } else { 0.0 }));
+        rows.chain(columns).map(|(buf, o, v)| Stmt::store(buf, Expr::int(o), Expr::Float(v))).collect()
+    }
+
     /// Channel-blocked pooling (NCHW{b}c): every output position is `b` channels side by side,
     /// so the window is reduced a whole vector of channels per tap, whatever the plane's width
     /// (a 7×7 or 14×14 plane is as vectorized as a 112×112 one); taps outside the input are
@@ -165,15 +176,7 @@ impl PoolSpace {
             b.buffer("rcp_rows", oh as usize, BufScope::Heap),
             b.buffer("rcp_cols", ow as usize, BufScope::Heap),
         );
-        let mut tables = Vec::new();
-        if !is_max {
-            for o in 0..oh {
-                tables.push(Stmt::store(ry, Expr::int(o), Expr::Float(1.0 / self.window_taps(o, 0) as f32)));
-            }
-            for o in 0..ow {
-                tables.push(Stmt::store(rx, Expr::int(o), Expr::Float(1.0 / self.window_taps(o, 1) as f32)));
-            }
-        }
+        let tables = if is_max { Vec::new() } else { self.reciprocal_tables(ry, rx, ow) };
         let acc = b.buffer("acc", lanes as usize, BufScope::Register);
         let vectorized = |body: Vec<Stmt>| {
             Stmt::for_loop(lane, Expr::int(0), Expr::int(lanes), LoopKind::Vectorized, body)
@@ -194,26 +197,19 @@ impl PoolSpace {
         };
         let read = Expr::load(x, ((Expr::var(plane) * h + iy) * w + ix) * block + channel.clone());
         let window_kind = if s.unroll_window { LoopKind::Unrolled } else { LoopKind::Serial };
-        let taps = Stmt::for_loop(
-            ky,
-            Expr::int(0),
-            Expr::int(kh),
+        let taps = window_loops(
+            (ky, kx),
+            (kh, kw),
             window_kind,
-            vec![Stmt::for_loop(
-                kx,
-                Expr::int(0),
-                Expr::int(kw),
-                window_kind,
-                vec![Stmt::If {
-                    cond: inside,
-                    then_body: vec![vectorized(vec![Stmt::store(
-                        acc,
-                        Expr::var(lane),
-                        combine(Expr::load(acc, Expr::var(lane)), read),
-                    )])],
-                    else_body: vec![],
-                }],
-            )],
+            vec![Stmt::If {
+                cond: inside,
+                then_body: vec![vectorized(vec![Stmt::store(
+                    acc,
+                    Expr::var(lane),
+                    combine(Expr::load(acc, Expr::var(lane)), read),
+                )])],
+                else_body: vec![],
+            }],
         );
         let result = if is_max {
             Expr::load(acc, Expr::var(lane))
@@ -433,20 +429,7 @@ impl PoolSpace {
             b.buffer("rcp_rows", oh as usize, BufScope::Heap),
             b.buffer("rcp_cols", ow_vectors as usize, BufScope::Heap),
         );
-        let mut tables = Vec::new();
-        if !is_max {
-            for o in 0..oh {
-                let c = self.window_taps(o, 0);
-                tables.push(Stmt::store(ry, Expr::int(o), Expr::Float(1.0 / c as f32)));
-            }
-            for o in 0..ow {
-                let c = self.window_taps(o, 1);
-                tables.push(Stmt::store(rx, Expr::int(o), Expr::Float(1.0 / c as f32)));
-            }
-            for o in ow..ow_vectors {
-                tables.push(Stmt::store(rx, Expr::int(o), Expr::Float(0.0)));
-            }
-        }
+        let tables = if is_max { Vec::new() } else { self.reciprocal_tables(ry, rx, ow_vectors) };
 
         // The window reduction for output (oy, ox): the tap (ky, kx) reads phase
         // (ky·d mod s) at grid offset (ky·d div s) — constants once the taps are unrolled.
@@ -470,22 +453,15 @@ impl PoolSpace {
         let row_body =
             |col: Expr, slot: Expr, wrap: &dyn Fn(Vec<Stmt>) -> Vec<Stmt>, store: Store| -> Vec<Stmt> {
                 let init = wrap(vec![Stmt::store(acc, slot.clone(), Expr::Float(pad_value))]);
-                let update = Stmt::for_loop(
-                    ky,
-                    Expr::int(0),
-                    Expr::int(kh),
+                let update = window_loops(
+                    (ky, kx),
+                    (kh, kw),
                     window_kind,
-                    vec![Stmt::for_loop(
-                        kx,
-                        Expr::int(0),
-                        Expr::int(kw),
-                        window_kind,
-                        wrap(vec![Stmt::store(
-                            acc,
-                            slot.clone(),
-                            combine(Expr::load(acc, slot.clone()), Expr::load(xp, tap_index(col.clone()))),
-                        )]),
-                    )],
+                    wrap(vec![Stmt::store(
+                        acc,
+                        slot.clone(),
+                        combine(Expr::load(acc, slot.clone()), Expr::load(xp, tap_index(col.clone()))),
+                    )]),
                 );
                 let result = if is_max {
                     Expr::load(acc, slot.clone())
@@ -554,6 +530,17 @@ impl PoolSpace {
         let name = format!("{}_{}x{}_k{}x{}", self.task.op_name(), p.h, p.w, p.kh, p.kw);
         b.finish(&name, body).into()
     }
+}
+
+/// The window's tap loops, rows (`ky` up to `kh`) outside columns (`kx` up to `kw`), around `body`.
+fn window_loops((ky, kx): (VarId, VarId), (kh, kw): (i64, i64), kind: LoopKind, body: Vec<Stmt>) -> Stmt {
+    Stmt::for_loop(
+        ky,
+        Expr::int(0),
+        Expr::int(kh),
+        kind,
+        vec![Stmt::for_loop(kx, Expr::int(0), Expr::int(kw), kind, body)],
+    )
 }
 
 impl SpaceGenerator for PoolSpace {
