@@ -162,23 +162,29 @@ impl GemmSpace {
             Op::Conv2d(c) => Kind::Conv(*c),
             Op::Pool2d(_) => return Err(unsupported()),
         };
-        let lanes = cpu.vector_lanes.max(1) as usize;
+        let lanes = cpu.vector_lanes.max(1);
         // A channel-blocked output is stored a vector at a time: whole vectors per block, and at
         // least one vector of channels (only the channels-as-columns layout reads blocks).
         let blocks = task.layout;
         if !blocks.is_plain()
-            && (!blocks.output.is_multiple_of(lanes) && blocks.output > 1 || task.bias_len() < lanes)
+            && (!blocks.output.is_multiple_of(lanes as usize) && blocks.output > 1
+                || task.bias_len() < lanes as usize)
         {
             return Err(unsupported());
         }
         Ok(GemmSpace {
             task: task.clone(),
             kind,
-            lanes: i64::from(cpu.vector_lanes.max(1)),
+            lanes: i64::from(lanes),
             registers: i64::from(cpu.vector_registers()),
             threads: cpu.threads.max(1),
             l2_bytes: cpu.caches.l2_bytes,
         })
+    }
+
+    /// Channels per block of the input (1: NCHW).
+    fn in_block(&self) -> i64 {
+        self.task.layout.input as i64
     }
 
     /// (rows, grid columns, blocked reduction, taps) for a shape.
@@ -189,7 +195,7 @@ impl GemmSpace {
                 let (og, cg, taps) = (c.o_per_group() as i64, c.c_per_group() as i64, (c.kh * c.kw) as i64);
                 if shape.channels_as_columns {
                     // An input in channel blocks reduces over blocks, with (tap, channel) inside.
-                    let block = self.task.layout.input as i64;
+                    let block = self.in_block();
                     ((c.out_h() * c.out_w()) as i64, og, cg / block, taps * block)
                 } else {
                     let g = ConvGrid::new(&c, shape.grid_align);
@@ -242,11 +248,8 @@ impl GemmSpace {
             }
             // In channels (a blocked input's reduction counts channel blocks): the same depths.
             Knob::Kc => {
-                let block = self.task.layout.input as i64;
-                let depths: Vec<i64> = KC.iter().map(|&kc| (kc / block).max(1)).collect();
-                let mut v = clamp(&depths, k);
-                v.dedup();
-                v
+                let depths: Vec<i64> = KC.iter().map(|&kc| (kc / self.in_block()).max(1)).collect();
+                clamp(&depths, k)
             }
             Knob::McTiles => clamp(MC_TILES, ceil_div(m, s.mr)),
             Knob::NcTiles => clamp(NC_TILES, ceil_div(n, s.nr_vecs * self.lanes)),
@@ -279,7 +282,7 @@ impl GemmSpace {
             Knob::UnrollK => clamp(UNROLL_K, k),
             // Fully unrolled taps multiply the micro-kernel's code: past 5×5 compile time explodes
             // (an 11×11 conv took 31 s) for no speed gain.
-            Knob::UnrollTaps => match taps / self.task.layout.input as i64 {
+            Knob::UnrollTaps => match taps / self.in_block() {
                 1 => vec![1],
                 2..=MAX_UNROLLED_TAPS => vec![0, 1],
                 _ => vec![0],
@@ -443,13 +446,13 @@ impl GemmSpace {
         let mut shape = Shape { grid_align: 1, channels_as_columns };
         let (_, _, _, taps) = self.dims(shape);
         let conv = matches!(self.kind, Kind::Conv(_));
-        let (mr, nr_vecs) = self.default_register_tile(channels_as_columns, self.task.layout.input > 1);
+        let in_block = self.in_block();
+        let (mr, nr_vecs) = self.default_register_tile(channels_as_columns, in_block > 1);
         // A 1×1 conv's reduction in blocks of 512 input channels: each block after the first
         // reads back and writes the output tile again; on ResNet-50's 1×1 convs with 512 to 2048
         // input channels 512 was 2–14 % faster than 256 (Xeon, AVX-512, 1 thread, operands cold).
         // An input in channel blocks: 128 channels per block for a 1×1 conv, 64 otherwise
         // (ResNet-50's 1×1 convs at 56×56: 0.55 ms against 0.59 with 64; Xeon, AVX-512, cold).
-        let in_block = self.task.layout.input as i64;
         let kc = match (channels_as_columns, conv && taps == 1) {
             (true, _) if in_block > 1 && taps == in_block => 128 / in_block,
             (true, _) => 64 / in_block,

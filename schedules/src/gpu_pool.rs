@@ -19,6 +19,7 @@
 use crate::epilogue;
 use crate::gpu_gemm::ceil_div;
 use crate::gpu_space::{useful_tile, GpuKnob, GpuResources, GpuSketch, GpuSpace};
+use crate::padded::inside_plane;
 use crate::space::ScheduleError;
 use autotune_ir::{
     BinOp, BufScope, CmpOp, CudaTarget, Expr, GpuAxis, LoopKind, NestBuilder, Op, Pool2dSpec, PoolKind,
@@ -173,12 +174,7 @@ impl PoolSketch {
         let (row, col) = ((e.clone().floor_div(Expr::int(ow))) % oh, e.clone() % ow);
         let iy = row * p.stride[0] as i64 + Expr::var(ky) * p.dilation[0] as i64 - p.pad[0] as i64;
         let ix = col * p.stride[1] as i64 + Expr::var(kx) * p.dilation[1] as i64 - p.pad[1] as i64;
-        let inside = iy
-            .clone()
-            .cmp(CmpOp::Ge, Expr::int(0))
-            .and(iy.clone().cmp(CmpOp::Lt, Expr::int(h)))
-            .and(ix.clone().cmp(CmpOp::Ge, Expr::int(0)))
-            .and(ix.clone().cmp(CmpOp::Lt, Expr::int(w)));
+        let inside = inside_plane(iy.clone(), ix.clone(), h, w);
         let cell = Expr::var(o);
         let value = Expr::load(x, (plane.clone() * h + iy.clone()) * w + ix.clone());
         let op = if is_max { BinOp::Max } else { BinOp::Add };

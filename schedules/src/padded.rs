@@ -5,7 +5,7 @@
 //! layout a window tap reads one phase plane at a whole-step offset, so every output row is a
 //! contiguous run of the copy whatever the stride, and no read needs a bounds check.
 
-use autotune_ir::{BufId, Expr, LoopKind, NestBuilder, Stmt};
+use autotune_ir::{BufId, CmpOp, Expr, LoopKind, NestBuilder, Stmt};
 
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct PhaseSplit {
@@ -156,6 +156,16 @@ impl PhaseSplit {
         }
         vec![Stmt::for_loop(ch, Expr::int(0), Expr::int(self.channels), channel_loop, per_channel)]
     }
+}
+
+/// Whether input position (`iy`, `ix`) lies inside an `h × w` plane (not in its padding): the
+/// guard of a window read that skips padding instead of reading a padded copy.
+pub(crate) fn inside_plane(iy: Expr, ix: Expr, h: i64, w: i64) -> Expr {
+    iy.clone()
+        .cmp(CmpOp::Ge, Expr::int(0))
+        .and(iy.cmp(CmpOp::Lt, Expr::int(h)))
+        .and(ix.clone().cmp(CmpOp::Ge, Expr::int(0)))
+        .and(ix.cmp(CmpOp::Lt, Expr::int(w)))
 }
 
 /// Where tap `tap` of a kernel axis with dilation `dilation` reads in a phase-split copy strided

@@ -14,11 +14,11 @@
 
 use crate::flat::{FlatKnob, FlatSketch};
 use crate::gemm::ceil_div;
-use crate::padded::{tap_offset, PhaseSplit};
+use crate::padded::{inside_plane, tap_offset, PhaseSplit};
 use crate::space::{ScheduleError, SpaceGenerator};
 use autotune_ir::{
-    BinOp, BufId, BufScope, CmpOp, CpuTarget, Expr, LoopKind, NestBuilder, Op, Pool2dSpec, PoolKind, Program,
-    Stmt, Task, Trace, VarId,
+    BinOp, BufId, BufScope, CpuTarget, Expr, LoopKind, NestBuilder, Op, Pool2dSpec, PoolKind, Program, Stmt,
+    Task, Trace, VarId,
 };
 use rand::RngCore;
 
@@ -186,15 +186,8 @@ impl PoolSpace {
             Expr::var(oy) * sh + Expr::var(ky) * dh - Expr::int(pt),
             Expr::var(ox) * sw + Expr::var(kx) * dw - Expr::int(pl),
         );
-        let inside = iy
-            .clone()
-            .cmp(CmpOp::Ge, Expr::int(0))
-            .and(iy.clone().cmp(CmpOp::Lt, Expr::int(h)))
-            .and(ix.clone().cmp(CmpOp::Ge, Expr::int(0)))
-            .and(ix.clone().cmp(CmpOp::Lt, Expr::int(w)));
-        let combine = |a: Expr, e: Expr| {
-            Expr::Bin(if is_max { BinOp::Max } else { BinOp::Add }, Box::new(a), Box::new(e))
-        };
+        let inside = inside_plane(iy.clone(), ix.clone(), h, w);
+        let combine = window_combine(is_max);
         let read = Expr::load(x, ((Expr::var(plane) * h + iy) * w + ix) * block + channel.clone());
         let window_kind = if s.unroll_window { LoopKind::Unrolled } else { LoopKind::Serial };
         let taps = window_loops(
@@ -288,9 +281,7 @@ impl PoolSpace {
         let (plane, chunk, lane, tail) = (b.var("plane"), b.var("chunk"), b.var("lane"), b.var("tail"));
         let acc = b.buffer("acc", lanes as usize, BufScope::Register);
         let total = b.buffer("total", 1, BufScope::Register);
-        let combine = |a: Expr, v: Expr| {
-            Expr::Bin(if is_max { BinOp::Max } else { BinOp::Add }, Box::new(a), Box::new(v))
-        };
+        let combine = window_combine(is_max);
         let base = Expr::var(plane) * size;
         let vectors = vec![
             Stmt::for_loop(
@@ -441,9 +432,7 @@ impl PoolSpace {
             let (phx, offx) = tap_offset(Expr::var(kx), dw, sw);
             (phy * sw + phx) * plane + (Expr::var(oy) + offy) * wq + offx + col
         };
-        let combine = |a: Expr, v: Expr| {
-            Expr::Bin(if is_max { BinOp::Max } else { BinOp::Add }, Box::new(a), Box::new(v))
-        };
+        let combine = window_combine(is_max);
         let window_kind = if s.unroll_window { LoopKind::Unrolled } else { LoopKind::Serial };
         // `store(value)` puts a result where it goes: the output, or a partial vector's registers.
         type Store<'a> = &'a dyn Fn(Expr) -> Stmt;
@@ -530,6 +519,12 @@ impl PoolSpace {
         let name = format!("{}_{}x{}_k{}x{}", self.task.op_name(), p.h, p.w, p.kh, p.kw);
         b.finish(&name, body).into()
     }
+}
+
+/// How a window's values combine: their maximum, or their sum (an average is scaled after).
+fn window_combine(is_max: bool) -> impl Fn(Expr, Expr) -> Expr {
+    let op = if is_max { BinOp::Max } else { BinOp::Add };
+    move |a, v| Expr::Bin(op, Box::new(a), Box::new(v))
 }
 
 /// The window's tap loops, rows (`ky` up to `kh`) outside columns (`kx` up to `kw`), around `body`.
