@@ -507,3 +507,65 @@ fn cold_operands_time_every_point_and_keep_the_weights_intact() {
         }
     }
 }
+
+/// The loop with the most FMAs in `assembly` (a label and the jump back to it), as its lines.
+fn hottest_loop(assembly: &str) -> Vec<&str> {
+    let lines: Vec<&str> = assembly.lines().collect();
+    let mut hottest: Vec<&str> = Vec::new();
+    let fmas = |body: &[&str]| body.iter().filter(|l| l.contains("vfmadd")).count();
+    for (start, line) in lines.iter().enumerate() {
+        let Some(label) = line.split(':').next().filter(|l| l.starts_with(".LBB")) else { continue };
+        let back_jump = lines[start + 1..]
+            .iter()
+            .position(|l| l.trim_start().starts_with('j') && l.trim_end().ends_with(label));
+        if let Some(len) = back_jump {
+            let body = &lines[start..=start + 1 + len];
+            if fmas(body) > fmas(&hottest) {
+                hottest = body.to_vec();
+            }
+        }
+    }
+    hottest
+}
+
+/// The default register tile of a conv in channel blocks (6 × 4 vectors: 24 accumulators of the
+/// 32 AVX-512 registers) keeps its inner loop in registers: no vector spilled to or reloaded
+/// from the stack. LLVM's machine scheduler hoisted the broadcasts of this loop ahead of their
+/// FMAs and spilled 81 of them per 384 FMAs (1.4× slower), so this fails if it comes back on.
+/// Compiled for a generic AVX-512 CPU, not run: it holds on any host.
+#[test]
+fn the_default_register_tile_of_a_blocked_conv_does_not_spill() {
+    let target = autotune_ir::Target::Cpu(autotune_ir::CpuTarget::generic(autotune_ir::IsaLevel::Avx512, 1));
+    let builder = autotune_codegen::CpuBuilder::new(&target).expect("builder");
+    for (kh, pad) in [(3, 1), (1, 0)] {
+        let spec = Conv2dSpec {
+            n: 1,
+            c: 64,
+            h: 14,
+            w: 14,
+            o: 64,
+            kh,
+            kw: kh,
+            stride: [1, 1],
+            pad: [pad; 4],
+            dilation: [1, 1],
+            groups: 1,
+        };
+        let task = Task::new(Op::Conv2d(spec), vec![EpilogueOp::Bias, EpilogueOp::Relu])
+            .with_layout(ChannelBlocks { input: 16, output: 16 });
+        let space = space_for(&task, &target).expect("space");
+        let trace = space.default_trace();
+        assert_eq!((trace.get("mr"), trace.get("nr_vecs")), (Some(6), Some(4)), "{}", trace.display());
+        let program = space.lower(&trace).expect("lowers");
+        let assembly = builder.assembly(&program.kernel).expect("assembly");
+        let inner = hottest_loop(&assembly);
+        assert!(inner.iter().filter(|l| l.contains("vfmadd")).count() >= 24, "{}", inner.join("\n"));
+        let stack_vectors: Vec<&&str> =
+            inner.iter().filter(|l| l.contains("(%rsp)") && l.contains("mm")).collect();
+        assert!(
+            stack_vectors.is_empty(),
+            "{} k{kh}x{kh}: vectors spilled in the inner loop: {stack_vectors:?}",
+            task.description()
+        );
+    }
+}

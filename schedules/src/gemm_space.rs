@@ -447,7 +447,7 @@ impl GemmSpace {
         let (_, _, _, taps) = self.dims(shape);
         let conv = matches!(self.kind, Kind::Conv(_));
         let in_block = self.in_block();
-        let (mr, nr_vecs) = self.default_register_tile(channels_as_columns, in_block > 1);
+        let (mr, nr_vecs) = self.default_register_tile(channels_as_columns);
         // A 1×1 conv's reduction in blocks of 512 input channels: each block after the first
         // reads back and writes the output tile again; on ResNet-50's 1×1 convs with 512 to 2048
         // input channels 512 was 2–14 % faster than 256 (Xeon, AVX-512, 1 thread, operands cold).
@@ -563,12 +563,12 @@ impl GemmSpace {
     /// 4 vectors of channels (24 accumulators) with channels as columns, 8 rows × 2 vectors
     /// otherwise. With 16 (AVX2, SSE), 6 rows × 2 vectors: 12 accumulators, 2 B vectors and a
     /// broadcast leave one register free, the tile of BLIS' and OpenBLAS' Haswell/Zen kernels.
-    /// An input in channel blocks takes 4 positions × 4 vectors with 32 registers: with its
-    /// channel loop unrolled, 6 positions were 1.2–1.3× slower on ResNet-50's 3×3 convs (and
-    /// equal on its 1×1 convs).
-    fn default_register_tile(&self, channels_as_columns: bool, blocked_input: bool) -> (i64, i64) {
+    /// An input in channel blocks takes the same 6 × 4: on ResNet-50's convs in 16-channel
+    /// blocks it was 4–7 % faster than 4 × 4 on the 3×3 ones and 0–6 % on the 1×1 ones (Xeon,
+    /// AVX-512, 1 thread, cold; it lost by 1.3× while LLVM's machine scheduler spilled it, see
+    /// `autotune_codegen::CODEGEN_VERSION`).
+    fn default_register_tile(&self, channels_as_columns: bool) -> (i64, i64) {
         let tile = match (self.registers >= 32, channels_as_columns) {
-            (true, true) if blocked_input => (4, 4),
             (true, true) => (6, 4),
             (true, false) => (8, 2),
             (false, _) => (6, 2),
@@ -1302,7 +1302,7 @@ mod tests {
                 assert_eq!((k_blocks * input as i64, taps), (c as i64, (k * k * input) as i64));
                 if level == IsaLevel::Avx512 && input > 1 {
                     let depth = if k == 1 { 128 } else { 64 }.min(c as i64);
-                    assert_eq!((d.mr, d.nr_vecs, d.kc * input as i64), (4, 4, depth));
+                    assert_eq!((d.mr, d.nr_vecs, d.kc * input as i64), (6, 4, depth));
                 }
             }
             // An output block must hold whole vectors.
