@@ -24,7 +24,7 @@ use rand::{Rng, RngCore};
 pub const SKETCH: &str = "gemm_blocked";
 const VERSION: &str = "gemm-cpu-v2";
 
-const MR: &[i64] = &[1, 2, 4, 6, 8, 10, 12, 14, 16];
+const MR: &[i64] = &[1, 2, 4, 5, 6, 7, 8, 10, 12, 14, 16];
 const NR_VECS: &[i64] = &[1, 2, 3, 4];
 const KC: &[i64] = &[8, 16, 32, 64, 128, 192, 256, 384, 512];
 const MC_TILES: &[i64] = &[1, 2, 4, 8, 16, 32, 64];
@@ -448,6 +448,8 @@ impl GemmSpace {
         let conv = matches!(self.kind, Kind::Conv(_));
         let in_block = self.in_block();
         let (mr, nr_vecs) = self.default_register_tile(channels_as_columns);
+        let mr =
+            if channels_as_columns { self.rows_without_waste(mr, nr_vecs, self.dims(shape).0) } else { mr };
         // A 1×1 conv's reduction in blocks of 512 input channels: each block after the first
         // reads back and writes the output tile again; on ResNet-50's 1×1 convs with 512 to 2048
         // input channels 512 was 2–14 % faster than 256 (Xeon, AVX-512, 1 thread, operands cold).
@@ -575,6 +577,22 @@ impl GemmSpace {
         };
         debug_assert!(self.tile_fits(tile.0, tile.1));
         tile
+    }
+
+    /// The register tile's row count for `m` rows: `mr`, unless its last tile would compute more
+    /// than 5 % of rows that do not exist; then the one of `mr - 1`, `mr - 2` that wastes the
+    /// fewest. A 7×7 output (49 positions) in tiles of 6 computes 54; in tiles of 5, 50: on
+    /// ResNet-50's convs at 7×7 in channel blocks, 3–4 % faster (Xeon, AVX-512, 1 thread, cold).
+    fn rows_without_waste(&self, mr: i64, nr_vecs: i64, m: i64) -> i64 {
+        let waste = |r: i64| ceil_div(m, r) * r - m;
+        if m < mr || waste(mr) * 20 <= m {
+            return mr;
+        }
+        [mr, mr - 1, mr - 2]
+            .into_iter()
+            .filter(|&r| r >= 1 && MR.contains(&r) && self.tile_fits(r, nr_vecs))
+            .min_by_key(|&r| (waste(r), -r))
+            .unwrap_or(mr)
     }
 
     fn problem(&self, shape: Shape) -> GemmProblem {
@@ -1229,7 +1247,7 @@ mod tests {
         let s = matmul(8, 8, 8, 1);
         assert!(s.decode(&Trace::new("conv", vec![])).is_err());
         let mut t = s.default_trace();
-        t.decisions[0].value = 7; // mr=7 is not a choice
+        t.decisions[0].value = 3; // mr=3 is not a choice
         assert!(s.decode(&t).is_err());
     }
 
@@ -1308,6 +1326,30 @@ mod tests {
             // An output block must hold whole vectors.
             let narrow = GemmSpace::new(&blocked(64, 1, 0, 16, lanes / 2), &cpu(level, 1));
             assert!(lanes / 2 <= 1 || narrow.is_err(), "{level:?}: a block of {} lanes", lanes / 2);
+        }
+    }
+
+    #[test]
+    fn default_tiles_waste_few_rows_of_a_small_output() {
+        for (side, rows_per_tile) in [(7, 5), (14, 6), (56, 6), (2, 4)] {
+            let spec = Conv2dSpec {
+                n: 1,
+                c: 64,
+                h: side,
+                w: side,
+                o: 64,
+                kh: 1,
+                kw: 1,
+                stride: [1, 1],
+                pad: [0; 4],
+                dilation: [1, 1],
+                groups: 1,
+            };
+            let task = Task::new(Op::Conv2d(spec), vec![EpilogueOp::Bias])
+                .with_layout(ChannelBlocks { input: 16, output: 16 });
+            let space = GemmSpace::new(&task, &cpu(IsaLevel::Avx512, 1)).expect("space");
+            let (d, _) = space.decode(&space.default_trace()).expect("default decodes");
+            assert_eq!(d.mr, rows_per_tile, "{side}×{side}");
         }
     }
 
