@@ -7,7 +7,8 @@
 //! TASK_JSON and the trace as for `time_traces` (no trace: the space's default);
 //! `KERNEL_ASM_IR=1` prints the optimized LLVM IR instead.
 
-use autotune_ir::Trace;
+#[path = "support/trace_arg.rs"]
+mod trace_arg;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -17,18 +18,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let task: autotune_ir::Task = serde_json::from_str(task_json)?;
     let target = autotune_codegen::cpu_target_at(None, 1)?;
     let space = autotune_schedules::space_for(&task, &target)?;
-    let mut trace = space.default_trace();
-    match rest.first() {
-        Some(text) if text.starts_with('{') => trace = Trace::from_json(text)?,
-        Some(text) => {
-            for kv in text.split(',') {
-                let (k, v) = kv.split_once('=').ok_or("expected k=v")?;
-                let d = trace.decisions.iter_mut().find(|d| d.name == k).ok_or(format!("no decision {k}"))?;
-                d.value = v.parse()?;
-            }
-        }
-        None => {}
-    }
+    let default = space.default_trace();
+    let trace = match rest.first() {
+        Some(text) => trace_arg::parse(&default, text)?,
+        None => default,
+    };
     let program = space.lower(&trace)?;
     let builder = autotune_codegen::CpuBuilder::new(&target)?;
     if std::env::var("KERNEL_ASM_IR").is_ok() {

@@ -11,6 +11,9 @@
 //! trace (`trial.trace_json`), or `k=v,k=v` to change decisions of the default trace.
 
 use autotune_ir::{Task, Trace};
+
+#[path = "support/trace_arg.rs"]
+mod trace_arg;
 use autotune_measure::{LocalRunner, MeasureConfig, Runner};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -31,18 +34,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let default = space.default_trace();
     let mut candidates = vec![("default".to_string(), default.clone())];
     for text in traces {
-        let trace = if text.starts_with('{') {
-            Trace::from_json(text)?
-        } else {
-            let mut t = default.clone();
-            for kv in text.split(',') {
-                let (k, v) = kv.split_once('=').ok_or("expected k=v")?;
-                let d = t.decisions.iter_mut().find(|d| d.name == k).ok_or(format!("no decision {k}"))?;
-                d.value = v.parse()?;
-            }
-            t
-        };
-        candidates.push((text.clone(), trace));
+        candidates.push((text.clone(), trace_arg::parse(&default, text)?));
     }
     let mut runner = LocalRunner::new(
         &target,
