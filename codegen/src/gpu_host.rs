@@ -61,7 +61,7 @@ fn host_block(
                 then_body: host_block(then_body, expanded, out)?,
                 else_body: host_block(else_body, expanded, out)?,
             }),
-            Stmt::Store { .. } => result.push(stmt.clone()),
+            Stmt::Store { .. } | Stmt::Prefetch { .. } => result.push(stmt.clone()),
             Stmt::Barrier => return Err(unsupported("a barrier outside a thread loop")),
         }
     }
@@ -74,7 +74,7 @@ fn contains_barrier(body: &[Stmt]) -> bool {
         Stmt::For(l) => contains_barrier(&l.body),
         Stmt::Allocate { body, .. } => contains_barrier(body),
         Stmt::If { then_body, else_body, .. } => contains_barrier(then_body) || contains_barrier(else_body),
-        Stmt::Store { .. } => false,
+        Stmt::Store { .. } | Stmt::Prefetch { .. } => false,
     })
 }
 
@@ -116,7 +116,7 @@ fn split_threads(
         }
         flush(&mut run, &mut result, expanded)?;
         match stmt {
-            Stmt::Barrier => {}
+            Stmt::Barrier | Stmt::Prefetch { .. } => {}
             Stmt::For(inner) => {
                 if uses_var(&inner.min, l.var) || uses_var(&inner.extent, l.var) {
                     return Err(unsupported("a barrier in a loop whose bounds depend on the thread"));
@@ -184,6 +184,14 @@ fn per_thread(stmt: &Stmt, expanded: &HashMap<BufId, (VarId, i64)>) -> Result<St
                 None => index,
             };
             Stmt::Store { buf: *buf, index, value: offset(value, expanded) }
+        }
+        Stmt::Prefetch { buf, index } => {
+            let index = offset(index, expanded);
+            let index = match expanded.get(buf) {
+                Some(&(v, len)) => Expr::var(v) * len + index,
+                None => index,
+            };
+            Stmt::Prefetch { buf: *buf, index }
         }
         Stmt::Barrier => return Err(unsupported("a barrier left after splitting")),
     })

@@ -172,6 +172,7 @@ impl<'a, 'ctx> ModuleLowering<'a, 'ctx> {
         match stmt {
             Stmt::For(l) => self.lower_loop(st, l),
             Stmt::Store { buf, index, value } => self.lower_store(st, *buf, index, value),
+            Stmt::Prefetch { buf, index } => self.lower_prefetch(st, *buf, index),
             Stmt::Allocate { buf, body } => self.lower_allocate(st, *buf, body),
             // A CPU kernel has no thread blocks: GPU nests run on the host only after
             // `gpu_nest_for_host` split their thread loops at every barrier.
@@ -481,6 +482,34 @@ impl<'a, 'ctx> ModuleLowering<'a, 'ctx> {
         let offset = self.int_expr(st, index)?;
         let p = self.gep(st, self.t.f32.into(), base, offset)?;
         st.builder.build_store(p, v)?;
+        Ok(())
+    }
+
+    /// `llvm.prefetch` into L2 (`prefetcht1` on x86): a stream prefetched into L1 would evict the
+    /// panel the micro-kernel is reading from it.
+    fn lower_prefetch(&mut self, st: &mut FnState<'ctx>, buf: BufId, index: &Expr) -> Result<()> {
+        if st.vector.is_some() {
+            return Err(err("a prefetch inside a vectorized loop"));
+        }
+        let base = *st.bufs.get(&buf).ok_or_else(|| err(format!("buffer {} not in scope", buf.0)))?;
+        let offset = self.int_expr(st, index)?;
+        #[allow(unsafe_code)]
+        // SAFETY: a plain (not in-bounds) GEP is defined for any offset, and a prefetch of an
+        // address outside the buffer is a hint the CPU drops, never a fault.
+        let p = unsafe { st.builder.build_gep(self.t.f32, base, &[offset], "pf")? };
+        let prefetch = self.intrinsic("llvm.prefetch", self.t.ptr.into())?;
+        let i32 = self.cx.i32_type();
+        let (read, l2_locality, data_cache) = (0, 2, 1);
+        st.builder.build_call(
+            prefetch,
+            &[
+                p.into(),
+                i32.const_int(read, false).into(),
+                i32.const_int(l2_locality, false).into(),
+                i32.const_int(data_cache, false).into(),
+            ],
+            "",
+        )?;
         Ok(())
     }
 

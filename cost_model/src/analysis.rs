@@ -59,6 +59,8 @@ pub struct NestAnalysis {
     pub branch_evaluations: f64,
     /// Expected executions per call of `Allocate` statements of heap buffers.
     pub heap_allocations: f64,
+    /// Expected executions per call of `Prefetch` statements (cache lines fetched ahead).
+    pub prefetches: f64,
 }
 
 impl NestAnalysis {
@@ -71,6 +73,7 @@ impl NestAnalysis {
             path: Vec::new(),
             branch_evaluations: 0.0,
             heap_allocations: 0.0,
+            prefetches: 0.0,
         };
         let active: Vec<usize> = (0..N_SAMPLES).collect();
         walker.walk(&nest.body, &active, 1.0);
@@ -79,6 +82,7 @@ impl NestAnalysis {
             stores: walker.stores,
             branch_evaluations: walker.branch_evaluations,
             heap_allocations: walker.heap_allocations,
+            prefetches: walker.prefetches,
         }
     }
 }
@@ -92,6 +96,7 @@ struct Walker<'a> {
     path: Vec<usize>,
     branch_evaluations: f64,
     heap_allocations: f64,
+    prefetches: f64,
 }
 
 impl Walker<'_> {
@@ -131,6 +136,7 @@ impl Walker<'_> {
                 }
                 // A block-wide wait: no work of its own; the features see GPU nests by their loops.
                 Stmt::Barrier => {}
+                Stmt::Prefetch { .. } => self.prefetches += weight,
                 Stmt::Allocate { buf, body } => {
                     if self.nest.buffers.get(buf.0 as usize).map(|b| b.scope) == Some(BufScope::Heap) {
                         self.heap_allocations += weight;

@@ -19,7 +19,7 @@ use crate::analysis::{Access, LoopInfo, NestAnalysis, StoreInfo};
 use crate::machine::MachineModel;
 
 /// Identifies the meaning and order of the features.
-pub const FEATURE_VERSION: &str = "loopnest-features-v1";
+pub const FEATURE_VERSION: &str = "loopnest-features-v2";
 
 /// Loops of the hot path described one by one (innermost first); deeper nests lose their
 /// outermost loops, shallower ones pad with −1.
@@ -55,6 +55,7 @@ pub const SUMMARY_FEATURES: &[(&str, &str)] = &[
     ("log2_heap_bytes", "log2(1 + bytes of heap scratch buffers): packed panels"),
     ("heap_bytes_over_l2", "heap scratch bytes / L2 size"),
     ("log2_heap_allocations", "log2(1 + heap allocations per call)"),
+    ("log2_prefetches_per_kflop", "log2(1 + cache-line prefetches per 1000 flops): operands streamed ahead of the arithmetic"),
     ("log2_output_passes", "log2 of writes to argument buffers per output element (read-modify-write passes)"),
     ("non_hot_flops_per_output", "flops outside the hot statement per output element: epilogue and edge work"),
     ("log2_branches_per_kflop", "log2(1 + branch evaluations per 1000 flops)"),
@@ -320,6 +321,7 @@ impl<'a> Extractor<'a> {
         f.push((1.0 + heap_bytes).log2());
         f.push(heap_bytes / caches.l2_bytes as f64);
         f.push((1.0 + self.analysis.heap_allocations).log2());
+        f.push((1.0 + 1000.0 * self.analysis.prefetches / flops).log2());
 
         // Outputs, epilogue, control flow.
         let written: Vec<u32> = {

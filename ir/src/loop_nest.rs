@@ -145,6 +145,14 @@ pub enum Stmt {
     /// `GpuThread` loop, and only under control flow that is the same for every thread of the
     /// block (the host lowering splits the thread loop here, which needs that).
     Barrier,
+    /// A hint that `buf[index]` is read soon: a CPU starts bringing its cache line in now, so
+    /// that a stream of reads from memory overlaps the arithmetic before them. It changes no
+    /// result, and `index` may lie outside the buffer (a prefetch never faults). GPU kernels
+    /// drop it.
+    Prefetch {
+        buf: BufId,
+        index: Expr,
+    },
 }
 
 /// A kernel: `params` (in argument order) are the caller's buffers, the other buffers are scratch.

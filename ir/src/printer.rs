@@ -55,6 +55,9 @@ fn print_block(nest: &LoopNest, body: &[Stmt], depth: usize, out: &mut String) {
             Stmt::Barrier => {
                 let _ = writeln!(out, "{pad}barrier");
             }
+            Stmt::Prefetch { buf, index } => {
+                let _ = writeln!(out, "{pad}prefetch {}[{}]", nest.buffer(*buf).name, expr(nest, index));
+            }
             Stmt::If { cond, then_body, else_body } => {
                 let _ = writeln!(out, "{pad}if {} {{", expr(nest, cond));
                 print_block(nest, then_body, depth + 1, out);

@@ -569,3 +569,48 @@ fn the_default_register_tile_of_a_blocked_conv_does_not_spill() {
         );
     }
 }
+
+/// The default of a conv with few output rows (7×7: ten row tiles read each weight panel)
+/// prefetches the next panel of its weights from inside the micro-kernel's reduction loop; one
+/// with many (56×56), where only the first of hundreds of tiles finds a panel out of cache, does
+/// not prefetch at all. Compiled for a generic AVX-512 CPU, not run: it holds on any host.
+#[test]
+fn the_default_prefetches_the_weights_only_when_few_row_tiles_share_them() {
+    let target = autotune_ir::Target::Cpu(autotune_ir::CpuTarget::generic(autotune_ir::IsaLevel::Avx512, 1));
+    let builder = autotune_codegen::CpuBuilder::new(&target).expect("builder");
+    for (size, kh, pad) in [(7, 3, 1), (7, 1, 0), (56, 3, 1), (56, 1, 0)] {
+        let spec = Conv2dSpec {
+            n: 1,
+            c: 256,
+            h: size,
+            w: size,
+            o: 256,
+            kh,
+            kw: kh,
+            stride: [1, 1],
+            pad: [pad; 4],
+            dilation: [1, 1],
+            groups: 1,
+        };
+        let task = Task::new(Op::Conv2d(spec), vec![EpilogueOp::Bias, EpilogueOp::Relu])
+            .with_layout(ChannelBlocks { input: 16, output: 16 });
+        let space = space_for(&task, &target).expect("space");
+        let trace = space.default_trace();
+        let assembly = builder.assembly(&space.lower(&trace).expect("lowers").kernel).expect("assembly");
+        let prefetches = |lines: &[&str]| lines.iter().filter(|l| l.contains("prefetcht1")).count();
+        let all_lines: Vec<&str> = assembly.lines().collect();
+        if size == 7 {
+            assert_eq!(trace.get("prefetch_b"), Some(1), "{}", trace.display());
+            let inner = hottest_loop(&assembly);
+            assert!(
+                prefetches(&inner) > 0,
+                "{}: no prefetch in the inner loop\n{}",
+                task.description(),
+                inner.join("\n")
+            );
+        } else {
+            assert_eq!(trace.get("prefetch_b"), Some(0), "{}", trace.display());
+            assert_eq!(prefetches(&all_lines), 0, "{}", task.description());
+        }
+    }
+}

@@ -144,7 +144,7 @@ fn main_loop_chain(nest: &LoopNest) -> Vec<&Loop> {
                 body =
                     if loop_depth_of(then_body) >= loop_depth_of(else_body) { then_body } else { else_body }
             }
-            Some(Stmt::Store { .. } | Stmt::Barrier) | None => break,
+            Some(Stmt::Store { .. } | Stmt::Barrier | Stmt::Prefetch { .. }) | None => break,
         }
     }
     chain
@@ -155,7 +155,7 @@ fn loop_depth(stmt: &Stmt) -> usize {
         Stmt::For(l) => 1 + loop_depth_of(&l.body),
         Stmt::Allocate { body, .. } => loop_depth_of(body),
         Stmt::If { then_body, else_body, .. } => loop_depth_of(then_body).max(loop_depth_of(else_body)),
-        Stmt::Store { .. } | Stmt::Barrier => 0,
+        Stmt::Store { .. } | Stmt::Barrier | Stmt::Prefetch { .. } => 0,
     }
 }
 

@@ -118,7 +118,7 @@ fn written_buffers(body: &[Stmt]) -> Vec<BufId> {
                     walk(then_body, out);
                     walk(else_body, out);
                 }
-                Stmt::Barrier => {}
+                Stmt::Barrier | Stmt::Prefetch { .. } => {}
             }
         }
     }
@@ -239,6 +239,8 @@ impl Emitter<'_> {
                 self.line(depth, "}");
             }
             Stmt::Barrier => self.line(depth, "__syncthreads();"),
+            // A CPU cache hint: GPU kernels stage their reuse in shared memory instead.
+            Stmt::Prefetch { .. } => {}
         }
         Ok(())
     }
