@@ -177,24 +177,26 @@ fn per_thread(stmt: &Stmt, expanded: &HashMap<BufId, (VarId, i64)>) -> Result<St
         Stmt::If { cond, then_body, else_body } => {
             Stmt::If { cond: offset(cond, expanded), then_body: all(then_body)?, else_body: all(else_body)? }
         }
-        Stmt::Store { buf, index, value } => {
-            let index = offset(index, expanded);
-            let index = match expanded.get(buf) {
-                Some(&(v, len)) => Expr::var(v) * len + index,
-                None => index,
-            };
-            Stmt::Store { buf: *buf, index, value: offset(value, expanded) }
-        }
+        Stmt::Store { buf, index, value } => Stmt::Store {
+            buf: *buf,
+            index: thread_index(*buf, index, expanded),
+            value: offset(value, expanded),
+        },
         Stmt::Prefetch { buf, index } => {
-            let index = offset(index, expanded);
-            let index = match expanded.get(buf) {
-                Some(&(v, len)) => Expr::var(v) * len + index,
-                None => index,
-            };
-            Stmt::Prefetch { buf: *buf, index }
+            Stmt::Prefetch { buf: *buf, index: thread_index(*buf, index, expanded) }
         }
         Stmt::Barrier => return Err(unsupported("a barrier left after splitting")),
     })
+}
+
+/// `index` into `buf` as the current thread sees it: past the other threads' copies when `buf`
+/// was expanded to one copy per thread.
+fn thread_index(buf: BufId, index: &Expr, expanded: &HashMap<BufId, (VarId, i64)>) -> Expr {
+    let index = offset(index, expanded);
+    match expanded.get(&buf) {
+        Some(&(v, len)) => Expr::var(v) * len + index,
+        None => index,
+    }
 }
 
 fn offset(e: &Expr, expanded: &HashMap<BufId, (VarId, i64)>) -> Expr {
@@ -207,14 +209,7 @@ fn offset(e: &Expr, expanded: &HashMap<BufId, (VarId, i64)>) -> Expr {
         Expr::Unary(op, a) => Expr::Unary(*op, o(a)),
         Expr::Fma(a, b, c) => Expr::Fma(o(a), o(b), o(c)),
         Expr::Select(a, b, c) => Expr::Select(o(a), o(b), o(c)),
-        Expr::Load { buf, index } => {
-            let index = offset(index, expanded);
-            let index = match expanded.get(buf) {
-                Some(&(v, len)) => Expr::var(v) * len + index,
-                None => index,
-            };
-            Expr::load(*buf, index)
-        }
+        Expr::Load { buf, index } => Expr::load(*buf, thread_index(*buf, index, expanded)),
     }
 }
 

@@ -528,6 +528,26 @@ fn hottest_loop(assembly: &str) -> Vec<&str> {
     hottest
 }
 
+/// A `size`×`size` conv, `channels` in and out, `kh`×`kh` taps padded to keep the size, bias and
+/// ReLU fused, input and output in 16-channel blocks.
+fn blocked_square_conv(channels: usize, size: usize, kh: usize) -> Task {
+    let spec = Conv2dSpec {
+        n: 1,
+        c: channels,
+        h: size,
+        w: size,
+        o: channels,
+        kh,
+        kw: kh,
+        stride: [1, 1],
+        pad: [kh / 2; 4],
+        dilation: [1, 1],
+        groups: 1,
+    };
+    Task::new(Op::Conv2d(spec), vec![EpilogueOp::Bias, EpilogueOp::Relu])
+        .with_layout(ChannelBlocks { input: 16, output: 16 })
+}
+
 /// The default register tile of a conv in channel blocks (6 × 4 vectors: 24 accumulators of the
 /// 32 AVX-512 registers) keeps its inner loop in registers: no vector spilled to or reloaded
 /// from the stack. LLVM's machine scheduler hoisted the broadcasts of this loop ahead of their
@@ -537,22 +557,8 @@ fn hottest_loop(assembly: &str) -> Vec<&str> {
 fn the_default_register_tile_of_a_blocked_conv_does_not_spill() {
     let target = autotune_ir::Target::Cpu(autotune_ir::CpuTarget::generic(autotune_ir::IsaLevel::Avx512, 1));
     let builder = autotune_codegen::CpuBuilder::new(&target).expect("builder");
-    for (kh, pad) in [(3, 1), (1, 0)] {
-        let spec = Conv2dSpec {
-            n: 1,
-            c: 64,
-            h: 14,
-            w: 14,
-            o: 64,
-            kh,
-            kw: kh,
-            stride: [1, 1],
-            pad: [pad; 4],
-            dilation: [1, 1],
-            groups: 1,
-        };
-        let task = Task::new(Op::Conv2d(spec), vec![EpilogueOp::Bias, EpilogueOp::Relu])
-            .with_layout(ChannelBlocks { input: 16, output: 16 });
+    for kh in [3, 1] {
+        let task = blocked_square_conv(64, 14, kh);
         let space = space_for(&task, &target).expect("space");
         let trace = space.default_trace();
         assert_eq!((trace.get("mr"), trace.get("nr_vecs")), (Some(6), Some(4)), "{}", trace.display());
@@ -578,27 +584,12 @@ fn the_default_register_tile_of_a_blocked_conv_does_not_spill() {
 fn the_default_prefetches_the_weights_only_when_few_row_tiles_share_them() {
     let target = autotune_ir::Target::Cpu(autotune_ir::CpuTarget::generic(autotune_ir::IsaLevel::Avx512, 1));
     let builder = autotune_codegen::CpuBuilder::new(&target).expect("builder");
-    for (size, kh, pad) in [(7, 3, 1), (7, 1, 0), (56, 3, 1), (56, 1, 0)] {
-        let spec = Conv2dSpec {
-            n: 1,
-            c: 256,
-            h: size,
-            w: size,
-            o: 256,
-            kh,
-            kw: kh,
-            stride: [1, 1],
-            pad: [pad; 4],
-            dilation: [1, 1],
-            groups: 1,
-        };
-        let task = Task::new(Op::Conv2d(spec), vec![EpilogueOp::Bias, EpilogueOp::Relu])
-            .with_layout(ChannelBlocks { input: 16, output: 16 });
+    for (size, kh) in [(7, 3), (7, 1), (56, 3), (56, 1)] {
+        let task = blocked_square_conv(256, size, kh);
         let space = space_for(&task, &target).expect("space");
         let trace = space.default_trace();
         let assembly = builder.assembly(&space.lower(&trace).expect("lowers").kernel).expect("assembly");
         let prefetches = |lines: &[&str]| lines.iter().filter(|l| l.contains("prefetcht1")).count();
-        let all_lines: Vec<&str> = assembly.lines().collect();
         if size == 7 {
             assert_eq!(trace.get("prefetch_b"), Some(1), "{}", trace.display());
             let inner = hottest_loop(&assembly);
@@ -610,7 +601,7 @@ fn the_default_prefetches_the_weights_only_when_few_row_tiles_share_them() {
             );
         } else {
             assert_eq!(trace.get("prefetch_b"), Some(0), "{}", trace.display());
-            assert_eq!(prefetches(&all_lines), 0, "{}", task.description());
+            assert_eq!(prefetches(&assembly.lines().collect::<Vec<_>>()), 0, "{}", task.description());
         }
     }
 }
