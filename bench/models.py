@@ -200,7 +200,7 @@ def main():
                 started = time.time()
                 tuned = run_with_peak([args.bin, model, "--trials-per-task", str(args.trials_per_task),
                                        "--threads", str(t), "--db", db, "--json",
-                                       "--report", os.path.join(OUT, f"light_{name}_t{t}.report.html")])[0]
+                                       "--report", os.path.join(OUT, f"light_{name}_{tag}t{t}.report.html")])[0]
                 elapsed = time.time() - started
                 if tuned["trials_this_run"] > 0:
                     wall = add_tuning_wall(db, elapsed)
