@@ -194,13 +194,15 @@ def main():
         model, inputs, expected = randomized_model(name, light)
         for t in threads:
             tag = f"{args.log_tag}_" if args.log_tag else ""
-            db = None if args.untuned_only else os.path.join(OUT, f"light_{name}_{tag}t{t}.tuning.db")
+            # The log and its HTML report share one name, so a tagged log never overwrites another's.
+            stem = os.path.join(OUT, f"light_{name}_{tag}t{t}")
+            db = None if args.untuned_only else stem + ".tuning.db"
             wall = add_tuning_wall(db, 0.0) if db else 0.0
             if db and not args.skip_tuning:
                 started = time.time()
                 tuned = run_with_peak([args.bin, model, "--trials-per-task", str(args.trials_per_task),
                                        "--threads", str(t), "--db", db, "--json",
-                                       "--report", os.path.join(OUT, f"light_{name}_{tag}t{t}.report.html")])[0]
+                                       "--report", stem + ".report.html"])[0]
                 elapsed = time.time() - started
                 if tuned["trials_this_run"] > 0:
                     wall = add_tuning_wall(db, elapsed)
