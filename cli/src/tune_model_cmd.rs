@@ -517,6 +517,10 @@ impl ProgressUi {
                 self.task.set_message(format!("{}: measuring {n}", self.task_name(*task_idx)));
                 self.task.tick();
             }
+            ModelEvent::Confirming { task_idx, .. } => {
+                self.task.set_message(format!("{}: timing the leaders again", self.task_name(*task_idx)));
+                self.task.tick();
+            }
             ModelEvent::BatchDone(progress) => {
                 if self.budget.is_none() {
                     let done: usize = progress

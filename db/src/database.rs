@@ -29,7 +29,7 @@ const IN_MEMORY: &str = ":memory:";
 /// Columns of a [`TrialRecord`], in the order [`read_trial_row`] reads them.
 const TRIAL_SELECT: &str = "SELECT t.id, w.task_key, g.target_key, t.session_id, t.trace_json, t.trace_key, \
      t.space_version, t.codegen_version, t.status, t.error, t.repeat_times_s, t.median_s, t.min_s, \
-     t.build_time_s, t.strategy, t.recorded_at \
+     t.build_time_s, t.strategy, t.recorded_at, t.windows \
      FROM trial t JOIN workload w ON w.id = t.workload_id JOIN target g ON g.id = t.target_id";
 
 /// An open tuning log.
@@ -295,7 +295,8 @@ impl Database {
     /// Adds the repeats of a later timing window to an `ok` trial and recomputes its median and
     /// minimum over all its repeats: a time taken in one short window of a drifting machine can be
     /// a lucky moment, and a winner confirmed in more windows is what a tuning run should hand over.
-    /// The trial's first repeats are kept; nothing else of the row changes.
+    /// The trial's first repeats are kept and its window count goes up by one; nothing else of the
+    /// row changes.
     pub fn add_repeats(&mut self, id: TrialId, times_s: &[f64]) -> Result<(), DbError> {
         retry_while_busy(|| self.add_repeats_once(id, times_s))
     }
@@ -325,7 +326,7 @@ impl Database {
         let json = serde_json::to_string(&all).map_err(|e| refuse(e.to_string()))?;
         transaction
             .execute(
-                "UPDATE trial SET repeat_times_s = ?1, median_s = ?2, min_s = ?3 WHERE id = ?4",
+                "UPDATE trial SET repeat_times_s = ?1, median_s = ?2, min_s = ?3, windows = windows + 1 WHERE id = ?4",
                 params![json, median_s, min_s, id.0],
             )
             .map_err(&error)?;
@@ -615,6 +616,7 @@ fn read_trial_row(row: &Row<'_>) -> rusqlite::Result<TrialRow> {
         build_time_s: row.get(13)?,
         strategy: row.get(14)?,
         recorded_at: row.get(15)?,
+        windows: row.get(16)?,
     };
     Ok(TrialRow { record, status: row.get(8)?, repeat_times_json: row.get(10)? })
 }

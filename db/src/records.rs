@@ -149,6 +149,9 @@ pub struct TrialRecord {
     pub strategy: String,
     /// RFC 3339 UTC time the trial's batch was recorded.
     pub recorded_at: String,
+    /// Timing windows its repeats come from: 1 when recorded, one more per
+    /// [`Database::add_repeats`](crate::Database::add_repeats).
+    pub windows: u32,
 }
 
 /// What a machine measurement measured. Stored as [`as_str`](Self::as_str).

@@ -13,7 +13,7 @@ pub const FORMAT_NAME: &str = "autotune-tuning-log";
 /// Forward migrations: `MIGRATIONS[i]` turns a schema-`i` log into a schema-`i + 1` log. Version 0
 /// is an empty database. A script only changes tables; the version bookkeeping is done by the
 /// code that runs it.
-pub const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2];
+pub const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2, SCHEMA_V3];
 
 /// The schema version this build writes and the newest it reads.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
@@ -97,6 +97,14 @@ CREATE TABLE machine_measurement (
     -- One measurement of each kind per target: the first one is kept.
     UNIQUE (target_id, kind)
 );
+"#;
+
+/// Version 3: how many timing windows a trial's repeats come from. On a shared machine one window
+/// now and then runs ~15 % fast, so a trial timed once is unconfirmed: the tuner times the leaders
+/// again until the ones it hands over were timed in several windows, and a later run can tell which
+/// leaders still need it.
+const SCHEMA_V3: &str = r#"
+ALTER TABLE trial ADD COLUMN windows INTEGER NOT NULL DEFAULT 1 CHECK (windows >= 1); -- timing windows the repeats come from: 1 when recorded, one more per later window added
 "#;
 
 /// What an opened SQLite database turned out to hold.
@@ -235,7 +243,7 @@ mod tests {
     }
 
     #[test]
-    fn a_version_1_log_migrates_to_version_2_and_keeps_its_rows() {
+    fn a_version_1_log_migrates_to_the_current_version_and_keeps_its_rows() {
         let conn = version_1_log();
         assert_eq!(inspect(&conn).expect("inspect"), Contents::TuningLog { version: 1 });
         conn.execute_batch(
@@ -247,11 +255,11 @@ mod tests {
         .expect("v1 rows");
 
         migrate(&conn, 1).expect("migrate from v1");
-        assert_eq!(inspect(&conn).expect("inspect"), Contents::TuningLog { version: 2 });
+        assert_eq!(inspect(&conn).expect("inspect"), Contents::TuningLog { version: SCHEMA_VERSION });
         let meta_version: String = conn
             .query_row("SELECT value FROM meta WHERE key = 'schema_version'", [], |row| row.get(0))
             .expect("meta schema_version");
-        assert_eq!(meta_version, "2");
+        assert_eq!(meta_version, SCHEMA_VERSION.to_string());
         let kept: (i64, i64) = conn
             .query_row("SELECT (SELECT count(*) FROM target), (SELECT count(*) FROM workload)", [], |row| {
                 Ok((row.get(0)?, row.get(1)?))
@@ -272,6 +280,37 @@ mod tests {
         assert!(insert("bandwidth_gbs", 0.0).is_err(), "a zero bandwidth is not a measurement");
         assert!(insert("latency_ns", 1.0).is_err(), "unknown kind");
         assert!(insert("bandwidth_gbs", 12.5).is_ok());
+    }
+
+    #[test]
+    fn a_version_2_trial_counts_as_timed_in_one_window() {
+        // A log exactly as schema version 2 left it, holding a trial.
+        let conn = version_1_log();
+        conn.execute_batch(SCHEMA_V2).expect("schema v2");
+        conn.pragma_update(None, "user_version", 2).expect("user_version");
+        conn.execute_batch(
+            "UPDATE meta SET value = '2' WHERE key = 'schema_version';
+             INSERT INTO target (target_key, kind, name, features, threads, target_json)
+                 VALUES ('t', 'cpu', 'cpu', 'avx2', 1, '{}');
+             INSERT INTO workload (task_key, op, description, task_json, flops)
+                 VALUES ('w', 'matmul', 'matmul 2x2x2 f32', '{}', 16);
+             INSERT INTO session (started_at, command, seed, strategy, tool_version)
+                 VALUES ('now', 'autotune', 0, 'random', '0');
+             INSERT INTO trial (workload_id, target_id, session_id, trace_json, trace_key, space_version,
+                 codegen_version, status, repeat_times_s, median_s, min_s, build_time_s, strategy, recorded_at)
+                 VALUES (1, 1, 1, '{}', 'old', 's', 'c', 'ok', '[0.002,0.001]', 0.0015, 0.001, 0.1, 'random', 'now');",
+        )
+        .expect("v2 rows");
+        assert_eq!(inspect(&conn).expect("inspect"), Contents::TuningLog { version: 2 });
+
+        migrate(&conn, 2).expect("migrate from v2");
+        assert_eq!(inspect(&conn).expect("inspect"), Contents::TuningLog { version: 3 });
+        let windows: i64 = conn
+            .query_row("SELECT windows FROM trial WHERE trace_key = 'old'", [], |row| row.get(0))
+            .expect("windows");
+        assert_eq!(windows, 1, "a trial recorded before windows were counted was timed once");
+        let zero = conn.execute("UPDATE trial SET windows = 0 WHERE trace_key = 'old'", []);
+        assert!(zero.is_err(), "a time comes from at least one window");
     }
 
     #[test]
@@ -334,7 +373,7 @@ mod tests {
     min_s REAL,
     build_time_s REAL NOT NULL,
     strategy TEXT NOT NULL, -- the search technique that proposed the trace
-    recorded_at TEXT NOT NULL, -- RFC 3339 UTC
+    recorded_at TEXT NOT NULL, windows INTEGER NOT NULL DEFAULT 1 CHECK (windows >= 1), -- RFC 3339 UTC
     -- Only a trial that matched the reference has a time, so only it can be a winner; and a
     -- time is always a real measurement, never a sentinel.
     CHECK ((status = 'ok') = (median_s IS NOT NULL AND min_s IS NOT NULL)),

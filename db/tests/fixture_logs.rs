@@ -1,6 +1,6 @@
 //! Logs of every earlier schema version, checked in as files (`tests/fixtures/schema_vN.tuning.db`:
 //! a 6-trial matmul 16×16×16 log, the schema-1 one as schema 1 left it: no `machine_measurement`
-//! table), open for writing, migrate to the current schema and give the same winners they held.
+//! table; in the schema-3 one the fastest trial was timed in 3 windows), open for writing, migrate to the current schema and give the same winners they held.
 
 use autotune_db::{Database, SCHEMA_VERSION};
 use rusqlite::Connection;
@@ -29,7 +29,7 @@ fn winners_by_sql(path: &std::path::Path) -> (String, String, Vec<String>) {
 
 #[test]
 fn every_earlier_schema_migrates_and_keeps_its_winners() {
-    assert_eq!(SCHEMA_VERSION, 2, "a new schema version needs its fixture log here");
+    assert_eq!(SCHEMA_VERSION, 3, "a new schema version needs its fixture log here");
     for version in 1..=SCHEMA_VERSION {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("log.tuning.db");
@@ -45,6 +45,10 @@ fn every_earlier_schema_migrates_and_keeps_its_winners() {
         drop(db);
         // Read-only commands read the migrated log too.
         let reader = Database::open_read_only(&path).expect("read-only");
-        assert_eq!(reader.trials(&task, &target).expect("trials").len(), 6, "schema {version}");
+        let trials = reader.trials(&task, &target).expect("trials");
+        assert_eq!(trials.len(), 6, "schema {version}");
+        // Before schema 3 windows were not counted: every trial counts as timed once.
+        let confirmed = trials.iter().filter(|t| t.windows > 1).count();
+        assert_eq!(confirmed, if version >= 3 { 1 } else { 0 }, "schema {version}");
     }
 }

@@ -72,6 +72,9 @@ pub enum ModelEvent<'a> {
     BatchStarted { task_idx: usize, task: &'a Task, n: usize },
     /// A batch was measured and committed.
     BatchDone(&'a ModelProgress),
+    /// The run's trials are done: `task_idx`'s leaders are timed again where they were timed in
+    /// one window only.
+    Confirming { task_idx: usize, task: &'a Task },
 }
 
 /// Where the run stands after a batch.
@@ -167,14 +170,20 @@ pub fn tune_model<'a>(
 
     let mut best = Vec::with_capacity(tasks.len());
     let (mut search_time_s, mut measure_time_s) = (0.0, 0.0);
-    for (model_task, slot) in tasks.iter().zip(active) {
+    // Confirm the winners unless the run was stopped (Ctrl-C, deadline) or failed: those of the
+    // tasks this run tuned, and those a finished log still holds unconfirmed (a log of an older
+    // build, or of a run stopped before its end).
+    let confirm = matches!(&result, Ok((_, ModelStopReason::TrialsDone | ModelStopReason::SpacesExhausted)));
+    for (task_idx, (model_task, slot)) in tasks.iter().zip(active).enumerate() {
+        // After an error, only the sessions are ended.
+        let confirm = confirm && result.is_ok();
+        if confirm {
+            on_event(&ModelEvent::Confirming { task_idx, task: &model_task.task });
+        }
         match slot {
             Some(Active { mut tuner, .. }) => {
-                // Confirm the winners unless the run was stopped (Ctrl-C, deadline) or failed.
                 let outcome = match &result {
-                    Ok((_, ModelStopReason::TrialsDone | ModelStopReason::SpacesExhausted)) => {
-                        tuner.confirm_leaders(runner, db).map(|()| None)
-                    }
+                    Ok(_) if confirm => tuner.confirm_leaders(runner, db).map(|()| None),
                     Ok(_) => Ok(None),
                     Err(_) => Ok(Some(StopReason::Cancelled)),
                 };
@@ -190,13 +199,38 @@ pub fn tune_model<'a>(
                     }
                 }
             }
-            None => best.push(best_in_log(
-                db,
-                &model_task.task,
-                &target,
-                model_task.space.version(),
-                &config.tune.codegen_version,
-            )?),
+            None => {
+                if confirm {
+                    let started = std::time::Instant::now();
+                    let confirmed = crate::tune::confirm_leaders(
+                        &model_task.task,
+                        model_task.space.version(),
+                        runner,
+                        db,
+                        &config.tune,
+                    );
+                    measure_time_s += started.elapsed().as_secs_f64();
+                    if let Err(error) = confirmed {
+                        result = Err(error);
+                    }
+                }
+                let found = best_in_log(
+                    db,
+                    &model_task.task,
+                    &target,
+                    model_task.space.version(),
+                    &config.tune.codegen_version,
+                );
+                match found {
+                    Ok(found) => best.push(found),
+                    Err(error) => {
+                        if result.is_ok() {
+                            result = Err(error);
+                        }
+                        best.push(None);
+                    }
+                }
+            }
         }
     }
     let (mut progress, stopped) = result?;
@@ -539,6 +573,35 @@ mod tests {
         assert_eq!(summary.progress.trials_this_run, 18);
         let again = run_model(&mut db, &mut runner, &config(Some(12), None), None);
         assert_eq!((again.stopped, again.progress.trials_this_run), (ModelStopReason::TrialsDone, 0));
+    }
+
+    #[test]
+    fn a_finished_log_of_unconfirmed_leaders_is_confirmed_by_the_next_run_once() {
+        let mut db = Database::open_in_memory().expect("db");
+        let mut runner = FakeRunner::new();
+        // A log whose leaders were each timed in one window (a build that did not confirm).
+        run_model(&mut db, &mut runner, &config(Some(8), None), None);
+        let space = FakeSpace::new();
+        let windows_of_leaders = |db: &Database| -> Vec<u32> {
+            model_tasks(&space)
+                .iter()
+                .map(|t| db.best(&t.task.key().0, &runner.target().key(), 1).expect("best")[0].windows)
+                .collect()
+        };
+        assert_eq!(windows_of_leaders(&db), vec![1, 1, 1]);
+
+        let mut confirming = config(Some(8), None);
+        confirming.tune.confirm_rounds = 2;
+        let mut runner = FakeRunner::new();
+        let summary = run_model(&mut db, &mut runner, &confirming, None);
+        assert_eq!((summary.stopped, summary.progress.trials_this_run), (ModelStopReason::TrialsDone, 0));
+        assert!(!runner.measured.is_empty(), "the leaders were timed again");
+        assert_eq!(windows_of_leaders(&db), vec![3, 3, 3]);
+        assert_eq!(log_counts(&db, &runner), (vec![8, 8, 8], false), "confirming adds no trial");
+
+        let mut runner = FakeRunner::new();
+        run_model(&mut db, &mut runner, &confirming, None);
+        assert!(runner.measured.is_empty(), "a confirmed log is not timed again");
     }
 
     #[test]

@@ -586,6 +586,7 @@ fn added_repeats_retime_a_lucky_trial_and_keep_its_first_window() {
         .expect("lucky");
     assert_eq!(lucky_now.repeat_times_s.len(), 9);
     assert_eq!((lucky_now.median_s, lucky_now.min_s), (Some(1.5), Some(1.0)));
+    assert_eq!((lucky_now.windows, retimed.windows), (2, 1), "a window counted per add, others untouched");
 
     assert!(matches!(db.add_repeats(broken, &[1.0]), Err(DbError::CannotRetime { .. })));
     assert!(matches!(db.add_repeats(lucky, &[f64::NAN]), Err(DbError::CannotRetime { .. })));

@@ -101,6 +101,14 @@ pub struct TrialLine {
     pub build_time_s: f64,
     pub strategy: String,
     pub recorded_at: String,
+    /// Timing windows of the repeats; absent in exports of schema 2 and older, whose trials count
+    /// as timed once.
+    #[serde(default = "one_window")]
+    pub windows: u32,
+}
+
+fn one_window() -> u32 {
+    1
 }
 
 /// What an import or a merge changed.
@@ -319,7 +327,7 @@ impl Database {
             .prepare(
                 "SELECT w.task_key, g.target_key, t.session_id, t.trace_json, t.trace_key, t.space_version,
                      t.codegen_version, t.status, t.error, t.repeat_times_s, t.median_s, t.min_s, t.build_time_s,
-                     t.strategy, t.recorded_at
+                     t.strategy, t.recorded_at, t.windows
                  FROM trial t JOIN workload w ON w.id = t.workload_id JOIN target g ON g.id = t.target_id
                  ORDER BY t.id",
             )
@@ -332,7 +340,7 @@ impl Database {
                     (row.get::<_, String>(5)?, row.get::<_, String>(6)?),
                     (row.get::<_, String>(7)?, row.get::<_, Option<String>>(8)?, row.get::<_, String>(9)?),
                     (row.get::<_, Option<f64>>(10)?, row.get::<_, Option<f64>>(11)?, row.get::<_, f64>(12)?),
-                    (row.get::<_, String>(13)?, row.get::<_, String>(14)?),
+                    (row.get::<_, String>(13)?, row.get::<_, String>(14)?, row.get::<_, u32>(15)?),
                 ))
             })
             .map_err(&error)?;
@@ -343,7 +351,7 @@ impl Database {
                 (space_version, codegen_version),
                 (status, trial_error, repeat_times_json),
                 (median_s, min_s, build_time_s),
-                (strategy, recorded_at),
+                (strategy, recorded_at, windows),
             ) = row.map_err(&error)?;
             records.push(LogRecord::Trial(TrialLine {
                 record: "trial".into(),
@@ -362,6 +370,7 @@ impl Database {
                 build_time_s,
                 strategy,
                 recorded_at,
+                windows,
             }));
         }
         Ok(records)
@@ -490,8 +499,8 @@ impl Database {
                         .execute(
                             "INSERT INTO trial (workload_id, target_id, session_id, trace_json, trace_key, space_version,
                                  codegen_version, status, error, repeat_times_s, median_s, min_s, build_time_s, strategy,
-                                 recorded_at)
-                             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
+                                 recorded_at, windows)
+                             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
                              ON CONFLICT (workload_id, target_id, trace_key, space_version, codegen_version) DO NOTHING",
                             params![
                                 workload,
@@ -508,7 +517,8 @@ impl Database {
                                 t.min_s,
                                 t.build_time_s,
                                 t.strategy,
-                                t.recorded_at
+                                t.recorded_at,
+                                t.windows
                             ],
                         )
                         // A CHECK the log enforces (an ok trial without a time, an unknown status)

@@ -64,7 +64,12 @@ fn log_with(seed: u64, trace_prefix: &str, trials: usize, end_session: bool) -> 
             }
         })
         .collect();
-    db.record_batch(&batch).expect("batch");
+    let ids = db.record_batch(&batch).expect("batch");
+    // The first trial confirmed in two more windows.
+    if let Some(Some(first)) = ids.first() {
+        db.add_repeats(*first, &[4e-4, 3e-4]).expect("retime");
+        db.add_repeats(*first, &[3.5e-4]).expect("retime");
+    }
     db.record_machine_measurement(
         "target-2",
         &NewMachineMeasurement {
@@ -117,7 +122,14 @@ fn export_then_import_then_export_is_byte_identical_and_keeps_every_value() {
         imported.machine_measurements("target-2").expect("m"),
         original.machine_measurements("target-2").expect("m")
     );
-    assert!(first.lines().next().expect("header").contains(r#""schema_version":2"#));
+    assert!(first.lines().next().expect("header").contains(r#""schema_version":3"#));
+    assert!(all_trials(&imported).iter().any(|t| t.windows == 3), "the windows of a confirmed trial travel");
+
+    // An export of schema 2 has no window counts: its trials count as timed once.
+    let schema_2 = first.replace(r#","windows":3"#, "").replace(r#","windows":1"#, "");
+    assert!(!schema_2.contains("windows"));
+    let (old, _) = import(&schema_2).expect("import an export without windows");
+    assert!(all_trials(&old).iter().all(|t| t.windows == 1));
 }
 
 #[test]
@@ -214,7 +226,7 @@ fn pruning_keeps_the_k_fastest_ok_trials_per_task_and_target() {
 #[test]
 fn a_bad_export_is_refused_with_its_line_and_nothing_is_imported() {
     let text = jsonl(&log_with(1, "k", 4, true));
-    let newer = text.replacen(r#""schema_version":2"#, r#""schema_version":99"#, 1);
+    let newer = text.replacen(r#""schema_version":3"#, r#""schema_version":99"#, 1);
     let no_header: String = text.lines().skip(1).map(|l| format!("{l}\n")).collect();
     let dangling = text.replace(r#""session":1,"trace""#, r#""session":9,"trace""#);
     let not_json = format!("{text}{{oops\n");
