@@ -49,8 +49,22 @@ impl LocalRunner {
         nests: Vec<Result<Program, String>>,
         on_event: &mut dyn FnMut(Streamed) -> Result<(), MeasureError>,
     ) -> Result<(), MeasureError> {
+        // A batch may hold one program more than once (a leader timed in several windows): each
+        // distinct program is built once, and every copy of it is checked and timed on its own.
+        let mut slot_of: Vec<usize> = Vec::with_capacity(nests.len());
+        let mut distinct: Vec<Result<Program, String>> = Vec::with_capacity(nests.len());
+        for nest in nests {
+            let copy_of = match &nest {
+                Ok(program) => distinct.iter().position(|other| other.as_ref() == Ok(program)),
+                Err(_) => None,
+            };
+            slot_of.push(copy_of.unwrap_or(distinct.len()));
+            if copy_of.is_none() {
+                distinct.push(nest);
+            }
+        }
         let builder = &self.builder;
-        let built: Vec<Built> = nests
+        let built: Vec<Built> = distinct
             .into_par_iter()
             .map(|nest| {
                 let start = Instant::now();
@@ -68,15 +82,15 @@ impl LocalRunner {
             self.reference = Some(ReferenceData::new(task, seed));
         }
         let (runtime, reference) = (&self.runtime, self.reference.as_ref());
-        for b in built {
-            let outcome = match (b, reference) {
+        for &slot in &slot_of {
+            let outcome = match (&built[slot], reference) {
                 (Ok((kernel, build_s)), Some(data)) => {
-                    check_and_time(&kernel, runtime, data, &config, build_s)
+                    check_and_time(kernel, runtime, data, &config, *build_s)
                 }
                 (Ok((_, build_s)), None) => {
-                    MeasureOutcome::failed(TrialStatus::RunError, "no reference", build_s)
+                    MeasureOutcome::failed(TrialStatus::RunError, "no reference", *build_s)
                 }
-                (Err((status, text, build_s)), _) => MeasureOutcome::failed(status, text, build_s),
+                (Err((status, text, build_s)), _) => MeasureOutcome::failed(*status, text.clone(), *build_s),
             };
             on_event(Streamed::Outcome(outcome))?;
         }

@@ -605,3 +605,23 @@ fn the_default_prefetches_the_weights_only_when_few_row_tiles_share_them() {
         }
     }
 }
+
+#[test]
+fn a_kernel_twice_in_a_batch_is_built_once_and_timed_twice() {
+    let target = host_cpu_target(1).expect("host");
+    let task = Task::matmul(32, 48, 40);
+    let space = space_for(&task, &target).expect("space");
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+    let other = space.sample(&mut rng);
+    let default = space.default_trace();
+    let config =
+        MeasureConfig { min_repeats: 3, max_repeats: 3, min_total_time_s: 0.0, ..MeasureConfig::default() };
+    let mut runner = LocalRunner::new(&target, config).expect("runner");
+    let traces = [default.clone(), other, default];
+    let outcomes = runner.measure_batch(&task, &traces);
+    assert!(outcomes.iter().all(|o| o.status == TrialStatus::Ok), "{outcomes:?}");
+    assert!(outcomes.iter().all(|o| o.repeat_times_s.len() == 3), "every copy timed on its own");
+    // One build: the copies report the same build, down to the nanosecond.
+    assert_eq!(outcomes[0].build_time_s, outcomes[2].build_time_s);
+    assert_ne!(outcomes[0].build_time_s, outcomes[1].build_time_s);
+}

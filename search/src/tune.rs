@@ -562,7 +562,7 @@ fn retime(
 /// `config.confirm_leaders` fastest comparable trials, and the default schedule) was timed in
 /// `1 + config.confirm_rounds` windows, and adds each window's repeats to its trial
 /// ([`Database::add_repeats`]). A pass gives the leaders still short of windows theirs, a round
-/// at a time, in a different order each round; then the leaders are read again.
+/// after the other in a different order each round; then the leaders are read again.
 ///
 /// One pass is not enough: on a shared machine a window now and then runs ~15 % fast, while the
 /// best few dozen schedules of a task are often within a few percent of one another, so once the
@@ -591,23 +591,25 @@ pub(crate) fn confirm_leaders(
         if short.is_empty() {
             break;
         }
+        // The pass's rounds go to the runner as one batch, so each distinct kernel is built once;
+        // round after round, rotated each round so no leader is always timed right after the same
+        // neighbour.
+        let mut batch: Vec<(TrialId, Trace)> = Vec::new();
         for round in 0..config.confirm_rounds {
-            let mut due: Vec<&mut Leader> =
-                short.iter_mut().filter(|l| l.windows < wanted_windows && !failed.contains(&l.id)).collect();
+            let behind = |l: &&Leader| {
+                l.windows.saturating_add(u32::try_from(round).unwrap_or(u32::MAX)) < wanted_windows
+            };
+            let mut due: Vec<&Leader> = short.iter().filter(behind).collect();
             if due.is_empty() {
                 break;
             }
-            // Rotated each round, so no leader is always timed right after the same neighbour.
             let len = due.len();
             due.rotate_left(round % len);
-            let trials: Vec<(TrialId, Trace)> = due.iter().map(|l| (l.id, l.trace.clone())).collect();
-            for (leader, added) in due.into_iter().zip(retime(task, runner, db, &trials)?) {
-                match added {
-                    Some(_) => leader.windows += 1,
-                    None => {
-                        failed.insert(leader.id);
-                    }
-                }
+            batch.extend(due.into_iter().map(|l| (l.id, l.trace.clone())));
+        }
+        for ((id, _), added) in batch.iter().zip(retime(task, runner, db, &batch)?) {
+            if added.is_none() {
+                failed.insert(*id);
             }
         }
     }
