@@ -36,13 +36,19 @@ pub struct ModelTask<'a> {
     pub space: &'a dyn SpaceGenerator,
 }
 
+/// Under a deadline, the share of the time left at the start that is kept for confirming the
+/// leaders at the end ([`crate::tune::TaskTuner::confirm_leaders`]): a run that spends it all on
+/// trials hands over winners timed in one window, some of them lucky ones.
+const CONFIRM_SHARE_OF_DEADLINE: f64 = 0.15;
+
 /// Settings of [`tune_model`].
 #[derive(Clone, Debug)]
 pub struct ModelTuneConfig {
     /// Stop giving a task batches once the log holds this many of its measured schedules (every
     /// session, the default schedule included). `None`: no cap.
     pub trials_per_task: Option<usize>,
-    /// Start no batch that is not expected to finish by then. `None`: no deadline.
+    /// Start no batch that is not expected to finish by then; with confirmation on, the trials
+    /// end early enough to confirm the leaders by then too. `None`: no deadline.
     pub deadline: Option<Instant>,
     /// Seed, versions, batch size and command line of every session (`n_trials` is unused).
     pub tune: TuneConfig,
@@ -166,14 +172,38 @@ pub fn tune_model<'a>(
     }
     let target = runner.target().clone();
     let mut active: Vec<Option<Active<'a>>> = tasks.iter().map(|_| None).collect();
-    let mut result = run(tasks, make_strategy, runner, db, config, cancel, on_event, &target, &mut active);
+    // Under a deadline the trials stop early enough to leave time for confirming the leaders.
+    let confirms = config.tune.confirm_rounds > 0 && config.tune.confirm_leaders > 0;
+    let trials_config = ModelTuneConfig {
+        deadline: config.deadline.filter(|_| confirms).map(|deadline| {
+            let now = Instant::now();
+            deadline - deadline.saturating_duration_since(now).mul_f64(CONFIRM_SHARE_OF_DEADLINE)
+        }),
+        ..config.clone()
+    };
+    let mut trial_time = TrialTime::default();
+    let mut result = run(
+        tasks,
+        make_strategy,
+        runner,
+        db,
+        if confirms { &trials_config } else { config },
+        cancel,
+        on_event,
+        &target,
+        &mut active,
+        &mut trial_time,
+    );
 
     let mut best = Vec::with_capacity(tasks.len());
     let (mut search_time_s, mut measure_time_s) = (0.0, 0.0);
-    // Confirm the winners unless the run was stopped (Ctrl-C, deadline) or failed: those of the
-    // tasks this run tuned, and those a finished log still holds unconfirmed (a log of an older
-    // build, or of a run stopped before its end).
-    let confirm = matches!(&result, Ok((_, ModelStopReason::TrialsDone | ModelStopReason::SpacesExhausted)));
+    // Confirm the winners unless the run was stopped (Ctrl-C) or failed: those of the tasks this
+    // run tuned, and those a finished log still holds unconfirmed (a log of an older build, or of
+    // a run stopped before its end). Under a deadline, only what fits before it.
+    let confirm = matches!(&result, Ok((_, stop)) if *stop != ModelStopReason::Cancelled);
+    let mut clock = config
+        .deadline
+        .map(|deadline| crate::tune::ConfirmClock { deadline, per_window_s: trial_time.slow_s() });
     for (task_idx, (model_task, slot)) in tasks.iter().zip(active).enumerate() {
         // After an error, only the sessions are ended.
         let confirm = confirm && result.is_ok();
@@ -183,7 +213,7 @@ pub fn tune_model<'a>(
         match slot {
             Some(Active { mut tuner, .. }) => {
                 let outcome = match &result {
-                    Ok(_) if confirm => tuner.confirm_leaders(runner, db).map(|()| None),
+                    Ok(_) if confirm => tuner.confirm_leaders(runner, db, clock.as_mut()).map(|()| None),
                     Ok(_) => Ok(None),
                     Err(_) => Ok(Some(StopReason::Cancelled)),
                 };
@@ -208,6 +238,7 @@ pub fn tune_model<'a>(
                         runner,
                         db,
                         &config.tune,
+                        clock.as_mut(),
                     );
                     measure_time_s += started.elapsed().as_secs_f64();
                     if let Err(error) = confirmed {
@@ -254,6 +285,7 @@ fn run<'a>(
     on_event: &mut dyn FnMut(&ModelEvent),
     target: &Target,
     active: &mut [Option<Active<'a>>],
+    trial_time: &mut TrialTime,
 ) -> Result<(ModelProgress, ModelStopReason), SearchError> {
     let mut progress = ModelProgress {
         task_idx: 0,
@@ -261,7 +293,6 @@ fn run<'a>(
         trials_this_run: 0,
         errors_this_run: 0,
     };
-    let mut trial_time = TrialTime::default();
 
     // The untuned model first: each task's default schedule, once per log.
     for (i, model_task) in tasks.iter().enumerate() {
@@ -641,6 +672,27 @@ mod tests {
             std::thread::sleep(self.per_trial * traces.len() as u32);
             self.inner.measure_batch(task, traces)
         }
+    }
+
+    #[test]
+    fn under_a_deadline_the_leaders_are_confirmed_in_the_time_kept_for_it() {
+        let mut db = Database::open_in_memory().expect("db");
+        // 72 trials of 40 ms would take 2.9 s: the deadline stops them, and leaves 0.45 s (11
+        // windows) for confirming.
+        let mut runner = SlowRunner { inner: FakeRunner::new(), per_trial: Duration::from_millis(40) };
+        let budget = Duration::from_millis(3000);
+        let started = Instant::now();
+        let mut confirming = config(None, Some(started + budget));
+        confirming.tune.confirm_rounds = 2;
+        let summary = run_model(&mut db, &mut runner, &confirming, None);
+        let elapsed = started.elapsed();
+        assert_eq!(summary.stopped, ModelStopReason::Deadline);
+        assert!(elapsed <= budget + Duration::from_millis(60), "{elapsed:?}");
+        let space = FakeSpace::new();
+        let first = &model_tasks(&space)[0].task;
+        let leaders = db.best(&first.key().0, &runner.target().key(), 4).expect("best");
+        let windows: Vec<u32> = leaders.iter().map(|t| t.windows).collect();
+        assert_eq!(windows, vec![3; 4], "the first task's leaders were timed in three windows");
     }
 
     #[test]

@@ -170,7 +170,9 @@ pub fn tune(
         Ok(None)
     })();
     let result = match result {
-        Ok(stop) if stop != Some(StopReason::Cancelled) => tuner.confirm_leaders(runner, db).map(|()| stop),
+        Ok(stop) if stop != Some(StopReason::Cancelled) => {
+            tuner.confirm_leaders(runner, db, None).map(|()| stop)
+        }
         other => other,
     };
     tuner.finish(db, result)
@@ -443,9 +445,14 @@ impl TaskTuner {
     }
 
     /// Confirms the log's leaders ([`confirm_leaders`]), counting the time as measuring.
-    pub fn confirm_leaders(&mut self, runner: &mut dyn Runner, db: &mut Database) -> Result<(), SearchError> {
+    pub(crate) fn confirm_leaders(
+        &mut self,
+        runner: &mut dyn Runner,
+        db: &mut Database,
+        clock: Option<&mut ConfirmClock>,
+    ) -> Result<(), SearchError> {
         let started = Instant::now();
-        let confirmed = confirm_leaders(&self.task, self.space_version, runner, db, &self.config);
+        let confirmed = confirm_leaders(&self.task, self.space_version, runner, db, &self.config, clock);
         self.measure_time_s += started.elapsed().as_secs_f64();
         confirmed?;
         self.best_gflops = self.best_in_log(db)?.map(|best| best.gflops).or(self.best_gflops);
@@ -572,12 +579,15 @@ fn retime(
 /// window, and never a kernel that only looked faster than the untuned default. A leader whose
 /// kernel fails when timed again is not retried. Leaders confirmed by an earlier run count, so a
 /// finished log costs one read.
+///
+/// With a `clock`, no batch starts that is not expected to end by its deadline.
 pub(crate) fn confirm_leaders(
     task: &Task,
     space_version: &str,
     runner: &mut dyn Runner,
     db: &mut Database,
     config: &TuneConfig,
+    mut clock: Option<&mut ConfirmClock>,
 ) -> Result<(), SearchError> {
     if config.confirm_rounds == 0 || config.confirm_leaders == 0 {
         return Ok(());
@@ -607,13 +617,32 @@ pub(crate) fn confirm_leaders(
             due.rotate_left(round % len);
             batch.extend(due.into_iter().map(|l| (l.id, l.trace.clone())));
         }
-        for ((id, _), added) in batch.iter().zip(retime(task, runner, db, &batch)?) {
+        if let Some(clock) = clock.as_deref() {
+            let expected_s = clock.per_window_s * batch.len() as f64;
+            if Instant::now() + std::time::Duration::from_secs_f64(expected_s.max(0.0)) > clock.deadline {
+                break;
+            }
+        }
+        let started = Instant::now();
+        let added = retime(task, runner, db, &batch)?;
+        if let Some(clock) = clock.as_deref_mut() {
+            clock.per_window_s = started.elapsed().as_secs_f64() / batch.len().max(1) as f64;
+        }
+        for ((id, _), added) in batch.iter().zip(added) {
             if added.is_none() {
                 failed.insert(*id);
             }
         }
     }
     Ok(())
+}
+
+/// The time confirmation must end by (a tuning budget's), and what a timing window has taken.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ConfirmClock {
+    pub deadline: Instant,
+    /// Wall seconds per window of the last confirming batch (before the first: a trial's).
+    pub per_window_s: f64,
 }
 
 /// A leader of a task's log, as confirmation needs it.
@@ -1167,7 +1196,8 @@ mod tests {
 
         // One leader confirmed at a time: the first lucky one, then the second, then the fastest.
         let confirming = TuneConfig { confirm_rounds: 2, confirm_leaders: 1, ..config(n_points, 8) };
-        confirm_leaders(space.task(), space.version(), &mut runner, &mut db, &confirming).expect("confirm");
+        confirm_leaders(space.task(), space.version(), &mut runner, &mut db, &confirming, None)
+            .expect("confirm");
         assert_eq!(leader(&db), (truly_fastest.clone(), 3), "the winner was timed in three windows");
         for (trace, _) in &lucky {
             let row = db_trials(&db).into_iter().find(|t| t.trace_key == trace.key()).expect("row");
@@ -1176,7 +1206,8 @@ mod tests {
 
         // Confirmed leaders stay confirmed: confirming again measures nothing.
         let measured = runner.inner.measured.len();
-        confirm_leaders(space.task(), space.version(), &mut runner, &mut db, &confirming).expect("again");
+        confirm_leaders(space.task(), space.version(), &mut runner, &mut db, &confirming, None)
+            .expect("again");
         assert_eq!(runner.inner.measured.len(), measured);
         assert_eq!(leader(&db), (truly_fastest, 3));
     }
