@@ -424,9 +424,7 @@ fn best(args: BestArgs) -> Result<ExitCode> {
         }
     };
     let space = space_for(&task, &target).context("no schedule space")?;
-    let replayable = |t: &&TrialRecord| {
-        t.space_version == space.version() && t.codegen_version == codegen_version(&target)
-    };
+    let replayable = |t: &&TrialRecord| t.is_comparable(space.version(), codegen_version(&target));
     let traces: Vec<(String, Trace)> = if args.default_schedule {
         let default = space.default_trace();
         vec![(default.key(), default)]

@@ -128,7 +128,5 @@ fn print(text: String) -> Result<ExitCode> {
 fn is_tuned(db: &Database, task: &Task, target: &Target) -> Result<bool> {
     let Ok(space) = space_for(task, target) else { return Ok(false) };
     let trials = db.best(&task.key().0, &target.key(), 64).context("reading the tuning log")?;
-    Ok(trials
-        .iter()
-        .any(|t| t.space_version == space.version() && t.codegen_version == codegen_version(target)))
+    Ok(trials.iter().any(|t| t.is_comparable(space.version(), codegen_version(target))))
 }

@@ -154,6 +154,15 @@ pub struct TrialRecord {
     pub windows: u32,
 }
 
+impl TrialRecord {
+    /// Whether this trial's time compares with others measured under `space_version` and
+    /// `codegen_version`: the same schedule space and code generator built the same kernel from
+    /// its trace. The one rule for ranking, resuming and confirming trials.
+    pub fn is_comparable(&self, space_version: &str, codegen_version: &str) -> bool {
+        self.space_version == space_version && self.codegen_version == codegen_version
+    }
+}
+
 /// What a machine measurement measured. Stored as [`as_str`](Self::as_str).
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

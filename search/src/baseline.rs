@@ -40,9 +40,7 @@ pub fn measure_default_schedule(
         .map_err(SearchError::db("look for the default schedule in the log"))?
         .iter()
         .any(|trial| {
-            trial.trace_key == default_key
-                && trial.space_version == space.version()
-                && trial.codegen_version == config.codegen_version
+            trial.trace_key == default_key && trial.is_comparable(space.version(), &config.codegen_version)
         });
     if measured {
         return Ok(None);

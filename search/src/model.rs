@@ -427,9 +427,7 @@ impl LogState {
             db.trials(&task.key().0, &target.key()).map_err(SearchError::db("read the task's trials"))?;
         let comparable: Vec<_> = records
             .iter()
-            .filter(|r| {
-                r.space_version == space.version() && r.codegen_version == config.tune.codegen_version
-            })
+            .filter(|r| r.is_comparable(space.version(), &config.tune.codegen_version))
             .collect();
         let default_key = space.default_trace().key();
         let n_measured =

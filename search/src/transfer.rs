@@ -96,7 +96,7 @@ pub fn warm_start_from_log(
             .map_err(SearchError::db("read the trials of the warm-start log"))?;
         let mut valid: Vec<(Trace, f64)> = records
             .iter()
-            .filter(|r| r.space_version == other_space.version() && r.codegen_version == codegen_version)
+            .filter(|r| r.is_comparable(other_space.version(), codegen_version))
             .filter_map(|r| Some((Trace::from_json(&r.trace_json).ok()?, score(&other_task, r)?)))
             .collect();
         valid.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));

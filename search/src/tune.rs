@@ -499,7 +499,7 @@ impl TaskTuner {
 
     /// Whether a stored trial was measured under this session's space and codegen versions.
     fn is_comparable(&self, record: &TrialRecord) -> bool {
-        record.space_version == self.space_version && record.codegen_version == self.config.codegen_version
+        record.is_comparable(self.space_version, &self.config.codegen_version)
     }
 
     /// The fastest comparable `Ok` trial in the log, all sessions.
@@ -666,11 +666,7 @@ fn unconfirmed_leaders(
     let trials = db.trials(&task.key().0, &target.key()).map_err(SearchError::db("read the leaders"))?;
     let mut timed: Vec<&TrialRecord> = trials
         .iter()
-        .filter(|t| {
-            t.median_s.is_some()
-                && t.space_version == space_version
-                && t.codegen_version == config.codegen_version
-        })
+        .filter(|t| t.median_s.is_some() && t.is_comparable(space_version, &config.codegen_version))
         .collect();
     if timed.len() < 2 {
         return Ok(Vec::new());
@@ -700,9 +696,7 @@ pub(crate) fn best_in_log(
     space_version: &str,
     codegen_version: &str,
 ) -> Result<Option<BestKernel>, SearchError> {
-    let comparable = |record: &TrialRecord| {
-        record.space_version == space_version && record.codegen_version == codegen_version
-    };
+    let comparable = |record: &TrialRecord| record.is_comparable(space_version, codegen_version);
     let (task_key, target_key) = (task.key(), target.key());
     let read_best = |k| db.best(&task_key.0, &target_key, k).map_err(SearchError::db("read the best trial"));
     // Usually the fastest trial is comparable; only a log with other versions needs the full list.
