@@ -49,8 +49,9 @@ pub struct TuneConfig {
     /// Version of the autotune build.
     pub tool_version: String,
     /// After the last batch, the fastest trials of the log (and the default schedule) are timed
-    /// again in this many more rounds, each adding its repeats to the trial: see
-    /// [`TaskTuner::confirm_leaders`]. 0 turns it off.
+    /// again until each was timed in 1 + this many windows, each window adding its repeats to
+    /// the trial (and a new best is timed in this many more windows when it is found): see
+    /// `confirm_leaders` in this module. 0 turns both off.
     pub confirm_rounds: usize,
     /// How many of the fastest trials are confirmed.
     pub confirm_leaders: usize,
