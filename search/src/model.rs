@@ -174,11 +174,11 @@ pub fn tune_model<'a>(
     let mut active: Vec<Option<Active<'a>>> = tasks.iter().map(|_| None).collect();
     // Under a deadline the trials stop early enough to leave time for confirming the leaders.
     let confirms = config.tune.confirm_rounds > 0 && config.tune.confirm_leaders > 0;
+    let reserve = if confirms { CONFIRM_SHARE_OF_DEADLINE } else { 0.0 };
     let trials_config = ModelTuneConfig {
-        deadline: config.deadline.filter(|_| confirms).map(|deadline| {
-            let now = Instant::now();
-            deadline - deadline.saturating_duration_since(now).mul_f64(CONFIRM_SHARE_OF_DEADLINE)
-        }),
+        deadline: config
+            .deadline
+            .map(|deadline| deadline - deadline.saturating_duration_since(Instant::now()).mul_f64(reserve)),
         ..config.clone()
     };
     let mut trial_time = TrialTime::default();
@@ -187,7 +187,7 @@ pub fn tune_model<'a>(
         make_strategy,
         runner,
         db,
-        if confirms { &trials_config } else { config },
+        &trials_config,
         cancel,
         on_event,
         &target,
