@@ -79,7 +79,7 @@ pub enum ModelEvent<'a> {
     /// A batch was measured and committed.
     BatchDone(&'a ModelProgress),
     /// The run's trials are done: `task_idx`'s leaders are timed again where they were timed in
-    /// one window only.
+    /// fewer windows than confirmation wants.
     Confirming { task_idx: usize, task: &'a Task },
 }
 
