@@ -1090,22 +1090,31 @@ mod tests {
         assert_eq!(db_trials(&db).len(), 1);
     }
 
-    /// Times one trace 3× too fast the first time it is measured (a lucky window), truly after.
-    struct LuckyOnce {
+    /// Times each trace of `lucky` that many times too fast the first time it is measured (a
+    /// lucky window), truly after.
+    struct LuckyFirstWindows {
         inner: FakeRunner,
-        lucky: Trace,
-        seen: bool,
+        lucky: Vec<(Trace, f64)>,
+        seen: HashSet<String>,
     }
 
-    impl Runner for LuckyOnce {
+    impl LuckyFirstWindows {
+        fn new(lucky: Vec<(Trace, f64)>) -> Self {
+            LuckyFirstWindows { inner: FakeRunner::new(), lucky, seen: HashSet::new() }
+        }
+    }
+
+    impl Runner for LuckyFirstWindows {
         fn target(&self) -> &Target {
             self.inner.target()
         }
         fn measure_batch(&mut self, task: &Task, traces: &[Trace]) -> Vec<MeasureOutcome> {
             let mut outcomes = self.inner.measure_batch(task, traces);
             for (trace, outcome) in traces.iter().zip(&mut outcomes) {
-                if *trace == self.lucky && !std::mem::replace(&mut self.seen, true) {
-                    outcome.repeat_times_s.iter_mut().for_each(|t| *t /= 3.0);
+                if let Some((_, speedup)) = self.lucky.iter().find(|(t, _)| t == trace) {
+                    if self.seen.insert(trace.key()) {
+                        outcome.repeat_times_s.iter_mut().for_each(|t| *t /= speedup);
+                    }
                 }
             }
             outcomes
@@ -1121,7 +1130,7 @@ mod tests {
         let lucky = FakeSpace::point(2, 0, 0);
         let winner_with = |confirm_rounds: usize| {
             let mut db = Database::open_in_memory().expect("db");
-            let mut runner = LuckyOnce { inner: FakeRunner::new(), lucky: lucky.clone(), seen: false };
+            let mut runner = LuckyFirstWindows::new(vec![(lucky.clone(), 3.0)]);
             let config = TuneConfig { confirm_rounds, ..config(n_points, 8) };
             let summary = run_random(&mut db, &mut runner, 5, &config).expect("tune");
             let times_lucky_measured = runner.inner.measured.iter().filter(|t| **t == lucky).count();
@@ -1139,42 +1148,16 @@ mod tests {
         assert_eq!(trials.len(), n_points, "confirming adds repeats, not trials");
     }
 
-    /// Times each trace of `lucky` at its given time the first time it is measured (a lucky
-    /// window), truly after.
-    struct LuckyFirstWindows {
-        inner: FakeRunner,
-        lucky: Vec<(Trace, f64)>,
-        seen: HashSet<String>,
-    }
-
-    impl Runner for LuckyFirstWindows {
-        fn target(&self) -> &Target {
-            self.inner.target()
-        }
-        fn measure_batch(&mut self, task: &Task, traces: &[Trace]) -> Vec<MeasureOutcome> {
-            let mut outcomes = self.inner.measure_batch(task, traces);
-            for (trace, outcome) in traces.iter().zip(&mut outcomes) {
-                if let Some((_, lucky_s)) = self.lucky.iter().find(|(t, _)| t == trace) {
-                    if self.seen.insert(trace.key()) {
-                        outcome.repeat_times_s = vec![*lucky_s; 3];
-                    }
-                }
-            }
-            outcomes
-        }
-    }
-
     #[test]
     fn confirmation_goes_on_until_the_leader_was_timed_in_several_windows() {
         let space = FakeSpace::new();
         let n_points = space.size() as usize;
         // (0, 0, 0) is the planted wrong result: (1, 0, 0) is the fastest valid point, 2 ms.
         let truly_fastest = FakeSpace::point(1, 0, 0);
-        // Two slow schedules, each timed faster than anything in its first window.
-        let lucky = vec![(FakeSpace::point(2, 0, 0), 0.5e-3), (FakeSpace::point(0, 1, 0), 0.6e-3)];
+        // Two slow schedules (3 and 5 ms), each timed faster than anything in its first window.
+        let lucky = vec![(FakeSpace::point(2, 0, 0), 6.0), (FakeSpace::point(0, 1, 0), 8.0)];
         let mut db = Database::open_in_memory().expect("db");
-        let mut runner =
-            LuckyFirstWindows { inner: FakeRunner::new(), lucky: lucky.clone(), seen: HashSet::new() };
+        let mut runner = LuckyFirstWindows::new(lucky.clone());
         // Tuned without confirming: the log leads with the two lucky windows.
         run_random(&mut db, &mut runner, 5, &config(n_points, 8)).expect("tune");
         let leader = |db: &Database| {
@@ -1237,7 +1220,7 @@ mod tests {
         let told_with = |confirm_rounds: usize| {
             let space = FakeSpace::new();
             let mut db = Database::open_in_memory().expect("db");
-            let mut runner = LuckyOnce { inner: FakeRunner::new(), lucky: lucky.clone(), seen: false };
+            let mut runner = LuckyFirstWindows::new(vec![(lucky.clone(), 3.0)]);
             let mut strategy =
                 Listening { inner: RandomSearch::new(&space, RandomSearchConfig::new(5)), told: vec![] };
             let config = TuneConfig { confirm_rounds, confirm_leaders: 0, ..config(n_points, 8) };
