@@ -815,3 +815,39 @@ fn autotune_run_uses_kernels_tuned_by_autotune_op() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("4 of 5 tasks have no tuned kernel") && !stderr.contains("avg_pool"), "{stderr}");
 }
+
+#[test]
+fn autotune_run_profile_times_every_kernel_call_and_writes_it_into_a_report() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let model = dir.path().join("small.onnx");
+    std::fs::write(&model, small_model::bytes(1)).expect("write model");
+    let m = utf8(&model);
+    let report = dir.path().join("profile.html");
+
+    // --report profiles too.
+    let out = autotune(&["run", m, "--repeat", "3", "--report", utf8(&report), "--json"]);
+    let v = one_json(&out);
+    let rows = v["profile"].as_array().expect("profile rows");
+    let kernel_calls: u64 = rows
+        .iter()
+        .filter(|r| !r["what"].as_str().expect("what").starts_with("(plain)"))
+        .map(|r| r["calls"].as_u64().expect("calls"))
+        .sum();
+    assert_eq!(Some(kernel_calls), v["n_kernels"].as_u64(), "every kernel call is timed once per run: {v}");
+    assert!(rows.iter().all(|r| r["seconds"].as_f64().is_some_and(|s| s > 0.0)), "{v}");
+    assert!(
+        rows.iter().all(|r| r["measured_alone_s"].is_null()),
+        "nothing was tuned, so nothing was timed alone"
+    );
+
+    let page = std::fs::read_to_string(&report).expect("the report was written");
+    assert!(page.contains("<section id=\"profile\">") && page.contains("small.onnx"));
+    for row in rows {
+        assert!(page.contains(row["what"].as_str().expect("what")), "{row} is in the report");
+    }
+    assert!(page.contains("<section id=\"tasks\">"), "the rest of the log's report follows");
+
+    // A report that cannot be written is found out before the model runs.
+    let nowhere = dir.path().join("missing").join("profile.html");
+    fails_with_one_line(&autotune(&["run", m, "--profile", "--report", utf8(&nowhere)]), "does not exist");
+}

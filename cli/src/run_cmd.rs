@@ -4,7 +4,7 @@
 //! error.
 
 use crate::error::BadInput;
-use anyhow::{anyhow, Result};
+use anyhow::{anyhow, Context, Result};
 use autotune_graph::{load, load_binding, read_tensor_proto, write_tensor_proto, Graph, LoadConfig, Tensor};
 use autotune_runtime::{random_inputs, Database, KernelSource, Plan, PlanConfig, RuntimeError};
 use clap::Args;
@@ -55,6 +55,10 @@ pub struct RunArgs {
     /// was tuned (`"profile"` in --json).
     #[arg(long)]
     pub profile: bool,
+    /// Profile the model (as --profile does) and write an HTML report: the tuning log's report
+    /// (as `autotune report` writes it) with the model profile as its first section.
+    #[arg(long, value_name = "PATH")]
+    pub report: Option<PathBuf>,
     /// Print exactly one JSON object on stdout.
     #[arg(long)]
     pub json: bool,
@@ -155,6 +159,28 @@ fn profile(
         .collect();
     rows.sort_by(|a, b| b.seconds.total_cmp(&a.seconds));
     Ok((rows, nodes))
+}
+
+/// The log's report with `profile` as its first section, written to `path` (without a log: an
+/// empty one's, so the page still shows the profile).
+fn write_profile_report(
+    path: &Path,
+    log: Option<&Database>,
+    log_name: &str,
+    profile: autotune_reports::ModelProfile,
+) -> Result<()> {
+    let empty;
+    let db = match log {
+        Some(db) => db,
+        None => {
+            empty = Database::open_in_memory().context("cannot make the report")?;
+            &empty
+        }
+    };
+    let mut report = autotune_reports::collect(db, log_name).context("cannot make the report")?;
+    report.model_profile = Some(profile);
+    let html = autotune_reports::render_html(&report).context("cannot make the report")?;
+    std::fs::write(path, html).map_err(|e| bad(format!("cannot write the report {}: {e}", path.display())))
 }
 
 fn bad(e: impl std::fmt::Display) -> anyhow::Error {
@@ -274,6 +300,9 @@ fn runtime_error(e: RuntimeError) -> anyhow::Error {
 }
 
 pub fn run(args: RunArgs) -> Result<ExitCode> {
+    if let Some(path) = &args.report {
+        crate::tune_model_cmd::check_report_path(path)?;
+    }
     let (mut graph, given) = load_with_inputs(&args)?;
     let (log, log_name) = open_log(&args)?;
     let target = crate::commands::device_target(&args.device, args.threads, &args.cpu_features)?;
@@ -362,13 +391,32 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     times_s.sort_by(f64::total_cmp);
     let median = times_s[times_s.len() / 2];
     let min = times_s[0];
-    let (profile_rows, profile_nodes) = match args.profile {
+    let (profile_rows, profile_nodes) = match args.profile || args.report.is_some() {
         true => {
             let (rows, nodes) = profile(&mut plan, &named, args.repeat)?;
             (Some(rows), Some(nodes))
         }
         false => (None, None),
     };
+
+    if let (Some(path), Some(rows)) = (&args.report, &profile_rows) {
+        let profile = autotune_reports::ModelProfile {
+            model: args.model.display().to_string(),
+            threads: args.threads,
+            runs: args.repeat,
+            latency_s: median,
+            rows: rows
+                .iter()
+                .map(|r| autotune_reports::ProfiledWork {
+                    what: r.what.clone(),
+                    calls: r.calls,
+                    seconds: r.seconds,
+                    measured_alone_s: r.measured_alone_s,
+                })
+                .collect(),
+        };
+        write_profile_report(path, log.as_ref(), &log_name, profile)?;
+    }
 
     for ((path, info), (_, values)) in args.outputs.iter().zip(&outputs).zip(&results) {
         let tensor = Tensor::from_f64(info.dtype, info.shape.clone(), values.iter().map(|&v| f64::from(v)));

@@ -416,7 +416,7 @@ fn print_skipped_nodes(skipped: &[autotune_graph::SkippedNode]) {
 }
 
 /// The report can be written where asked: its folder exists and is not read-only.
-fn check_report_path(report_path: &Path) -> Result<()> {
+pub(crate) fn check_report_path(report_path: &Path) -> Result<()> {
     let folder = match report_path.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => parent,
         _ => Path::new("."),

@@ -10,7 +10,7 @@ use autotune_ir::TrialStatus;
 use crate::charts::{self, ConvergenceAxis};
 use crate::error::ReportError;
 use crate::format;
-use crate::model::{DefaultBaseline, Measured, Report, TargetSummary, TaskSummary};
+use crate::model::{DefaultBaseline, Measured, ModelProfile, Report, TargetSummary, TaskSummary};
 use crate::schedule_text::ScheduleText;
 
 const STYLE: &str = include_str!("report.css");
@@ -32,17 +32,29 @@ pub fn render_html(report: &Report) -> Result<String, ReportError> {
     header(&mut page, report);
     page.push_str("<main>\n");
     summary(&mut page, report);
+    if let Some(profile) = &report.model_profile {
+        model_profile(&mut page, profile);
+    }
     tasks_table(&mut page, report);
     convergence(&mut page, report)?;
     roofline(&mut page, report)?;
     cost_model(&mut page);
     failures(&mut page, report);
     schedules(&mut page, report);
-    page.push_str(&format!(
-        "<footer>Made by <code>autotune report</code> from {}. Every figure is computed from the tuning log; \
-         what the log does not hold is marked as missing.</footer>\n",
-        escape(&report.source)
-    ));
+    match &report.model_profile {
+        None => page.push_str(&format!(
+            "<footer>Made by <code>autotune report</code> from {}. Every figure is computed from the tuning log; \
+             what the log does not hold is marked as missing.</footer>\n",
+            escape(&report.source)
+        )),
+        Some(profile) => page.push_str(&format!(
+            "<footer>Made by <code>autotune run --profile</code> from {}. The model profile was measured by that run \
+             of {}; every other figure is computed from the tuning log, and what the log does not hold is marked \
+             as missing.</footer>\n",
+            escape(&report.source),
+            escape(&profile.model)
+        )),
+    }
     page.push_str("</main>\n");
     page.push_str(&format!("<script>\n{SCRIPT}</script>\n</body>\n</html>\n"));
     Ok(page)
@@ -83,12 +95,77 @@ fn header(page: &mut String, report: &Report) {
         report.totals.n_workloads,
         report.targets.len()
     ));
-    page.push_str(
-        "<nav class=\"toc\"><a href=\"#summary\">Summary</a><a href=\"#tasks\">Tasks</a>\
+    let profile_link =
+        if report.model_profile.is_some() { "<a href=\"#profile\">Model profile</a>" } else { "" };
+    page.push_str(&format!(
+        "<nav class=\"toc\"><a href=\"#summary\">Summary</a>{profile_link}<a href=\"#tasks\">Tasks</a>\
          <a href=\"#convergence\">Convergence</a><a href=\"#roofline\">Roofline</a>\
          <a href=\"#cost-model\">Cost model</a><a href=\"#failures\">Failures</a>\
          <a href=\"#schedules\">Best schedules</a></nav>\n</div></div>\n",
+    ));
+}
+
+/// Where the model's time went, per task and kind of plain op: its time per run in the model,
+/// share of the latency, and against its kernel's time alone; and how much of the measured
+/// latency the nodes account for (the rest is between nodes).
+fn model_profile(page: &mut String, profile: &ModelProfile) {
+    page.push_str("<section id=\"profile\">\n<h2>Model profile</h2>\n");
+    let in_nodes = profile.in_nodes_s();
+    let latency = profile.latency_s;
+    page.push_str(&format!(
+        "<p class=\"lead\">{} on {} thread(s): {} per run (median of {} runs). A timer around every node \
+         (as many runs again) puts {} in the nodes: {} of the latency; the rest is between nodes. \
+         In the model against alone: the kernel's calls in the model against the same calls timed alone \
+         when it was tuned (tuned kernels only). Click a column to sort.</p>\n",
+        escape(&profile.model),
+        profile.threads,
+        figure("profile-latency-s", latency, &format::latency(latency)),
+        profile.runs,
+        figure("profile-in-nodes-s", in_nodes, &format::latency(in_nodes)),
+        figure(
+            "profile-accounted",
+            if latency > 0.0 { in_nodes / latency } else { 0.0 },
+            &if latency > 0.0 { format::percent(100.0 * in_nodes / latency) } else { "n/a".to_string() }
+        ),
+    ));
+    page.push_str(
+        "<div class=\"table-wrap\"><table class=\"sortable\" id=\"profile-table\"><thead><tr>\
+         <th data-sort=\"text\">task or plain op</th><th data-sort=\"number\" class=\"num\">calls</th>\
+         <th data-sort=\"number\" class=\"num\">per run</th><th data-sort=\"number\" class=\"num\">share of latency</th>\
+         <th data-sort=\"number\" class=\"num\">alone</th><th data-sort=\"number\" class=\"num\">in the model / alone</th>\
+         </tr></thead><tbody>\n",
     );
+    for row in &profile.rows {
+        let share = (latency > 0.0).then(|| row.seconds / latency);
+        let ratio = row.measured_alone_s.filter(|alone| *alone > 0.0).map(|alone| row.seconds / alone);
+        page.push_str(&format!(
+            "<tr><td>{}</td><td class=\"num\" data-value=\"{}\">{}</td>",
+            escape(&row.what),
+            row.calls,
+            row.calls
+        ));
+        page.push_str(&number_cell(Some(row.seconds), format::latency(row.seconds)));
+        page.push_str(&number_cell(
+            share,
+            share.map_or_else(
+                || missing("n/a"),
+                |share| {
+                    format!(
+                        "{}<span class=\"bar\" style=\"width:{:.0}px\"></span>",
+                        format::percent(100.0 * share),
+                        (share * 60.0).max(1.0)
+                    )
+                },
+            ),
+        ));
+        page.push_str(&number_cell(
+            row.measured_alone_s,
+            row.measured_alone_s.map_or_else(|| missing("not tuned"), format::latency),
+        ));
+        page.push_str(&number_cell(ratio, ratio.map_or_else(|| missing("n/a"), format::ratio)));
+        page.push_str("</tr>\n");
+    }
+    page.push_str("</tbody></table></div>\n</section>\n");
 }
 
 fn summary(page: &mut String, report: &Report) {

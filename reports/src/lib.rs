@@ -11,7 +11,8 @@
 //!
 //! Invariant: every figure in the report is computed from the tuning log (plus this build's
 //! schedule spaces, to name the default schedule and to read a trace as loops); what the log does
-//! not hold is said to be missing, never estimated.
+//! not hold is said to be missing, never estimated. The one exception is a [`ModelProfile`], which
+//! `autotune run --report` measures and hands in ([`Report::model_profile`]); the page says so.
 
 mod charts;
 mod error;
@@ -27,8 +28,8 @@ mod timeline;
 pub use error::ReportError;
 pub use html::render_html;
 pub use model::{
-    BestTrial, DefaultBaseline, EndToEndLatency, FirstError, LatencyComparison, Measured, Report,
-    SessionSummary, TargetSummary, TaskSummary, Totals, TrialPoint,
+    BestTrial, DefaultBaseline, EndToEndLatency, FirstError, LatencyComparison, Measured, ModelProfile,
+    ProfiledWork, Report, SessionSummary, TargetSummary, TaskSummary, Totals, TrialPoint,
 };
 pub use queries::{collect, OP_TASK_WEIGHT};
 pub use schedule_text::ScheduleText;

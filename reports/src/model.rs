@@ -24,6 +24,45 @@ pub struct Report {
     pub tasks: Vec<TaskSummary>,
     /// Every strategy a trial names, sorted: the order of the charts' colours.
     pub strategies: Vec<String>,
+    /// Where a model's time went when `autotune run --profile` ran it with this log's kernels:
+    /// not in the log, so only a page that run wrote has it.
+    pub model_profile: Option<ModelProfile>,
+}
+
+/// A model run with a timer around every node: per task (or kind of plain op) its time per run,
+/// next to the run's measured latency.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ModelProfile {
+    /// The model file, as the run named it.
+    pub model: String,
+    pub threads: u32,
+    /// Timed runs of the latency, and profiled runs of the rows (as many again).
+    pub runs: u64,
+    /// Median latency of the untimed-node runs.
+    pub latency_s: f64,
+    /// Busiest first.
+    pub rows: Vec<ProfiledWork>,
+}
+
+/// One task's kernel calls, or one kind of plain op, in a [`ModelProfile`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct ProfiledWork {
+    /// The task's description, or `(plain) OP`.
+    pub what: String,
+    /// Calls per run.
+    pub calls: usize,
+    /// Median over the profiled runs of the summed time of its calls.
+    pub seconds: f64,
+    /// Calls × its kernel's median time measured alone when tuned; `None` for a default schedule
+    /// or a plain op.
+    pub measured_alone_s: Option<f64>,
+}
+
+impl ModelProfile {
+    /// Seconds per run in nodes, all rows together.
+    pub fn in_nodes_s(&self) -> f64 {
+        self.rows.iter().map(|r| r.seconds).sum()
+    }
 }
 
 /// Counts over the whole log.

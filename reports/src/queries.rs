@@ -87,6 +87,7 @@ pub fn collect(db: &Database, source: &str) -> Result<Report, ReportError> {
         workloads: workloads.iter().map(|(_, workload)| workload.description.clone()).collect(),
         tasks,
         strategies: strategies.into_iter().collect(),
+        model_profile: None,
     })
 }
 

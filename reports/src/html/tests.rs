@@ -4,6 +4,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::*;
+use crate::model::ProfiledWork;
 use crate::queries::collect;
 use crate::test_log::{cpu_target, failed, ok, TestLog};
 
@@ -149,4 +150,54 @@ fn a_30_task_report_stays_under_2_mb() {
     assert_eq!(charts(&page).len(), 61);
     println!("30-task report: {} bytes", page.len());
     assert!(page.len() < 2 * 1024 * 1024, "{} bytes", page.len());
+}
+
+#[test]
+fn a_model_profile_is_a_section_of_its_own_with_what_its_nodes_account_for() {
+    let task = Task::matmul(64, 64, 64);
+    let log = tuned_log(std::slice::from_ref(&task), 8);
+    let mut report = collect(&log.db, "model.tuning.db").expect("collect");
+    let without = render_html(&report).expect("render");
+    assert!(!without.contains("id=\"profile\""), "only a page `run --profile` wrote has a profile");
+    assert!(without.contains("Every figure is computed from the tuning log"));
+
+    report.model_profile = Some(ModelProfile {
+        model: "net<1>.onnx".into(),
+        threads: 2,
+        runs: 20,
+        latency_s: 0.010,
+        rows: vec![
+            ProfiledWork {
+                what: task.description(),
+                calls: 3,
+                seconds: 0.006,
+                measured_alone_s: Some(0.005),
+            },
+            ProfiledWork { what: "(plain) concat".into(), calls: 2, seconds: 0.0035, measured_alone_s: None },
+        ],
+    });
+    let page = render_html(&report).expect("render");
+    let section = &page[page.find("<section id=\"profile\">").expect("a profile section")..];
+    let section = &section[..section.find("</section>").expect("end")];
+    assert!(page.contains("<a href=\"#profile\">Model profile</a>"), "linked from the contents");
+    assert!(section.contains("net&lt;1&gt;.onnx"), "the model's name is escaped");
+    let figure = |name: &str| -> f64 {
+        let marker = format!("data-figure=\"{name}\" data-value=\"");
+        let start = section.find(&marker).unwrap_or_else(|| panic!("no figure {name}")) + marker.len();
+        let end = start + section[start..].find('"').expect("closing quote");
+        section[start..end].parse().expect("a number")
+    };
+    assert_eq!(figure("profile-latency-s"), 0.010);
+    assert!((figure("profile-in-nodes-s") - 0.0095).abs() < 1e-12);
+    assert!((figure("profile-accounted") - 0.95).abs() < 1e-12, "the nodes account for 95 % of the latency");
+    assert!(section.contains("95.0%"));
+    assert_eq!(count(section, "<tr><td>"), 2, "a row per task or plain op");
+    assert!(section.contains(&task.description()) && section.contains("(plain) concat"));
+    assert!(section.contains("60.0%") && section.contains("35.0%"), "each row's share of the latency");
+    assert!(section.contains("1.20×"), "the task in the model against alone");
+    assert!(section.contains("not tuned"), "a plain op has no time alone");
+    assert!(
+        page.contains("The model profile was measured by that run"),
+        "the footer says where it comes from"
+    );
 }
