@@ -6,6 +6,8 @@
 use crate::error::BadInput;
 use anyhow::{anyhow, Context, Result};
 use autotune_graph::{load, load_binding, read_tensor_proto, write_tensor_proto, Graph, LoadConfig, Tensor};
+// A profile row (one task's kernel calls, or one kind of plain op) is the report's.
+use autotune_reports::ProfiledWork as ProfileRow;
 use autotune_runtime::{random_inputs, Database, KernelSource, Plan, PlanConfig, RuntimeError};
 use clap::Args;
 use serde_json::json;
@@ -62,17 +64,6 @@ pub struct RunArgs {
     /// Print exactly one JSON object on stdout.
     #[arg(long)]
     pub json: bool,
-}
-
-/// Time per run spent in one task's kernel calls (or in one kind of plain op).
-#[derive(Debug)]
-struct ProfileRow {
-    what: String,
-    calls: usize,
-    /// Median over the profiled runs of the summed time of its calls.
-    seconds: f64,
-    /// Calls × the kernel's median time when it was measured alone, for tuned kernels.
-    measured_alone_s: Option<f64>,
 }
 
 /// Per task or plain op of one profiled run: calls, seconds, calls × time measured alone.
@@ -405,15 +396,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
             threads: args.threads,
             runs: args.repeat,
             latency_s: median,
-            rows: rows
-                .iter()
-                .map(|r| autotune_reports::ProfiledWork {
-                    what: r.what.clone(),
-                    calls: r.calls,
-                    seconds: r.seconds,
-                    measured_alone_s: r.measured_alone_s,
-                })
-                .collect(),
+            rows: rows.clone(),
         };
         write_profile_report(path, log.as_ref(), &log_name, profile)?;
     }
