@@ -48,7 +48,7 @@ pub fn render_html(report: &Report) -> Result<String, ReportError> {
             escape(&report.source)
         )),
         Some(profile) => page.push_str(&format!(
-            "<footer>Made by <code>autotune run --profile</code> from {}. The model profile was measured by that run \
+            "<footer>Made by <code>autotune run --report</code> from {}. The model profile was measured by that run \
              of {}; every other figure is computed from the tuning log, and what the log does not hold is marked \
              as missing.</footer>\n",
             escape(&report.source),
@@ -145,22 +145,10 @@ fn model_profile(page: &mut String, profile: &ModelProfile) {
             row.calls
         ));
         page.push_str(&number_cell(Some(row.seconds), format::latency(row.seconds)));
-        page.push_str(&number_cell(
-            share,
-            share.map_or_else(
-                || missing("n/a"),
-                |share| {
-                    format!(
-                        "{}<span class=\"bar\" style=\"width:{:.0}px\"></span>",
-                        format::percent(100.0 * share),
-                        (share * 60.0).max(1.0)
-                    )
-                },
-            ),
-        ));
+        page.push_str(&share_cell(share));
         page.push_str(&number_cell(
             row.measured_alone_s,
-            row.measured_alone_s.map_or_else(|| missing("not tuned"), format::latency),
+            row.measured_alone_s.map_or_else(|| missing("not timed alone"), format::latency),
         ));
         page.push_str(&number_cell(ratio, ratio.map_or_else(|| missing("n/a"), format::ratio)));
         page.push_str("</tr>\n");
@@ -387,6 +375,23 @@ fn sessions(page: &mut String, report: &Report) {
     page.push_str("</tbody></table></div>\n");
 }
 
+/// A share of a total as a table cell: the percentage and a bar as long as it.
+fn share_cell(share: Option<f64>) -> String {
+    number_cell(
+        share,
+        share.map_or_else(
+            || missing("n/a"),
+            |share| {
+                format!(
+                    "{}<span class=\"bar\" style=\"width:{:.0}px\"></span>",
+                    format::percent(100.0 * share),
+                    (share * 60.0).max(1.0)
+                )
+            },
+        ),
+    )
+}
+
 /// A numeric table cell: the text, and the exact value to sort by (none: sorts last).
 fn number_cell(value: Option<f64>, text: String) -> String {
     match value {
@@ -456,19 +461,7 @@ fn tasks_table(page: &mut String, report: &Report) {
             ),
         ));
         page.push_str(&number_cell(task.speedup_over_default, speedup_text(task)));
-        page.push_str(&number_cell(
-            task.share_of_total,
-            task.share_of_total.map_or_else(
-                || missing("n/a"),
-                |share| {
-                    format!(
-                        "{}<span class=\"bar\" style=\"width:{:.0}px\"></span>",
-                        format::percent(100.0 * share),
-                        (share * 60.0).max(1.0)
-                    )
-                },
-            ),
-        ));
+        page.push_str(&share_cell(task.share_of_total));
         page.push_str("</tr>\n");
     }
     page.push_str("</tbody></table></div>\n");

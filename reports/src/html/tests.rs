@@ -195,7 +195,7 @@ fn a_model_profile_is_a_section_of_its_own_with_what_its_nodes_account_for() {
     assert!(section.contains(&task.description()) && section.contains("(plain) concat"));
     assert!(section.contains("60.0%") && section.contains("35.0%"), "each row's share of the latency");
     assert!(section.contains("1.20×"), "the task in the model against alone");
-    assert!(section.contains("not tuned"), "a plain op has no time alone");
+    assert!(section.contains("not timed alone"), "a plain op has no time alone");
     assert!(
         page.contains("The model profile was measured by that run"),
         "the footer says where it comes from"
