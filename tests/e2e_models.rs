@@ -846,6 +846,11 @@ fn autotune_run_profile_times_every_kernel_call_and_writes_it_into_a_report() {
         assert!(page.contains(row["what"].as_str().expect("what")), "{row} is in the report");
     }
     assert!(page.contains("<section id=\"tasks\">"), "the rest of the log's report follows");
+    assert!(
+        page.contains("small.onnx: each task weighs its kernel calls per run")
+            && page.contains(&format!("data-figure=\"model-calls-per-run\" data-value=\"{kernel_calls}\"")),
+        "the plan's calls per run weigh the tasks"
+    );
 
     // A report that cannot be written is found out before the model runs.
     let nowhere = dir.path().join("missing").join("profile.html");

@@ -131,7 +131,18 @@ fn tuning_a_model_writes_its_log_and_report_beside_it_and_resumes_to_the_cap() {
     let first_total: u64 = trials_in_log(&first).iter().sum();
     assert_eq!(first["trials_this_run"].as_u64(), Some(first_total));
     assert!(dir.path().join("small.tuning.db").exists());
-    assert!(dir.path().join("small.report.html").exists());
+    // The report weighs each task by the model's calls per run of it.
+    let page = std::fs::read_to_string(dir.path().join("small.report.html")).expect("the report");
+    let calls: f64 =
+        first["tasks"].as_array().expect("tasks").iter().map(|t| t["weight"].as_f64().expect("weight")).sum();
+    assert!(
+        page.contains("small.onnx: each task weighs its kernel calls per run"),
+        "the model card names the model"
+    );
+    assert!(
+        page.contains(&format!("data-figure=\"model-calls-per-run\" data-value=\"{calls}\"")),
+        "{calls} calls"
+    );
     for task in first["tasks"].as_array().expect("tasks") {
         let (best, default) = (task["best_latency_s"].as_f64(), task["default_latency_s"].as_f64());
         let (best, default) = (best.expect("a valid kernel"), default.expect("the default ran"));

@@ -152,12 +152,13 @@ fn profile(
     Ok((rows, nodes))
 }
 
-/// The log's report with `profile` as its first section, written to `path` (without a log: an
-/// empty one's, so the page still shows the profile).
+/// The log's report, its tasks weighed by `plan`'s calls per run, with `profile` as its first
+/// section, written to `path` (without a log: an empty one's, so the page still shows the profile).
 fn write_profile_report(
     path: &Path,
     log: Option<&Database>,
     log_name: &str,
+    plan: &Plan,
     profile: autotune_reports::ModelProfile,
 ) -> Result<()> {
     let empty;
@@ -169,6 +170,9 @@ fn write_profile_report(
         }
     };
     let mut report = autotune_reports::collect(db, log_name).context("cannot make the report")?;
+    let calls: std::collections::HashMap<String, f64> =
+        plan.tasks().iter().map(|k| (k.task.key().0, k.n_nodes as f64)).collect();
+    report.weigh_by_model(&profile.model, &calls);
     report.model_profile = Some(profile);
     let html = autotune_reports::render_html(&report).context("cannot make the report")?;
     std::fs::write(path, html).map_err(|e| bad(format!("cannot write the report {}: {e}", path.display())))
@@ -398,7 +402,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
             latency_s: median,
             rows: rows.clone(),
         };
-        write_profile_report(path, log.as_ref(), &log_name, profile)?;
+        write_profile_report(path, log.as_ref(), &log_name, &plan, profile)?;
     }
 
     for ((path, info), (_, values)) in args.outputs.iter().zip(&outputs).zip(&results) {

@@ -366,7 +366,7 @@ pub fn tune_model_cmd(args: ModelTuneArgs) -> Result<ExitCode> {
     }
     let summary = summary.context("tuning failed")?;
 
-    let report = write_report(&db, &db_path, &report_path);
+    let report = write_report(&db, &db_path, &report_path, &model, &tasks);
     let elapsed = started.elapsed();
     if args.search.json {
         let mut json =
@@ -439,11 +439,22 @@ pub(crate) fn check_report_path(report_path: &Path) -> Result<()> {
     }
 }
 
-fn write_report(db: &Database, db_path: &Path, report_path: &Path) -> Result<()> {
+/// The log's report, its tasks weighed by the model's calls per run of each.
+fn write_report(
+    db: &Database,
+    db_path: &Path,
+    report_path: &Path,
+    model: &Path,
+    tasks: &[ModelTask],
+) -> Result<()> {
     let source = db_path
         .file_name()
         .map_or_else(|| db_path.display().to_string(), |name| name.to_string_lossy().into_owned());
-    let html = autotune_reports::render(db, &source).context("cannot make the report")?;
+    let mut report = autotune_reports::collect(db, &source).context("cannot make the report")?;
+    let calls: std::collections::HashMap<String, f64> =
+        tasks.iter().map(|t| (t.task.key().0, t.weight)).collect();
+    report.weigh_by_model(&model.display().to_string(), &calls);
+    let html = autotune_reports::render_html(&report).context("cannot make the report")?;
     std::fs::write(report_path, html)
         .map_err(|e| anyhow!("cannot write the report to {}: {e}: check --report", report_path.display()))
 }

@@ -202,7 +202,32 @@ fn summary(page: &mut String, report: &Report) {
     }
 
     page.push_str("<div class=\"card\"><div class=\"label\">Model</div>");
-    page.push_str("<div class=\"note\">No model: the tasks were tuned one by one with <code>autotune op</code> (weight 1 each).</div>");
+    match &report.model {
+        None => page.push_str(
+            "<div class=\"note\">No model given: each task counts once (weight 1), as <code>autotune op</code> \
+             tunes them. A model's tuning run, and <code>autotune run --report</code>, weigh its tasks by their \
+             calls per run.</div>",
+        ),
+        Some(model) => {
+            page.push_str(&format!(
+                "<div class=\"note\">{}: each task weighs its kernel calls per run ({} in all).</div>",
+                escape(&model.model),
+                figure("model-calls-per-run", model.calls_per_run, &format::significant(model.calls_per_run))
+            ));
+            if model.n_model_tasks_not_in_log > 0 {
+                page.push_str(&format!(
+                    "<div class=\"note\">{} of the model's tasks have no trial in this log.</div>",
+                    model.n_model_tasks_not_in_log
+                ));
+            }
+            if model.n_log_tasks_not_in_model > 0 {
+                page.push_str(&format!(
+                    "<div class=\"note\">{} of the log's tasks are not in this model (weight 0).</div>",
+                    model.n_log_tasks_not_in_model
+                ));
+            }
+        }
+    }
     page.push_str(&format!(
         "<div class=\"note\">{} workload{}:</div><ul>",
         figure("workloads", totals.n_workloads as f64, &totals.n_workloads.to_string()),

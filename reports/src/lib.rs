@@ -29,7 +29,7 @@ pub use error::ReportError;
 pub use html::render_html;
 pub use model::{
     BestTrial, DefaultBaseline, EndToEndLatency, FirstError, LatencyComparison, Measured, ModelProfile,
-    ProfiledWork, Report, SessionSummary, TargetSummary, TaskSummary, Totals, TrialPoint,
+    ModelWeights, ProfiledWork, Report, SessionSummary, TargetSummary, TaskSummary, Totals, TrialPoint,
 };
 pub use queries::{collect, OP_TASK_WEIGHT};
 pub use schedule_text::ScheduleText;

@@ -27,6 +27,22 @@ pub struct Report {
     /// Where a model's time went when `autotune run --profile` ran it with this log's kernels:
     /// not in the log, so only a page that run wrote has it.
     pub model_profile: Option<ModelProfile>,
+    /// The model whose calls per run weigh the tasks ([`Report::weigh_by_model`]); `None`: every
+    /// task counts once, as `autotune op` tunes them.
+    pub model: Option<ModelWeights>,
+}
+
+/// What weighing a report by a model's tasks found.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ModelWeights {
+    /// The model file, as the caller named it.
+    pub model: String,
+    /// Kernel calls per run of the model, all its tasks together.
+    pub calls_per_run: f64,
+    /// The model's tasks the log holds no trial of (weighed, but with no time to add).
+    pub n_model_tasks_not_in_log: usize,
+    /// The log's tasks the model does not run: weight 0.
+    pub n_log_tasks_not_in_model: usize,
 }
 
 /// A model run with a timer around every node: per task (or kind of plain op) its time per run,

@@ -13,14 +13,14 @@ use autotune_schedules::space_for;
 
 use crate::error::ReportError;
 use crate::model::{
-    BestTrial, DefaultBaseline, EndToEndLatency, FirstError, LatencyComparison, Measured, Report,
-    SessionSummary, TargetSummary, TaskSummary, Totals, TrialPoint,
+    BestTrial, DefaultBaseline, EndToEndLatency, FirstError, LatencyComparison, Measured, ModelWeights,
+    Report, SessionSummary, TargetSummary, TaskSummary, Totals, TrialPoint,
 };
 use crate::schedule_text;
 use crate::timeline::{parse_rfc3339_utc, TuningClock};
 
-/// The weight of every task in today's logs: they come from `autotune op`, which tunes one
-/// operator instance, run once. A model's tasks will carry the count `extract_tasks` gives them.
+/// The weight of a task when no model weighs it: `autotune op` tunes one operator instance, run
+/// once. A model's tasks weigh their calls per run ([`Report::weigh_by_model`]).
 pub const OP_TASK_WEIGHT: f64 = 1.0;
 
 /// Reads everything a report shows from `db`, which may be a log a tuning run is still writing
@@ -62,10 +62,7 @@ pub fn collect(db: &Database, source: &str) -> Result<Report, ReportError> {
     for target in &mut target_summaries {
         target.latency = apportion_latency(target.number, &mut tasks);
     }
-    tasks.sort_by(|a, b| {
-        let share = |task: &TaskSummary| task.share_of_total.unwrap_or(-1.0);
-        share(b).total_cmp(&share(a)).then(a.number.cmp(&b.number))
-    });
+    sort_by_share(&mut tasks);
 
     let strategies: BTreeSet<String> = all_trials.iter().map(|trial| trial.strategy.clone()).collect();
     let totals = Totals {
@@ -88,7 +85,44 @@ pub fn collect(db: &Database, source: &str) -> Result<Report, ReportError> {
         tasks,
         strategies: strategies.into_iter().collect(),
         model_profile: None,
+        model: None,
     })
+}
+
+impl Report {
+    /// Weighs each task by how many times `model` runs it per inference (`calls_per_run`: task
+    /// key → calls; a task of the log the model does not run weighs 0), and recomputes what the
+    /// weights decide: each target's end-to-end latency, the tasks' shares and their order.
+    pub fn weigh_by_model(&mut self, model: &str, calls_per_run: &HashMap<String, f64>) {
+        let in_log: BTreeSet<&str> = self.tasks.iter().map(|task| task.task_key.as_str()).collect();
+        let n_model_tasks_not_in_log =
+            calls_per_run.keys().filter(|key| !in_log.contains(key.as_str())).count();
+        let mut n_log_tasks_not_in_model = 0;
+        for task in &mut self.tasks {
+            task.weight = calls_per_run.get(&task.task_key).copied().unwrap_or_else(|| {
+                n_log_tasks_not_in_model += 1;
+                0.0
+            });
+        }
+        for target in &mut self.targets {
+            target.latency = apportion_latency(target.number, &mut self.tasks);
+        }
+        sort_by_share(&mut self.tasks);
+        self.model = Some(ModelWeights {
+            model: model.to_string(),
+            calls_per_run: calls_per_run.values().sum(),
+            n_model_tasks_not_in_log,
+            n_log_tasks_not_in_model,
+        });
+    }
+}
+
+/// Largest share of its target's total first, then by number.
+fn sort_by_share(tasks: &mut [TaskSummary]) {
+    tasks.sort_by(|a, b| {
+        let share = |task: &TaskSummary| task.share_of_total.unwrap_or(-1.0);
+        share(b).total_cmp(&share(a)).then(a.number.cmp(&b.number))
+    });
 }
 
 /// The trials of one workload on one target.
@@ -320,7 +354,7 @@ fn apportion_latency(target_number: usize, tasks: &mut [TaskSummary]) -> EndToEn
         untuned_s: compared.iter().map(|(untuned, _)| untuned).sum(),
         tuned_s: compared.iter().map(|(_, tuned)| tuned).sum(),
     });
-    if let Some(total) = tuned_s {
+    if let Some(total) = tuned_s.filter(|total| *total > 0.0) {
         for task in &mut of_target {
             let weight = task.weight;
             task.share_of_total = task.best.as_ref().map(|best| weight * best.median_s / total);

@@ -228,3 +228,36 @@ fn an_empty_log_gives_an_empty_report() {
     assert_eq!(report.totals.n_trials, 0);
     assert_eq!(report.targets.len(), 1);
 }
+
+#[test]
+fn a_model_weighs_its_tasks_by_their_calls_per_run() {
+    let (log, a, b) = two_task_log();
+    let mut report = collect(&log.db, "two.tuning.db").expect("report");
+    assert_eq!(report.model, None);
+    // The model runs B eight times per inference and A once, plus a task the log never tuned.
+    let calls = HashMap::from([(b.key().0, 8.0), (a.key().0, 1.0), ("untuned-task".to_string(), 2.0)]);
+    report.weigh_by_model("net.onnx", &calls);
+
+    let model = report.model.as_ref().expect("weighed");
+    assert_eq!((model.model.as_str(), model.calls_per_run), ("net.onnx", 11.0));
+    assert_eq!((model.n_model_tasks_not_in_log, model.n_log_tasks_not_in_model), (1, 0));
+    // B now takes 8 × 0.25 ms of 3 ms, so it comes first.
+    let numbers: Vec<usize> = report.tasks.iter().map(|task| task.number).collect();
+    assert_eq!(numbers, [2, 1]);
+    assert_eq!((report.tasks[0].weight, report.tasks[1].weight), (8.0, 1.0));
+    assert_close(report.tasks[0].share_of_total, 2e-3 / 3e-3, "B share");
+    assert_close(report.tasks[1].share_of_total, 1e-3 / 3e-3, "A share");
+    let latency = &report.targets[0].latency;
+    assert_close(latency.tuned_s, 3e-3, "tuned total: 1 × 1 ms + 8 × 0.25 ms");
+    let comparison = latency.comparison.as_ref().expect("A compares");
+    assert!(close(comparison.untuned_s, 4e-3) && close(comparison.tuned_s, 1e-3), "only A has a default");
+
+    // A model that runs only A: B weighs nothing and takes no share.
+    let mut only_a = collect(&log.db, "two.tuning.db").expect("report");
+    only_a.weigh_by_model("a.onnx", &HashMap::from([(a.key().0, 3.0)]));
+    assert_eq!(only_a.model.as_ref().map(|m| m.n_log_tasks_not_in_model), Some(1));
+    assert_close(only_a.targets[0].latency.tuned_s, 3e-3, "3 × 1 ms");
+    let b_row = only_a.tasks.iter().find(|task| task.number == 2).expect("B");
+    assert_eq!(b_row.weight, 0.0);
+    assert_close(b_row.share_of_total, 0.0, "B share");
+}
