@@ -143,6 +143,16 @@ fn tuning_a_model_writes_its_log_and_report_beside_it_and_resumes_to_the_cap() {
         page.contains(&format!("data-figure=\"model-calls-per-run\" data-value=\"{calls}\"")),
         "{calls} calls"
     );
+    // `autotune report` weighs the same way when given the model, and counts each task once without.
+    let again = dir.path().join("again.html");
+    let log = dir.path().join("small.tuning.db");
+    let out = autotune(&["report", "--db", utf8(&log), "--model", utf8(&model), "-o", utf8(&again)]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let again_page = std::fs::read_to_string(&again).expect("the report");
+    assert!(again_page.contains(&format!("data-figure=\"model-calls-per-run\" data-value=\"{calls}\"")));
+    let out = autotune(&["report", "--db", utf8(&log), "-o", utf8(&again)]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(std::fs::read_to_string(&again).expect("the report").contains("No model given"));
     for task in first["tasks"].as_array().expect("tasks") {
         let (best, default) = (task["best_latency_s"].as_f64(), task["default_latency_s"].as_f64());
         let (best, default) = (best.expect("a valid kernel"), default.expect("the default ran"));

@@ -481,6 +481,11 @@ pub struct ReportArgs {
     /// Where to write the HTML file [default: <db file stem>.report.html next to the db].
     #[arg(short = 'o', long)]
     pub output: Option<PathBuf>,
+    /// The ONNX model the log was tuned for: each task then weighs its kernel calls per run of
+    /// the model (in the layout the log was tuned in), as in the report a tuning run writes.
+    /// Without it each task counts once.
+    #[arg(long)]
+    pub model: Option<PathBuf>,
 }
 
 #[cfg(test)]
