@@ -97,12 +97,10 @@ impl Report {
         let in_log: BTreeSet<&str> = self.tasks.iter().map(|task| task.task_key.as_str()).collect();
         let n_model_tasks_not_in_log =
             calls_per_run.keys().filter(|key| !in_log.contains(key.as_str())).count();
-        let mut n_log_tasks_not_in_model = 0;
+        // A task tuned for several targets has a row per target: count it once.
+        let n_log_tasks_not_in_model = in_log.iter().filter(|key| !calls_per_run.contains_key(**key)).count();
         for task in &mut self.tasks {
-            task.weight = calls_per_run.get(&task.task_key).copied().unwrap_or_else(|| {
-                n_log_tasks_not_in_model += 1;
-                0.0
-            });
+            task.weight = calls_per_run.get(&task.task_key).copied().unwrap_or(0.0);
         }
         for target in &mut self.targets {
             target.latency = apportion_latency(target.number, &mut self.tasks);
