@@ -252,7 +252,7 @@ fn first_replayable(
     codegen: &str,
 ) -> Option<(Trace, TrialId, f64)> {
     trials.iter().find_map(|t| {
-        if t.space_version != space.version() || t.codegen_version != codegen {
+        if !t.is_comparable(space.version(), codegen) {
             return None;
         }
         let (Ok(trace), Some(median_s)) = (Trace::from_json(&t.trace_json), t.median_s) else { return None };
