@@ -647,11 +647,17 @@ fn autotune_run_binds_a_shape_given_as_an_input_file() {
 // ---------------------------------------------------------------------------------------------
 // `autotune run` on a small model.
 
-#[test]
-fn autotune_run_uses_the_log_beside_the_model_and_writes_outputs() {
+/// A fresh folder holding the small model as `small.onnx`.
+fn small_model_in_tempdir() -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().expect("tempdir");
     let model = dir.path().join("small.onnx");
     std::fs::write(&model, small_model::bytes(1)).expect("write model");
+    (dir, model)
+}
+
+#[test]
+fn autotune_run_uses_the_log_beside_the_model_and_writes_outputs() {
+    let (dir, model) = small_model_in_tempdir();
     let m = utf8(&model);
 
     // No tuning log: every task runs its default schedule, which is not an error.
@@ -751,9 +757,7 @@ fn autotune_run_uses_the_log_beside_the_model_and_writes_outputs() {
 
 #[test]
 fn autotune_run_rejects_bad_input_with_one_line() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let model = dir.path().join("small.onnx");
-    std::fs::write(&model, small_model::bytes(1)).expect("write model");
+    let (dir, model) = small_model_in_tempdir();
     let m = utf8(&model);
     let missing = dir.path().join("nope.onnx");
     fails_with_one_line(&autotune(&["run", utf8(&missing)]), "cannot read");
@@ -791,9 +795,7 @@ fn autotune_run_rejects_bad_input_with_one_line() {
 #[test]
 fn autotune_run_uses_kernels_tuned_by_autotune_op() {
     // The small model's global average pool over [1, 16, 4, 4], tuned for real (3 trials).
-    let dir = tempfile::tempdir().expect("tempdir");
-    let model = dir.path().join("small.onnx");
-    std::fs::write(&model, small_model::bytes(1)).expect("write model");
+    let (dir, model) = small_model_in_tempdir();
     let db = dir.path().join("pool.tuning.db");
     let args = [
         "op",
@@ -818,9 +820,7 @@ fn autotune_run_uses_kernels_tuned_by_autotune_op() {
 
 #[test]
 fn autotune_run_profile_times_every_kernel_call_and_writes_it_into_a_report() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let model = dir.path().join("small.onnx");
-    std::fs::write(&model, small_model::bytes(1)).expect("write model");
+    let (dir, model) = small_model_in_tempdir();
     let m = utf8(&model);
     let report = dir.path().join("profile.html");
 

@@ -527,19 +527,30 @@ fn report(args: ReportArgs) -> Result<ExitCode> {
         .db
         .file_name()
         .map_or_else(|| args.db.display().to_string(), |name| name.to_string_lossy().into_owned());
-    let mut report = autotune_reports::collect(&db, &source).context("cannot make the report")?;
-    if let Some(model) = &args.model {
-        let mut graph = autotune_graph::load(model, &autotune_graph::LoadConfig::default())
-            .map_err(|e| anyhow!(BadInput(e.to_string())))?;
-        // The layout the log was tuned in, as `run` would choose it.
-        let target = autotune_codegen::host_cpu_target(1).context("cannot describe this machine's CPU")?;
-        let layout = crate::args::LayoutArg { channel_blocks: false, nchw: false };
-        graph.block_channels(layout.block(&target, Some(&db))?);
-        let calls =
-            autotune_graph::extract_tasks(&graph).into_iter().map(|(t, n)| (t.key().0, n as f64)).collect();
-        report.weigh_by_model(&model.display().to_string(), &calls);
-    }
-    let html = autotune_reports::render_html(&report).context("cannot make the report")?;
+    let model = match &args.model {
+        Some(model) => {
+            let mut graph = autotune_graph::load(model, &autotune_graph::LoadConfig::default())
+                .map_err(|e| anyhow!(BadInput(e.to_string())))?;
+            // The layout the log was tuned in, as `run` would choose it.
+            let target =
+                autotune_codegen::host_cpu_target(1).context("cannot describe this machine's CPU")?;
+            let layout = crate::args::LayoutArg { channel_blocks: false, nchw: false };
+            graph.block_channels(layout.block(&target, Some(&db))?);
+            let calls: std::collections::HashMap<String, f64> = autotune_graph::extract_tasks(&graph)
+                .into_iter()
+                .map(|(t, n)| (t.key().0, n as f64))
+                .collect();
+            Some((model.display().to_string(), calls))
+        }
+        None => None,
+    };
+    let html = autotune_reports::render(
+        &db,
+        &source,
+        model.as_ref().map(|(name, calls)| (name.as_str(), calls)),
+        None,
+    )
+    .context("cannot make the report")?;
     std::fs::write(&output, &html).map_err(|e| {
         anyhow!(BadInput(format!("cannot write the report to {}: {e}: check the -o path", output.display())))
     })?;

@@ -169,12 +169,10 @@ fn write_profile_report(
             &empty
         }
     };
-    let mut report = autotune_reports::collect(db, log_name).context("cannot make the report")?;
-    let calls: std::collections::HashMap<String, f64> =
-        plan.tasks().iter().map(|k| (k.task.key().0, k.n_nodes as f64)).collect();
-    report.weigh_by_model(&profile.model, &calls);
-    report.model_profile = Some(profile);
-    let html = autotune_reports::render_html(&report).context("cannot make the report")?;
+    let calls = plan.tasks().iter().map(|k| (k.task.key().0, k.n_nodes as f64)).collect();
+    let model = profile.model.clone();
+    let html = autotune_reports::render(db, log_name, Some((&model, &calls)), Some(profile))
+        .context("cannot make the report")?;
     std::fs::write(path, html).map_err(|e| bad(format!("cannot write the report {}: {e}", path.display())))
 }
 

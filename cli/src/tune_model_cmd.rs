@@ -450,11 +450,9 @@ fn write_report(
     let source = db_path
         .file_name()
         .map_or_else(|| db_path.display().to_string(), |name| name.to_string_lossy().into_owned());
-    let mut report = autotune_reports::collect(db, &source).context("cannot make the report")?;
-    let calls: std::collections::HashMap<String, f64> =
-        tasks.iter().map(|t| (t.task.key().0, t.weight)).collect();
-    report.weigh_by_model(&model.display().to_string(), &calls);
-    let html = autotune_reports::render_html(&report).context("cannot make the report")?;
+    let calls = tasks.iter().map(|t| (t.task.key().0, t.weight)).collect();
+    let html = autotune_reports::render(db, &source, Some((&model.display().to_string(), &calls)), None)
+        .context("cannot make the report")?;
     std::fs::write(report_path, html)
         .map_err(|e| anyhow!("cannot write the report to {}: {e}: check --report", report_path.display()))
 }

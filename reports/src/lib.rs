@@ -34,10 +34,23 @@ pub use model::{
 pub use queries::{collect, OP_TASK_WEIGHT};
 pub use schedule_text::ScheduleText;
 
+use std::collections::HashMap;
+
 use autotune_db::Database;
 
 /// The report of the tuning log `db` as one HTML page; `source` is how the page names the log
-/// (its file name).
-pub fn render(db: &Database, source: &str) -> Result<String, ReportError> {
-    render_html(&collect(db, source)?)
+/// (its file name). With a `model` (its name, and its calls per run of each task key), the tasks
+/// weigh those calls ([`Report::weigh_by_model`]); with a `profile`, the page opens with it.
+pub fn render(
+    db: &Database,
+    source: &str,
+    model: Option<(&str, &HashMap<String, f64>)>,
+    profile: Option<ModelProfile>,
+) -> Result<String, ReportError> {
+    let mut report = collect(db, source)?;
+    if let Some((name, calls_per_run)) = model {
+        report.weigh_by_model(name, calls_per_run);
+    }
+    report.model_profile = profile;
+    render_html(&report)
 }
