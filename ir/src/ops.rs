@@ -107,6 +107,13 @@ impl Conv2dSpec {
     pub fn o_per_group(&self) -> usize {
         self.o / self.groups
     }
+    /// The conv a kernel computes when its input buffer already holds the padding (a
+    /// [`crate::task::Halo`]): no padding over the padded plane, the same output.
+    pub fn over_padded_input(&self) -> Conv2dSpec {
+        let [top, left, bottom, right] = self.pad;
+        Conv2dSpec { h: self.h + top + bottom, w: self.w + left + right, pad: [0; 4], ..*self }
+    }
+
     /// Whether the numbers describe a computable convolution.
     pub fn validate(&self) -> Result<(), String> {
         let positive = [self.n, self.c, self.h, self.w, self.o, self.kh, self.kw, self.groups];

@@ -25,6 +25,9 @@ pub fn matmul(a: ArrayView2<f32>, b: ArrayView2<f32>) -> Array2<f32> {
 /// Runs the reference of `task` on flat row-major inputs (in [`Task::inputs`] order) and returns
 /// the flat outputs (in [`Task::outputs`] order).
 pub fn run(task: &Task, inputs: &[Vec<f32>]) -> Vec<Vec<f32>> {
+    if !task.halo.is_none() {
+        return run_bordered(task, inputs);
+    }
     if !task.layout.is_plain() {
         return run_channel_blocked(task, inputs);
     }
@@ -58,6 +61,35 @@ fn run_channel_blocked(task: &Task, inputs: &[Vec<f32>]) -> Vec<Vec<f32>> {
         unblocked[r] = unblock_channels(&inputs[r], c_out, out_plane, output);
     }
     run(&plain, &unblocked).into_iter().map(|y| block_channels(&y, c_out, out_plane, output)).collect()
+}
+
+/// A conv with zero borders ([`crate::Halo`]): the unpadded conv over an input buffer that holds
+/// its padding (reading the border as it is, as the kernel does), the result placed inside a
+/// zero border.
+fn run_bordered(task: &Task, inputs: &[Vec<f32>]) -> Vec<Vec<f32>> {
+    let Op::Conv2d(c) = &task.op else { unreachable!("Task::validate allows borders on convs only") };
+    let mut inner = task.without_halo();
+    if task.halo.input != [0; 4] {
+        inner.op = Op::Conv2d(c.over_padded_input());
+    }
+    let border = task.halo.output;
+    let block = task.layout.output;
+    let (planes, rows, cols) = (c.n * c.o / block, c.out_h(), c.out_w());
+    run(&inner, inputs)
+        .into_iter()
+        .map(|y| {
+            let (rows_out, cols_out) = (rows + border[0] + border[2], cols + border[1] + border[3]);
+            let mut out = vec![0.0; planes * rows_out * cols_out * block];
+            for p in 0..planes {
+                for r in 0..rows {
+                    let from = ((p * rows + r) * cols) * block;
+                    let to = ((p * rows_out + r + border[0]) * cols_out + border[1]) * block;
+                    out[to..to + cols * block].copy_from_slice(&y[from..from + cols * block]);
+                }
+            }
+            out
+        })
+        .collect()
 }
 
 /// An NCHW tensor (images of `c` channels of `plane` positions) in NCHW{block}c order:
@@ -316,6 +348,63 @@ mod tests {
         blocked_inputs[3] = block_channels(&inputs[3], 4, 20, 2);
         let want = block_channels(&run(&plain, &inputs)[0], 4, 20, 2);
         assert_eq!(run(&blocked, &blocked_inputs)[0], want);
+    }
+
+    #[test]
+    fn a_bordered_conv_reads_its_padding_from_the_buffer_and_writes_a_zero_border() {
+        let spec = Conv2dSpec {
+            n: 2,
+            c: 4,
+            h: 3,
+            w: 2,
+            o: 2,
+            kh: 3,
+            kw: 3,
+            stride: [1, 1],
+            pad: [1, 1, 1, 1],
+            dilation: [1, 1],
+            groups: 1,
+        };
+        let blocks = ChannelBlocks { input: 4, output: 2 };
+        let blocked = Task::new(Op::Conv2d(spec), vec![EpilogueOp::Bias]).with_layout(blocks);
+        let bordered = blocked.clone().with_halo(crate::Halo { input: [1; 4], output: [1, 0, 0, 2] });
+        assert_eq!(bordered.inputs()[0].shape, vec![2, 1, 5, 4, 4]);
+        assert_eq!(bordered.outputs()[0].shape, vec![2, 1, 4, 4, 2]);
+        assert_eq!(bordered.flops(), blocked.flops(), "the border is not work");
+        let inputs = random_inputs(&blocked, 3);
+        // The same input with a zero border of one position around each 3×2 plane.
+        let mut padded = vec![0.0; 2 * 5 * 4 * 4];
+        for (i, &v) in inputs[0].iter().enumerate() {
+            let (image, pos, lane) = (i / 24, (i / 4) % 6, i % 4);
+            let (y, x) = (pos / 2 + 1, pos % 2 + 1);
+            padded[((image * 5 + y) * 4 + x) * 4 + lane] = v;
+        }
+        let want = run(&blocked, &inputs)[0].clone();
+        let got = run(&bordered, &[padded, inputs[1].clone(), inputs[2].clone()])[0].clone();
+        // Each image's one output plane: 3 + 1 rows of 2 + 2 positions, the result at (1, 0).
+        for image in 0..2 {
+            for y in 0..4 {
+                for x in 0..4 {
+                    for lane in 0..2 {
+                        let v = got[((image * 4 + y) * 4 + x) * 2 + lane];
+                        if y >= 1 && x < 2 {
+                            assert_eq!(v, want[((image * 3 + y - 1) * 2 + x) * 2 + lane]);
+                        } else {
+                            assert_eq!(v, 0.0, "border at image {image} ({y}, {x})");
+                        }
+                    }
+                }
+            }
+        }
+        assert!(bordered.validate().is_ok());
+        let wrong_pad = blocked.clone().with_halo(crate::Halo { input: [2; 4], output: [0; 4] });
+        assert!(wrong_pad.validate().is_err(), "an input border is exactly the padding");
+        let plain_input = bordered.clone().with_layout(ChannelBlocks { input: 1, output: 2 });
+        assert!(plain_input.validate().is_err(), "borders are for channel blocks");
+        let with_residual = Task::new(Op::Conv2d(spec), vec![EpilogueOp::Add])
+            .with_layout(blocks)
+            .with_halo(crate::Halo { input: [0; 4], output: [1; 4] });
+        assert!(with_residual.validate().is_err(), "a residual would need the border too");
     }
 
     fn conv_task(c: Conv2dSpec, epilogue: Vec<EpilogueOp>) -> Task {

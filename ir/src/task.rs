@@ -59,6 +59,40 @@ pub struct Task {
     /// kernel); omitted from the canonical JSON when plain NCHW, so existing keys never change.
     #[serde(default, skip_serializing_if = "ChannelBlocks::is_plain")]
     pub layout: ChannelBlocks,
+    /// Zero borders around a conv's channel-blocked input or output planes. Part of the identity
+    /// (the buffers' sizes change, and the kernel); omitted from the canonical JSON when there
+    /// is none, so existing keys never change.
+    #[serde(default, skip_serializing_if = "Halo::is_none")]
+    pub halo: Halo,
+}
+
+/// Zero borders a channel-blocked conv's activation buffers carry around each plane, `[top,
+/// left, bottom, right]` positions: written once by the producer, so the consumer of a padded
+/// conv reads its input in place instead of making a zero-padded copy per call.
+///
+/// `input` is either none or exactly the conv's `pad`: the buffer then holds the padding, and the
+/// kernel computes the unpadded conv over the whole buffer ([`Conv2dSpec::over_padded_input`]).
+/// `output` is the border the producer leaves around its result, every element of it written
+/// zero by every call (the buffer may have held another tensor before). Only channel-blocked
+/// convs carry one; an output border excludes a residual (which would need the same border).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct Halo {
+    pub input: [usize; 4],
+    pub output: [usize; 4],
+}
+
+impl Halo {
+    pub const NONE: Halo = Halo { input: [0; 4], output: [0; 4] };
+
+    pub fn is_none(&self) -> bool {
+        *self == Halo::NONE
+    }
+
+    /// An `[n, c, h, w]` plane's shape with `border` rows and columns around it.
+    pub fn bordered(shape: [usize; 4], border: [usize; 4]) -> [usize; 4] {
+        let [n, c, h, w] = shape;
+        [n, c, h + border[0] + border[2], w + border[1] + border[3]]
+    }
 }
 
 /// The channel blocking of a conv's or pooling's input `X` and of its output `Y` (and residual,
@@ -139,7 +173,19 @@ impl Task {
     }
 
     pub fn new(op: Op, epilogue: Vec<EpilogueOp>) -> Task {
-        Task { op, dtype: DType::F32, epilogue, layout: ChannelBlocks::PLAIN }
+        Task { op, dtype: DType::F32, epilogue, layout: ChannelBlocks::PLAIN, halo: Halo::NONE }
+    }
+
+    /// The same task with zero borders `halo` around its activations.
+    pub fn with_halo(mut self, halo: Halo) -> Task {
+        self.halo = halo;
+        self
+    }
+
+    /// The same work on buffers without zero borders: the task a log tuned before borders
+    /// existed holds, whose schedules this one replays.
+    pub fn without_halo(&self) -> Task {
+        self.clone().with_halo(Halo::NONE)
     }
 
     /// The same task with its activations in `layout`.
@@ -163,6 +209,7 @@ impl Task {
             Op::Pool2d(p) => p.validate(),
         }?;
         self.validate_layout()?;
+        self.validate_halo()?;
         let n_bias = self.epilogue.iter().filter(|e| **e == EpilogueOp::Bias).count();
         let n_add = self.epilogue.iter().filter(|e| **e == EpilogueOp::Add).count();
         if n_bias > 1 || n_add > 1 {
@@ -193,6 +240,24 @@ impl Task {
             Op::Pool2d(_) => Ok(()),
             _ => Err("only a conv2d or a pooling takes a channel-blocked layout".into()),
         }
+    }
+
+    fn validate_halo(&self) -> Result<(), String> {
+        if self.halo.is_none() {
+            return Ok(());
+        }
+        let Op::Conv2d(c) = &self.op else { return Err("only a conv takes zero borders (a halo)".into()) };
+        let Halo { input, output } = self.halo;
+        if input != [0; 4] && (input != c.pad || self.layout.input <= 1) {
+            return Err(format!(
+                "an input halo must be the conv's padding {:?} around a channel-blocked input",
+                c.pad
+            ));
+        }
+        if output != [0; 4] && (self.layout.output <= 1 || self.epilogue.contains(&EpilogueOp::Add)) {
+            return Err("an output halo needs a channel-blocked output and no residual".into());
+        }
+        Ok(())
     }
 
     /// The task as serde JSON, for storing it (the log's `workload.task_json`) and reading it
@@ -277,7 +342,20 @@ impl Task {
         };
         let blocks =
             |side: &str, block: usize| if block > 1 { format!(" {side}{block}c") } else { String::new() };
-        let layout = format!("{}{}", blocks("in", self.layout.input), blocks("out", self.layout.output));
+        let border = |side: &str, b: [usize; 4]| {
+            if b == [0; 4] {
+                String::new()
+            } else {
+                format!(" {side}_halo{},{},{},{}", b[0], b[1], b[2], b[3])
+            }
+        };
+        let layout = format!(
+            "{}{}{}{}",
+            blocks("in", self.layout.input),
+            blocks("out", self.layout.output),
+            border("in", self.halo.input),
+            border("out", self.halo.output)
+        );
         let epilogue: String = self.epilogue.iter().map(|e| format!("+{}", e.name())).collect();
         let sep = if epilogue.is_empty() { "" } else { " " };
         format!("{core}{layout}{sep}{epilogue} {}", self.dtype.as_str())
@@ -286,7 +364,7 @@ impl Task {
     /// Floating-point operations of one execution (a multiply-add counts as two; pooling counts
     /// one per window element).
     pub fn flops(&self) -> f64 {
-        let outputs = self.outputs()[0].len() as f64;
+        let outputs = self.without_halo().outputs()[0].len() as f64;
         match &self.op {
             Op::Matmul(s) => 2.0 * s.m as f64 * s.n as f64 * s.k as f64,
             Op::Conv2d(c) => 2.0 * outputs * (c.c_per_group() * c.kh * c.kw) as f64,
@@ -311,7 +389,13 @@ impl Task {
         let mut inputs = match &self.op {
             Op::Matmul(s) => vec![self.spec("A", vec![s.m, s.k]), self.spec("B", vec![s.k, s.n])],
             Op::Conv2d(c) => vec![
-                self.spec("X", ChannelBlocks::blocked_shape([c.n, c.c, c.h, c.w], self.layout.input)),
+                self.spec(
+                    "X",
+                    ChannelBlocks::blocked_shape(
+                        Halo::bordered([c.n, c.c, c.h, c.w], self.halo.input),
+                        self.layout.input,
+                    ),
+                ),
                 self.spec("W", vec![c.o, c.c_per_group(), c.kh, c.kw]),
             ],
             Op::BatchMatmul(b) => {
@@ -407,9 +491,10 @@ impl Task {
     pub fn outputs(&self) -> Vec<TensorSpec> {
         let shape = match &self.op {
             Op::Matmul(s) => vec![s.m, s.n],
-            Op::Conv2d(c) => {
-                ChannelBlocks::blocked_shape([c.n, c.o, c.out_h(), c.out_w()], self.layout.output)
-            }
+            Op::Conv2d(c) => ChannelBlocks::blocked_shape(
+                Halo::bordered([c.n, c.o, c.out_h(), c.out_w()], self.halo.output),
+                self.layout.output,
+            ),
             Op::BatchMatmul(b) => vec![b.batch, b.m, b.n],
             Op::Pool2d(p) => {
                 ChannelBlocks::blocked_shape([p.n, p.c, p.out_h(), p.out_w()], self.layout.output)

@@ -8,7 +8,8 @@
 //! Format: one JSON object, no whitespace, keys in this fixed order:
 //! `op`, then the operator's fields (below), then `dtype`, then `epilogue` only when non-empty
 //! (a list of `{"kind": …}` objects with their constants), then `layout` only when not NCHW
-//! (`{"input":b,"output":b}`, the channel blocks of the input and of the output). Integers are decimal; booleans are
+//! (`{"input":b,"output":b}`, the channel blocks of the input and of the output), then `halo` only
+//! when a buffer has zero borders (`{"input":[t,l,b,r],"output":[t,l,b,r]}`). Integers are decimal; booleans are
 //! `true`/`false`; an f32 constant is the shortest decimal that reads back to the same f32.
 //!
 //! | op | fields |
@@ -71,6 +72,13 @@ pub fn canonical_description(task: &Task) -> String {
     }
     if !task.layout.is_plain() {
         d.raw("layout", &format!(r#"{{"input":{},"output":{}}}"#, task.layout.input, task.layout.output));
+    }
+    if !task.halo.is_none() {
+        let list = |b: [usize; 4]| format!("[{},{},{},{}]", b[0], b[1], b[2], b[3]);
+        d.raw(
+            "halo",
+            &format!(r#"{{"input":{},"output":{}}}"#, list(task.halo.input), list(task.halo.output)),
+        );
     }
     d.finish()
 }
@@ -255,6 +263,12 @@ mod tests {
                     .with_layout(crate::ChannelBlocks { input: 16, output: 16 }),
                 "6d76ceb4bc15c94f974cb9e14ac865a9c1841a14989f1e7c60692caa3c65ad8f",
             ),
+            (
+                Task::new(Op::Conv2d(conv(64, 56, 64, 3, 1, 1, 1)), vec![EpilogueOp::Bias])
+                    .with_layout(crate::ChannelBlocks { input: 16, output: 16 })
+                    .with_halo(crate::Halo { input: [1; 4], output: [0, 2, 0, 2] }),
+                "6e55236ceb19d1c05a5bdaab8c41d67a7ceb937c85363b3c34227a03098a6da7",
+            ),
         ]
     }
 
@@ -276,6 +290,16 @@ mod tests {
             canonical_description(task),
             r#"{"op":"conv2d","n":1,"c":64,"h":56,"w":56,"o":64,"kh":3,"kw":3,"stride":[1,1],"pad":[1,1,1,1],"dilation":[1,1],"groups":1,"dtype":"f32","epilogue":[{"kind":"bias"},{"kind":"relu"}]}"#
         );
+        let tasks = golden_tasks();
+        let (bordered, _) = tasks.last().expect("golden tasks");
+        assert!(
+            canonical_description(bordered).ends_with(
+                r#""layout":{"input":16,"output":16},"halo":{"input":[1,1,1,1],"output":[0,2,0,2]}}"#
+            ),
+            "{}",
+            canonical_description(bordered)
+        );
+        assert_eq!(canonical_description(bordered), bordered.canonical_json(), "serde writes the same text");
         let bare = canonical_description(&Task::matmul(2, 3, 4));
         assert_eq!(
             bare, r#"{"op":"matmul","m":2,"n":3,"k":4,"dtype":"f32"}"#,

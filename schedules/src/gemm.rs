@@ -65,8 +65,35 @@ pub(crate) enum OutLayout {
     /// `plane` rows of `block` contiguous elements from `image_base(batch)`: conv with output
     /// channels as columns into a channel-blocked (NCHW{block}c) output, a tile's vectors stored
     /// whole.
-    ChannelBlocks { image_base: IndexFn, plane: i64, block: i64 },
+    /// `plane` is the whole plane, its zero border included; `border` places the positions in it.
+    ChannelBlocks { image_base: IndexFn, plane: i64, block: i64, border: Option<Bordered> },
 }
+
+/// Where output position `i` (row-major over rows `valid_w` wide) lies in a plane with a zero
+/// border ([`autotune_ir::Halo`]): its rows are `row_w` long and the first position is at `origin`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Bordered {
+    pub valid_w: i64,
+    pub row_w: i64,
+    pub origin: i64,
+}
+
+impl Bordered {
+    fn position(border: Option<Bordered>, i: Expr) -> Expr {
+        match border {
+            None => i,
+            Some(b) => {
+                Expr::int(b.origin)
+                    + i.clone().floor_div(Expr::int(b.valid_w)) * b.row_w
+                    + i % Expr::int(b.valid_w)
+            }
+        }
+    }
+}
+
+/// Statements that write the zero border around the output's planes (given the output buffer):
+/// the producer's half of a [`autotune_ir::Halo`].
+pub(crate) type BorderFill = Box<dyn Fn(&mut NestBuilder, BufId) -> Vec<Stmt>>;
 
 pub(crate) struct GemmProblem {
     pub name: String,
@@ -104,6 +131,8 @@ pub(crate) struct GemmProblem {
     pub scratch: Option<ScratchFill>,
     pub out_param: usize,
     pub out: OutLayout,
+    /// Zeroes the output's border once per call, before the tiles write the rest.
+    pub out_border: Option<BorderFill>,
     pub epilogue: Vec<EpilogueOp>,
     pub bias: Option<(usize, BiasAxis)>,
     pub residual: Option<usize>,
@@ -336,6 +365,10 @@ impl<'a> Lowering<'a> {
             body = vec![Stmt::for_loop(var, Expr::int(0), Expr::int(self.p.batch[depth].1), kind, body)];
         }
         body = self.wrap_scratch(0, body);
+        if let Some(fill) = &self.p.out_border {
+            let border = fill(&mut self.b, self.params[self.p.out_param]);
+            body = [border, body].concat();
+        }
         let mut prepacks = Vec::new();
         if self.s.pack_a == PackA::Prepacked {
             prepacks.push(self.prepack_a());
@@ -660,10 +693,10 @@ impl<'a> Lowering<'a> {
         }
         match &self.p.out {
             OutLayout::Columns { col_base } => col_base(&self.batch_vars, &[col]) + i,
-            OutLayout::ChannelBlocks { image_base, plane, block } => {
+            OutLayout::ChannelBlocks { image_base, plane, block, border } => {
                 let b = Expr::int(*block);
                 image_base(&self.batch_vars, &[])
-                    + (col.clone().floor_div(b.clone()) * *plane + i) * *block
+                    + (col.clone().floor_div(b.clone()) * *plane + Bordered::position(*border, i)) * *block
                     + col % b
             }
             OutLayout::Rows { row_base, grid_w, valid_w } => {
@@ -1102,11 +1135,11 @@ impl<'a> Lowering<'a> {
                     col,
                     Expr::var(r),
                 ),
-                OutLayout::ChannelBlocks { image_base, plane, block } => {
+                OutLayout::ChannelBlocks { image_base, plane, block, border } => {
                     let channel = Expr::var(r) * *block + col.clone();
                     (
                         image_base(&this.batch_vars, &[])
-                            + (Expr::var(r) * *plane + Expr::var(row)) * *block
+                            + (Expr::var(r) * *plane + Bordered::position(*border, Expr::var(row))) * *block
                             + col,
                         Expr::var(row) * this.p.n + channel.clone(),
                         Expr::var(row),

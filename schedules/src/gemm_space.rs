@@ -13,10 +13,10 @@
 //! threads split the weights rather than share them.
 
 use crate::gemm::{
-    self, ceil_div, BiasAxis, GemmProblem, GemmSchedule, Operand, OutLayout, PackA, PackB, ScratchFill,
-    N_ORDERS,
+    self, ceil_div, BiasAxis, BorderFill, Bordered, GemmProblem, GemmSchedule, Operand, OutLayout, PackA,
+    PackB, ScratchFill, N_ORDERS,
 };
-use crate::padded::{tap_offset, PhaseSplit};
+use crate::padded::{tap_offset, zero_border, PhaseSplit};
 use crate::space::{ScheduleError, SpaceGenerator};
 use autotune_ir::{BatchMatmulSpec, Conv2dSpec, CpuTarget, Expr, LoopKind, Op, Program, Task, Trace};
 use rand::{Rng, RngCore};
@@ -171,6 +171,8 @@ impl GemmSpace {
                 b_constant: false,
             }),
             Op::BatchMatmul(b) => Kind::Matmul(*b),
+            // An input that holds its padding is read in place as an unpadded conv's.
+            Op::Conv2d(c) if task.halo.input != [0; 4] => Kind::Conv(c.over_padded_input()),
             Op::Conv2d(c) => Kind::Conv(*c),
             Op::Pool2d(_) => return Err(unsupported()),
         };
@@ -785,6 +787,7 @@ fn matmul_problem(task: &Task, b: &BatchMatmulSpec, lanes: i64) -> GemmProblem {
         b_constant_over: (b.b_constant && (b.b_broadcast || b.batch == 1)).then(Vec::new),
         scratch: None,
         out_param: params.len() - 1,
+        out_border: None,
         out: OutLayout::Rows {
             row_base: Box::new(move |bvars, x| (bv(bvars, 0) * m + x[0].clone()) * n),
             grid_w: n,
@@ -926,6 +929,7 @@ fn conv_problem(task: &Task, c: &Conv2dSpec, lanes: i64, grid_align: i64) -> Gem
         b_constant_over: None,
         scratch: input.scratch,
         out_param: params.len() - 1,
+        out_border: None,
         out: OutLayout::Rows {
             row_base: Box::new(move |bvars, x| {
                 ((bv(bvars, 0) * o + bv(bvars, 1) * og + x[0].clone()) * oh) * ow
@@ -1012,11 +1016,19 @@ fn conv_problem_by_channels(task: &Task, c: &Conv2dSpec, lanes: i64) -> GemmProb
     };
     let blocked_in = bi > 1;
     let (k, taps_h, taps_w) = if blocked_in { (cg / bi, kh * kw, bi) } else { (cg, kh, kw) };
+    let border = task.halo.output.map(|b| b as i64);
+    let (rows_out, cols_out) = (oh + border[0] + border[2], ow + border[1] + border[3]);
+    let bordered = border != [0; 4];
     let out = if bo > 1 {
         OutLayout::ChannelBlocks {
-            image_base: Box::new(move |bvars, _| bv(bvars, 0) * (o * oh * ow)),
-            plane: oh * ow,
+            image_base: Box::new(move |bvars, _| bv(bvars, 0) * (o * rows_out * cols_out)),
+            plane: rows_out * cols_out,
             block: bo,
+            border: bordered.then_some(Bordered {
+                valid_w: ow,
+                row_w: cols_out,
+                origin: border[0] * cols_out + border[1],
+            }),
         }
     } else {
         OutLayout::Columns {
@@ -1064,6 +1076,19 @@ fn conv_problem_by_channels(task: &Task, c: &Conv2dSpec, lanes: i64) -> GemmProb
         scratch: scratch.map(|(fill, _, _)| fill),
         out_param: params.len() - 1,
         out,
+        out_border: bordered.then(|| -> BorderFill {
+            let planes = c.n as i64 * o / bo;
+            Box::new(move |b, y| {
+                zero_border(
+                    b,
+                    y,
+                    planes,
+                    (rows_out, cols_out * bo),
+                    (border[0], border[1] * bo),
+                    (oh, ow * bo),
+                )
+            })
+        }),
         epilogue: task.epilogue.clone(),
         bias: bias.map(|p| (p, BiasAxis::Col(Box::new(move |bvars, x| bv(bvars, 1) * og + x[0].clone())))),
         residual,

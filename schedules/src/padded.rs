@@ -158,6 +158,45 @@ impl PhaseSplit {
     }
 }
 
+/// Zeroes the border of `planes` consecutive planes of `rows × row_len` elements in `dst`,
+/// leaving alone the interior of `inner_rows × inner_len` elements at (`top`, `left`): the rows
+/// above and below it, and on each row between, the runs left and right of it. The producer's
+/// half of a [`autotune_ir::Halo`]; one pass, serial (a border is a few percent of the plane).
+pub(crate) fn zero_border(
+    b: &mut NestBuilder,
+    dst: BufId,
+    planes: i64,
+    (rows, row_len): (i64, i64),
+    (top, left): (i64, i64),
+    (inner_rows, inner_len): (i64, i64),
+) -> Vec<Stmt> {
+    let (p, y) = (b.var("zb_plane"), b.var("zb_row"));
+    let plane = Expr::var(p) * (rows * row_len);
+    let zeros = |b: &mut NestBuilder, start: Expr, len: i64| -> Option<Stmt> {
+        let z = b.var("zb");
+        (len > 0).then(|| {
+            Stmt::for_loop(
+                z,
+                Expr::int(0),
+                Expr::int(len),
+                LoopKind::Serial,
+                vec![Stmt::store(dst, start + Expr::var(z), Expr::Float(0.0))],
+            )
+        })
+    };
+    let row = plane.clone() + Expr::var(y) * row_len;
+    let right = row_len - left - inner_len;
+    let mut each_row: Vec<Stmt> = zeros(b, row.clone(), left).into_iter().collect();
+    each_row.extend(zeros(b, row + (left + inner_len), right));
+    let mut per_plane: Vec<Stmt> = zeros(b, plane.clone(), top * row_len).into_iter().collect();
+    if !each_row.is_empty() {
+        per_plane.push(Stmt::for_loop(y, Expr::int(top), Expr::int(inner_rows), LoopKind::Serial, each_row));
+    }
+    let below = top + inner_rows;
+    per_plane.extend(zeros(b, plane + below * row_len, (rows - below) * row_len));
+    vec![Stmt::for_loop(p, Expr::int(0), Expr::int(planes), LoopKind::Serial, per_plane)]
+}
+
 /// Whether input position (`iy`, `ix`) lies inside an `h × w` plane (not in its padding): the
 /// guard of a window read that skips padding instead of reading a padded copy.
 pub(crate) fn inside_plane(iy: Expr, ix: Expr, h: i64, w: i64) -> Expr {
