@@ -535,7 +535,7 @@ fn report(args: ReportArgs) -> Result<ExitCode> {
             let target =
                 autotune_codegen::host_cpu_target(1).context("cannot describe this machine's CPU")?;
             let layout = crate::args::LayoutArg { channel_blocks: false, nchw: false };
-            graph.block_channels(layout.block(&target, Some(&db))?);
+            graph.lay_out(layout.block(&target, Some(&db))?);
             let calls: std::collections::HashMap<String, f64> = autotune_graph::extract_tasks(&graph)
                 .into_iter()
                 .map(|(t, n)| (t.key().0, n as f64))

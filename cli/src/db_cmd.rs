@@ -349,7 +349,7 @@ fn verify(args: VerifyArgs) -> Result<ExitCode> {
     let db = open_existing(&db_path)?;
     let mut graph = load(&args.model, &LoadConfig::default()).map_err(bad)?;
     let target = host_target(args.threads, &args.cpu_features)?;
-    graph.block_channels(args.layout.block(&target, Some(&db))?);
+    graph.lay_out(args.layout.block(&target, Some(&db))?);
     // The plan chooses each task's kernel by the runtime's own rule, so what is verified is what
     // `autotune run` would use.
     let plan = Plan::from_graph(graph, Some(&db), &target, PlanConfig::default()).map_err(bad)?;

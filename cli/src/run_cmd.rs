@@ -299,7 +299,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     let (mut graph, given) = load_with_inputs(&args)?;
     let (log, log_name) = open_log(&args)?;
     let target = crate::commands::device_target(&args.device, args.threads, &args.cpu_features)?;
-    graph.block_channels(args.layout.block(&target, log.as_ref())?);
+    graph.lay_out(args.layout.block(&target, log.as_ref())?);
     let mut plan = match target.as_cuda() {
         Some(gpu) => {
             let device = autotune_codegen::cuda::CudaDevice::new(gpu)
@@ -343,6 +343,12 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         for (task, shape) in &nearest {
             eprintln!("  {task}  <-  {shape}");
         }
+    }
+    let n_borderless = plan.borderless_tasks().count();
+    if n_borderless > 0 {
+        eprintln!(
+            "autotune: {n_borderless} task(s) with zero borders run the schedule {log_name} holds for the same conv without them (tuned before borders); tune again to tune them as they run"
+        );
     }
     let untuned: Vec<_> = plan.untuned_tasks().cloned().collect();
     if !untuned.is_empty() {
@@ -430,6 +436,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
             "n_tuned": plan.n_tuned(),
             "n_tuned_for_another_target": n_borrowed,
             "n_nearest_shape": nearest.len(),
+            "n_borderless": n_borderless,
             "n_default": plan.n_default(),
             "n_tasks": plan.tasks().len(),
             "untuned_tasks": untuned.iter().map(|k| k.task.description()).collect::<Vec<_>>(),

@@ -43,7 +43,7 @@ pub fn tasks(args: TasksArgs) -> Result<ExitCode> {
         Some(path) => Some(Database::open_read_only(path).map_err(|e| anyhow!(BadInput(e.to_string())))?),
     };
     // The tasks tuning and `autotune run` would use: in the layout they choose.
-    graph.block_channels(args.layout.block(&target, db.as_ref())?);
+    graph.lay_out(args.layout.block(&target, db.as_ref())?);
     let tasks = extract_tasks(&graph);
     let tuned: Option<Vec<bool>> = match &db {
         None => None,

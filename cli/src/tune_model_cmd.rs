@@ -133,7 +133,7 @@ fn load_for_dims(
                 }
             )));
         }
-        graph.block_channels(channel_block);
+        graph.lay_out(channel_block);
         for (task, weight) in extract_tasks(&graph) {
             match index.entry(task.key()) {
                 std::collections::hash_map::Entry::Occupied(at) => tasks[*at.get()].1 += weight,

@@ -15,6 +15,8 @@ pub struct TensorId(pub usize);
 pub struct TensorInfo {
     /// The ONNX name (for tensors made at load time, e.g. folded weights, a new unique name).
     pub name: String,
+    /// Logical NCHW for activations — a channel-blocked one keeps it — except that one with a
+    /// zero border ([`Graph::add_halos`]) has its buffer's shape, the border included.
     pub shape: Vec<usize>,
     pub dtype: ElemType,
     /// The data, for constants (initializers and folded values); `None` for tensors computed at

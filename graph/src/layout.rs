@@ -7,10 +7,15 @@
 //! a Concat's inputs and output; such a group is blocked only if all of it can be. Everything
 //! else — plain ops, the model's inputs and outputs — sees NCHW, so the graph holds no layout
 //! conversions: a ResNet passes blocks from its stem's output to its last bottleneck.
+//!
+//! A blocked tensor that only padded convs read carries their padding as a zero border (a
+//! [`Halo`]) that its producing conv writes, so no conv copies its input into a padded scratch
+//! per call: a ResNet bottleneck's 1×1 conv writes its output inside the border its 3×3 conv
+//! reads.
 
 use crate::graph::{Graph, NodeKind, TensorId};
 use crate::plain::PlainOp;
-use autotune_ir::{ChannelBlocks, Op, Task};
+use autotune_ir::{ChannelBlocks, EpilogueOp, Halo, Op, Task};
 
 /// Tensors that must share a layout, as a union-find forest over tensor ids.
 struct Groups(Vec<usize>);
@@ -130,5 +135,89 @@ impl Graph {
             }
         }
         blocked.iter().filter(|&&b| b).count()
+    }
+}
+
+impl Graph {
+    /// Channel blocks ([`Graph::block_channels`]) and then zero borders ([`Graph::add_halos`]):
+    /// the layout a CPU plan runs and tunes in. Returns (blocked tensors, bordered tensors).
+    pub fn lay_out(&mut self, block: usize) -> (usize, usize) {
+        let blocked = self.block_channels(block);
+        (blocked, self.add_halos())
+    }
+
+    /// Gives a zero border of the readers' padding to every tensor that a channel-blocked conv
+    /// with no residual writes and only padded channel-blocked convs of one padding read, as
+    /// their input — not a model output. Sets the producer's and readers' [`Halo`]s and the
+    /// tensor's shape (its buffer's: the border included); returns how many tensors got one.
+    /// Call after [`Graph::block_channels`]; calling it again changes nothing.
+    pub fn add_halos(&mut self) -> usize {
+        let mut producer = vec![None; self.tensors.len()];
+        let mut readers: Vec<Vec<(usize, usize)>> = vec![Vec::new(); self.tensors.len()];
+        for (i, node) in self.nodes.iter().enumerate() {
+            for &t in &node.outputs {
+                producer[t.0] = Some(i);
+            }
+            for (slot, &t) in node.inputs.iter().enumerate() {
+                readers[t.0].push((i, slot));
+            }
+        }
+        let is_output: Vec<bool> = {
+            let mut v = vec![false; self.tensors.len()];
+            for output in &self.outputs {
+                v[output.tensor.0] = true;
+            }
+            v
+        };
+        let conv = |node: usize| match &self.nodes[node].kind {
+            NodeKind::Kernel(task @ Task { op: Op::Conv2d(c), .. }) => Some((task, *c)),
+            _ => None,
+        };
+        let mut bordered = Vec::new();
+        for t in 0..self.tensors.len() {
+            let Some((writer, _)) = producer[t].and_then(|p| conv(p).map(|x| (p, x))) else { continue };
+            let (task, _) = conv(writer).expect("a conv");
+            let writes_bordered = task.layout.output > 1
+                && task.halo.output == [0; 4]
+                && !task.epilogue.contains(&EpilogueOp::Add);
+            if !writes_bordered || is_output[t] || readers[t].is_empty() {
+                continue;
+            }
+            let pads: Option<Vec<[usize; 4]>> = readers[t]
+                .iter()
+                .map(|&(node, slot)| match conv(node) {
+                    Some((task, c)) if slot == 0 && task.layout.input > 1 && task.halo.input == [0; 4] => {
+                        Some(c.pad)
+                    }
+                    _ => None,
+                })
+                .collect();
+            let Some(pads) = pads else { continue };
+            if pads[0] != [0; 4] && pads.iter().all(|p| *p == pads[0]) {
+                bordered.push((t, writer, pads[0]));
+            }
+        }
+        for &(t, writer, pad) in &bordered {
+            let set = |kind: &mut NodeKind, input: bool| {
+                if let NodeKind::Kernel(task) = kind {
+                    let mut halo = task.halo;
+                    if input {
+                        halo.input = pad;
+                    } else {
+                        halo.output = pad;
+                    }
+                    *task = task.clone().with_halo(halo);
+                }
+            };
+            set(&mut self.nodes[writer].kind, false);
+            for &(reader, _) in &readers[t] {
+                set(&mut self.nodes[reader].kind, true);
+            }
+            let shape = &mut self.tensors[t].shape;
+            if let [n, c, h, w] = shape[..] {
+                *shape = Halo::bordered([n, c, h, w], pad).to_vec();
+            }
+        }
+        bordered.len()
     }
 }

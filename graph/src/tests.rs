@@ -5,7 +5,7 @@
 use crate::proto::{self, attribute_proto::AttributeType, AttributeProto, NodeProto};
 use crate::{load_bytes, Graph, GraphError, LoadConfig, NodeKind, PlainOp, Tensor};
 use autotune_ir::reference;
-use autotune_ir::{EpilogueOp, Op, Task};
+use autotune_ir::{EpilogueOp, Halo, Op, Task};
 use prost::Message;
 
 /// A model under construction.
@@ -735,4 +735,54 @@ fn a_mask_added_before_a_last_axis_softmax_is_the_softmax_second_input() {
             .expect("the model loads");
         assert_eq!(g.nodes.len(), 2, "axis {axis}, mask {mask:?}");
     }
+}
+
+#[test]
+fn a_border_goes_where_every_reader_is_a_conv_of_one_padding() {
+    let conv = |m: M, name: &str, x: &str, k: i64, y: &str| {
+        let w = format!("w_{name}");
+        m.init(&w, f32t(&[16, 16, k as usize, k as usize], 9, -0.5, 0.5)).node(
+            "Conv",
+            name,
+            &[x, &w],
+            &[y],
+            vec![("pads", A::Is(vec![k / 2; 4]))],
+        )
+    };
+    let m = M::default().input("x", &[1, 16, 6, 6]);
+    // a's output is read by b alone (3×3); b's by c (3×3) and d (5×5); c's by e as its input
+    // and its residual.
+    let m = conv(m, "a", "x", 1, "ya");
+    let m = conv(m, "b", "ya", 3, "yb");
+    let m = conv(m, "c", "yb", 3, "yc");
+    let m = conv(m, "d", "yb", 5, "yd");
+    let m = conv(m, "e", "yc", 3, "ye").node("Add", "add", &["ye", "yc"], &["y"], vec![]);
+    let m = conv(m, "f", "y", 1, "z");
+    let mut g = m.output("z").output("yd").load(13).expect("the model loads");
+    assert_eq!(g.add_halos(), 0, "NCHW tensors take no border");
+    let (blocked, bordered) = g.lay_out(16);
+    assert_eq!(blocked, 4, "a's, b's, c's and e's outputs");
+    assert_eq!(bordered, 1, "only a's output: b's has readers of two paddings, c's is a residual too");
+    let halos: Vec<(String, Halo)> = g
+        .nodes
+        .iter()
+        .filter_map(|n| match &n.kind {
+            NodeKind::Kernel(t) => Some((n.name.clone(), t.halo)),
+            NodeKind::Plain(_) => None,
+        })
+        .collect();
+    let halo_of = |name: &str| halos.iter().find(|(n, _)| n == name).map(|(_, h)| *h).expect(name);
+    assert_eq!(halo_of("a"), Halo { input: [0; 4], output: [1; 4] });
+    assert_eq!(halo_of("b"), Halo { input: [1; 4], output: [0; 4] });
+    for name in ["c", "d", "e", "f"] {
+        assert!(halo_of(name).is_none(), "{name}: {halos:?}");
+    }
+    for node in &g.nodes {
+        if let NodeKind::Kernel(task) = &node.kind {
+            task.validate().unwrap_or_else(|e| panic!("{}: {e}", node.name));
+            assert_eq!(task.outputs()[0].len(), g.tensor(node.outputs[0]).len(), "{}", node.name);
+            assert_eq!(task.inputs()[0].len(), g.tensor(node.inputs[0]).len(), "{}", node.name);
+        }
+    }
+    assert_eq!(g.tensor(g.nodes[0].outputs[0]).shape, vec![1, 16, 8, 8], "the buffer's shape");
 }

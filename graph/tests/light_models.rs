@@ -3,7 +3,7 @@
 //! package (and so its test data) is missing.
 
 use autotune_graph::{extract_tasks, load, Graph, GraphSummary, LoadConfig, NodeKind, PlainOp};
-use autotune_ir::{ChannelBlocks, EpilogueOp, Op};
+use autotune_ir::{ChannelBlocks, EpilogueOp, Halo, Op};
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -118,6 +118,25 @@ fn resnet50() {
     let inner = ChannelBlocks { input: 16, output: 16 };
     assert!(layouts[1..layouts.len() - 1].iter().all(|(_, l)| *l == inner), "{layouts:?}");
     assert!(matches!(layouts.last(), Some((Op::BatchMatmul(_), l)) if l.is_plain()));
+
+    // Zero borders: each bottleneck's 1×1 conv writes its output inside the border of one
+    // position that its 3×3 conv reads (the stem's 7×7 conv reads the image, no conv's output).
+    assert_eq!(blocked.add_halos(), 16);
+    check_graph(&blocked);
+    let convs: Vec<(usize, Halo)> = blocked
+        .kernels()
+        .filter_map(|(_, _, t)| match t.op {
+            Op::Conv2d(c) => Some((c.kh, t.halo)),
+            _ => None,
+        })
+        .collect();
+    let read_in_place = convs.iter().filter(|(k, h)| *k == 3 && h.input == [1; 4]).count();
+    let written_bordered = convs.iter().filter(|(k, h)| *k == 1 && h.output == [1; 4]).count();
+    assert_eq!((read_in_place, written_bordered), (16, 16), "{convs:?}");
+    assert_eq!(convs.iter().filter(|(_, h)| !h.is_none()).count(), 32, "{convs:?}");
+    assert_eq!(blocked.add_halos(), 0, "bordering twice changes nothing more");
+    let mut unblocked = g.clone();
+    assert_eq!(unblocked.add_halos(), 0, "only channel blocks take a border");
 }
 
 #[test]
@@ -180,6 +199,12 @@ fn inception_v1() {
     check_graph(&blocked);
     let blocked_kernels = blocked.kernels().filter(|(_, _, t)| !t.layout.is_plain()).count();
     assert!(n > 60 && blocked_kernels > 60, "{n} tensors, {blocked_kernels} kernels blocked");
+    // Each module's 3×3 and 5×5 reductions write inside the border their conv reads, and so does
+    // the stem's 1×1 reduction — but for 4b's and 4c's 5×5 reductions, whose 24 channels are not
+    // blocked: 9 · 2 + 1 − 2.
+    let bordered = blocked.add_halos();
+    check_graph(&blocked);
+    assert_eq!(bordered, 17);
 }
 
 #[test]

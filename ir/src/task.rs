@@ -436,7 +436,11 @@ impl Task {
     /// different kernel (op, flags, channels, window, dtype, epilogue); `None` otherwise. The
     /// runtime runs the nearest tuned shape's schedule for a shape nobody tuned.
     pub fn shape_distance(&self, other: &Task) -> Option<f64> {
-        if self.dtype != other.dtype || self.epilogue != other.epilogue || self.layout != other.layout {
+        if self.dtype != other.dtype
+            || self.epilogue != other.epilogue
+            || self.layout != other.layout
+            || self.halo != other.halo
+        {
             return None;
         }
         let sizes: Vec<(usize, usize)> = match (&self.op, &other.op) {

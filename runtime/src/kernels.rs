@@ -29,6 +29,9 @@ pub enum KernelSource {
         /// tuned): the nearest tuned shape of the same kind ([`Task::shape_distance`]) whose
         /// schedule this task's space replays, described.
         nearest_shape: Option<String>,
+        /// When the log held no trial of this task but of the same conv without its zero
+        /// borders ([`Task::without_halo`], a log tuned before borders): that one's schedule.
+        from_borderless: bool,
     },
     /// The schedule space's default schedule.
     Default(DefaultReason),
@@ -131,6 +134,7 @@ fn choose(
             trace: trace.clone(),
             borrowed_from: None,
             nearest_shape: None,
+            from_borderless: false,
         };
         return Ok(Choice { trace, source, build_for: None });
     }
@@ -155,6 +159,7 @@ fn choose(
                 trace: trace.clone(),
                 borrowed_from: Some(name.clone()),
                 nearest_shape: None,
+                from_borderless: false,
             };
             return Ok(Choice {
                 trace,
@@ -173,10 +178,46 @@ fn choose(
             trace: trace.clone(),
             borrowed_from: None,
             nearest_shape: Some(shape),
+            from_borderless: false,
         };
         return Ok(Choice { trace, source, build_for: None });
     }
     Ok(default(DefaultReason::NotTuned))
+}
+
+/// The schedule of `task`: [`choose`]'s, and for a task with zero borders that the log never
+/// tuned, the choice for the same conv without them, whose schedules its space replays (the
+/// same knobs over the same shape; only where the kernel reads and writes differs) — so a log
+/// tuned before borders existed keeps its winners.
+fn choose_with_borders(
+    task: &Task,
+    space: &dyn SpaceGenerator,
+    target: &Target,
+    log: Option<&Database>,
+    compatible: &[(String, String, Target)],
+    shapes: &[(String, Task, String)],
+) -> Result<Choice, RuntimeError> {
+    let choice = choose(task, space, target, log, compatible, shapes)?;
+    if task.halo.is_none() || choice.source != KernelSource::Default(DefaultReason::NotTuned) {
+        return Ok(choice);
+    }
+    let twin = choose(&task.without_halo(), space, target, log, compatible, shapes)?;
+    match twin.source {
+        KernelSource::Tuned { trial, median_s, trace, borrowed_from, nearest_shape, .. }
+            if twin.build_for.is_none() && space.lower(&trace).is_ok() =>
+        {
+            let source = KernelSource::Tuned {
+                trial,
+                median_s,
+                trace: trace.clone(),
+                borrowed_from,
+                nearest_shape,
+                from_borderless: true,
+            };
+            Ok(Choice { trace, source, build_for: None })
+        }
+        _ => Ok(choice),
+    }
 }
 
 /// Whether `db` was tuned with channel-blocked activations: `Some(true)` when it holds trials of
@@ -369,7 +410,7 @@ pub(crate) fn build(
     for (task, n_nodes) in tasks {
         let space = space_for(task, target)
             .map_err(|source| RuntimeError::Schedule { task: task.description(), source })?;
-        let choice = choose(task, space.as_ref(), target, log, &compatible, &shapes)?;
+        let choice = choose_with_borders(task, space.as_ref(), target, log, &compatible, &shapes)?;
         let borrowed = match choice.build_for {
             Some((key, narrowed, narrowed_space)) => {
                 let index = match narrowed_builders.iter().position(|(k, _)| *k == key) {

@@ -1224,6 +1224,14 @@ impl Plan {
         })
     }
 
+    /// Tasks with zero borders that run the schedule the log holds for the same conv without
+    /// them (a log tuned before borders existed).
+    pub fn borderless_tasks(&self) -> impl Iterator<Item = &TaskKernel> {
+        self.kernels
+            .iter()
+            .filter(|k| matches!(k.source, crate::KernelSource::Tuned { from_borderless: true, .. }))
+    }
+
     /// Kernel nodes of the model (kernel calls per run).
     pub fn n_kernels(&self) -> usize {
         self.kernels.iter().map(|k| k.n_nodes).sum()

@@ -14,6 +14,8 @@ use crate::tensor::{ElemType, Tensor};
 use std::sync::Arc;
 
 /// What one ONNX node becomes.
+// One value per ONNX node, returned once and consumed: its size costs nothing worth a box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub(crate) enum Lowered {
     /// Every output is known at load time.
