@@ -536,10 +536,12 @@ fn report(args: ReportArgs) -> Result<ExitCode> {
                 autotune_codegen::host_cpu_target(1).context("cannot describe this machine's CPU")?;
             let layout = crate::args::LayoutArg { channel_blocks: false, nchw: false };
             graph.lay_out(layout.block(&target, Some(&db))?);
-            let calls: std::collections::HashMap<String, f64> = autotune_graph::extract_tasks(&graph)
-                .into_iter()
-                .map(|(t, n)| (t.key().0, n as f64))
-                .collect();
+            let logged: std::collections::HashSet<String> =
+                db.workloads()?.into_iter().map(|(_, w)| w.task_key).collect();
+            let mut calls: std::collections::HashMap<String, f64> = std::collections::HashMap::new();
+            for (task, n) in autotune_graph::extract_tasks(&graph) {
+                *calls.entry(autotune_runtime::logged_key(&task, &logged)).or_default() += n as f64;
+            }
             Some((model.display().to_string(), calls))
         }
         None => None,

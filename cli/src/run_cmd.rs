@@ -169,7 +169,10 @@ fn write_profile_report(
             &empty
         }
     };
-    let calls = plan.tasks().iter().map(|k| (k.task.key().0, k.n_nodes as f64)).collect();
+    let mut calls: std::collections::HashMap<String, f64> = std::collections::HashMap::new();
+    for k in plan.tasks() {
+        *calls.entry(k.log_key()).or_default() += k.n_nodes as f64;
+    }
     let model = profile.model.clone();
     let html = autotune_reports::render(db, log_name, Some((&model, &calls)), Some(profile))
         .context("cannot make the report")?;

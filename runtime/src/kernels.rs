@@ -95,6 +95,30 @@ impl TaskKernel {
     pub fn is_tuned(&self) -> bool {
         matches!(self.source, KernelSource::Tuned { .. })
     }
+
+    /// The key of the log's task whose trial it runs: its own, or its borderless twin's.
+    pub fn log_key(&self) -> String {
+        match self.source {
+            KernelSource::Tuned { from_borderless: true, .. } => self.task.without_halo().key().0,
+            _ => self.task.key().0,
+        }
+    }
+}
+
+/// The key under which a log whose task keys are `logged` holds `task`'s trials: its own when
+/// logged; else, for a task with zero borders, its borderless twin's when that one is (a log
+/// tuned before borders, whose schedules a plan replays on it); else its own.
+pub fn logged_key(task: &Task, logged: &std::collections::HashSet<String>) -> String {
+    let own = task.key().0;
+    if task.halo.is_none() || logged.contains(&own) {
+        return own;
+    }
+    let twin = task.without_halo().key().0;
+    if logged.contains(&twin) {
+        twin
+    } else {
+        own
+    }
 }
 
 /// How many of a task's fastest trials are considered before giving up on the log.

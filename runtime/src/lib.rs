@@ -63,7 +63,7 @@ pub use autotune_codegen::{host_cpu_target, CODEGEN_VERSION};
 pub use autotune_codegen::{DeviceError, GpuDevice, HostGpuDevice};
 pub use autotune_db::Database;
 pub use error::RuntimeError;
-pub use kernels::{log_uses_channel_blocks, DefaultReason, KernelSource, TaskKernel};
+pub use kernels::{log_uses_channel_blocks, logged_key, DefaultReason, KernelSource, TaskKernel};
 pub use memory::MemoryStats;
 pub use plan::{NodeTime, Outputs, Plan, PlanConfig, TransferStats, ValueInfo};
 pub use random::random_inputs;

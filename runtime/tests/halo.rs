@@ -12,9 +12,10 @@ use autotune_codegen::host_cpu_target;
 use autotune_db::Database;
 use autotune_graph::{load_bytes, proto, Graph, LoadConfig};
 use autotune_ir::{ChannelBlocks, Halo};
-use autotune_runtime::{Plan, PlanConfig};
+use autotune_runtime::{logged_key, Plan, PlanConfig};
 use onnx_nodes::{ints, node, weights};
 use prost::Message;
+use std::collections::HashSet;
 
 /// x [1,16,12,12] → a = relu(conv 1×1, 32 ch) → b = relu(conv 3×3 pad 1) → y = conv 3×3 stride 2
 /// pad 1 (an output, [1,32,6,6]).
@@ -119,6 +120,12 @@ fn a_log_tuned_without_borders_lends_its_schedules() {
         let (_, twin_trace) =
             tuned.iter().find(|(t, _)| *t == kernel.task.without_halo()).expect("the twin was tuned");
         assert_eq!(trace, twin_trace, "{}", kernel.task.description());
+        // Reports weigh the log's task whose trial runs: the twin.
+        let twin_key = kernel.task.without_halo().key().0;
+        assert_eq!(kernel.log_key(), twin_key);
+        let logged: HashSet<String> = tuned.iter().map(|(t, _)| t.key().0).collect();
+        assert_eq!(logged_key(&kernel.task, &logged), twin_key);
+        assert_eq!(logged_key(&kernel.task, &HashSet::new()), kernel.task.key().0, "nothing logged");
     }
     let mut without = Plan::new(&borderless, Some(&log), &target, PlanConfig::default()).expect("plan");
     assert_eq!(without.borderless_tasks().count(), 0, "its own tasks were tuned");
@@ -131,4 +138,9 @@ fn a_log_tuned_without_borders_lends_its_schedules() {
     assert_eq!(own.len(), 3);
     let retuned = Plan::new(&bordered, Some(&log), &target, PlanConfig::default()).expect("plan");
     assert_eq!((retuned.n_default(), retuned.borderless_tasks().count()), (0, 0));
+    let logged: HashSet<String> = tuned.iter().chain(&own).map(|(t, _)| t.key().0).collect();
+    for kernel in retuned.tasks() {
+        assert_eq!(kernel.log_key(), kernel.task.key().0);
+        assert_eq!(logged_key(&kernel.task, &logged), kernel.task.key().0);
+    }
 }

@@ -82,6 +82,8 @@ pub fn warm_start_from_log(
     for (_, workload) in workloads {
         let Ok(other_task) = serde_json::from_str::<Task>(&workload.task_json) else { continue };
         let is_same_task = other_task == *task;
+        // The same conv without zero borders: its schedules are this task's, nearly as fast.
+        let is_twin = !task.halo.is_none() && other_task == task.without_halo();
         if other_task.op_name() != task.op_name() || (is_same_task && !config.include_same_task) {
             continue;
         }
@@ -108,14 +110,15 @@ pub fn warm_start_from_log(
             }
         }
         let best = valid.into_iter().take(config.max_traces);
-        if is_same_task {
+        if is_same_task || is_twin {
             same_task.extend(best);
         } else {
             other_tasks.extend(best);
         }
     }
 
-    // Same task first (valid as is), then other shapes' best, adapted to this space.
+    // Same task (or its borderless twin) first, valid as is; then other shapes' best, adapted to
+    // this space.
     other_tasks.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
     let mut rng = ChaCha8Rng::seed_from_u64(0);
     for (trace, _) in same_task.into_iter().chain(other_tasks) {
@@ -223,6 +226,65 @@ mod tests {
         )
         .expect("warm start");
         assert!(!same_task.samples.is_empty());
+    }
+
+    #[test]
+    fn a_bordered_conv_starts_from_its_borderless_twins_best() {
+        let mut db = Database::open_in_memory().expect("db");
+        let mut runner = FakeRunner::new();
+        let target = runner.target().clone();
+        let conv = |size: usize| {
+            let spec = autotune_ir::Conv2dSpec {
+                n: 1,
+                c: 32,
+                h: size,
+                w: size,
+                o: 32,
+                kh: 3,
+                kw: 3,
+                stride: [1, 1],
+                pad: [1; 4],
+                dilation: [1, 1],
+                groups: 1,
+            };
+            Task::new(autotune_ir::Op::Conv2d(spec), vec![autotune_ir::EpilogueOp::Bias])
+                .with_layout(autotune_ir::ChannelBlocks { input: 16, output: 16 })
+        };
+        // The twin, and a larger conv whose trials score higher (the fake runner times every
+        // trial alike): without the twin rule its traces would come first.
+        let (twin, larger) = (conv(8), conv(16));
+        for (task, seed) in [(&twin, 3), (&larger, 4)] {
+            let space = space_for(task, &target).expect("space");
+            let mut strategy = RandomSearch::new(space.as_ref(), RandomSearchConfig::new(seed));
+            let config = TuneConfig::new(12, 1, "fake-codegen");
+            let stop = AtomicBool::new(false);
+            tune(task, space.as_ref(), &mut strategy, &mut runner, &mut db, &config, &stop, &mut |_| {})
+                .expect("tune");
+        }
+        let twin_traces: Vec<Trace> = db
+            .best(&twin.key().0, &target.key(), 100)
+            .expect("best")
+            .iter()
+            .map(|r| Trace::from_json(&r.trace_json).expect("trace"))
+            .collect();
+        assert!(twin_traces.len() >= 4, "{}", twin_traces.len());
+
+        let bordered = twin.clone().with_halo(autotune_ir::Halo { input: [1; 4], output: [0; 4] });
+        let space = space_for(&bordered, &target).expect("space");
+        let machine = MachineModel::cpu(CacheSizes::FALLBACK, autotune_ir::IsaLevel::Sse42, 1);
+        let warm = warm_start_from_log(
+            &db,
+            &bordered,
+            &target,
+            space.as_ref(),
+            "fake-codegen",
+            machine,
+            &WarmStartConfig::default(),
+        )
+        .expect("warm start");
+        let first = &warm.traces[..4];
+        assert!(first.iter().all(|t| twin_traces.contains(t)), "the twin's schedules first, as they are");
+        assert!(first.iter().all(|t| space.lower(t).is_ok()));
     }
 
     #[test]
