@@ -8,10 +8,11 @@
 //! else — plain ops, the model's inputs and outputs — sees NCHW, so the graph holds no layout
 //! conversions: a ResNet passes blocks from its stem's output to its last bottleneck.
 //!
-//! A blocked tensor that only padded convs read carries their padding as a zero border (a
-//! [`Halo`]) that its producing conv writes, so no conv copies its input into a padded scratch
-//! per call: a ResNet bottleneck's 1×1 conv writes its output inside the border its 3×3 conv
-//! reads.
+//! A blocked tensor that only convs read, some of them padded, carries the widest of their
+//! paddings as a zero border (a [`Halo`]) that its producing conv writes, so no conv copies its
+//! input into a padded scratch per call: a ResNet bottleneck's 1×1 conv writes its output inside
+//! the border its 3×3 conv reads, a fire module's squeeze conv inside the border its 3×3 expand
+//! conv reads (its 1×1 expand conv reads the plane inside).
 
 use crate::graph::{Graph, NodeKind, TensorId};
 use crate::plain::PlainOp;
@@ -146,9 +147,9 @@ impl Graph {
         (blocked, self.add_halos())
     }
 
-    /// Gives a zero border of the readers' padding to every tensor that a channel-blocked conv
-    /// with no residual writes and only padded channel-blocked convs of one padding read, as
-    /// their input — not a model output. Sets the producer's and readers' [`Halo`]s and the
+    /// Gives a zero border to every tensor that a channel-blocked conv with no residual writes
+    /// and only channel-blocked convs read, as their input, some of them padded — not a model
+    /// output: on each side the widest of their paddings. Sets the producer's and readers' [`Halo`]s and the
     /// tensor's shape (its buffer's: the border included); returns how many tensors got one.
     /// Call after [`Graph::block_channels`]; calling it again changes nothing.
     pub fn add_halos(&mut self) -> usize {
@@ -193,8 +194,11 @@ impl Graph {
                 })
                 .collect();
             let Some(pads) = pads else { continue };
-            if pads[0] != [0; 4] && pads.iter().all(|p| *p == pads[0]) {
-                bordered.push((t, writer, pads[0]));
+            // The widest padding on each side: a reader that needs less reads its window.
+            let border: [usize; 4] =
+                std::array::from_fn(|side| pads.iter().map(|p| p[side]).max().unwrap_or(0));
+            if border != [0; 4] {
+                bordered.push((t, writer, border));
             }
         }
         for &(t, writer, pad) in &bordered {

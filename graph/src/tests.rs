@@ -738,7 +738,7 @@ fn a_mask_added_before_a_last_axis_softmax_is_the_softmax_second_input() {
 }
 
 #[test]
-fn a_border_goes_where_every_reader_is_a_conv_of_one_padding() {
+fn a_border_goes_where_every_reader_is_a_conv_and_is_as_wide_as_their_widest_padding() {
     let conv = |m: M, name: &str, x: &str, k: i64, y: &str| {
         let w = format!("w_{name}");
         m.init(&w, f32t(&[16, 16, k as usize, k as usize], 9, -0.5, 0.5)).node(
@@ -751,7 +751,7 @@ fn a_border_goes_where_every_reader_is_a_conv_of_one_padding() {
     };
     let m = M::default().input("x", &[1, 16, 6, 6]);
     // a's output is read by b alone (3×3); b's by c (3×3) and d (5×5); c's by e as its input
-    // and its residual.
+    // and its residual (no border: it would need one too).
     let m = conv(m, "a", "x", 1, "ya");
     let m = conv(m, "b", "ya", 3, "yb");
     let m = conv(m, "c", "yb", 3, "yc");
@@ -762,7 +762,7 @@ fn a_border_goes_where_every_reader_is_a_conv_of_one_padding() {
     assert_eq!(g.add_halos(), 0, "NCHW tensors take no border");
     let (blocked, bordered) = g.lay_out(16);
     assert_eq!(blocked, 4, "a's, b's, c's and e's outputs");
-    assert_eq!(bordered, 1, "only a's output: b's has readers of two paddings, c's is a residual too");
+    assert_eq!(bordered, 2, "a's and b's outputs; c's is a residual too");
     let halos: Vec<(String, Halo)> = g
         .nodes
         .iter()
@@ -773,8 +773,11 @@ fn a_border_goes_where_every_reader_is_a_conv_of_one_padding() {
         .collect();
     let halo_of = |name: &str| halos.iter().find(|(n, _)| n == name).map(|(_, h)| *h).expect(name);
     assert_eq!(halo_of("a"), Halo { input: [0; 4], output: [1; 4] });
-    assert_eq!(halo_of("b"), Halo { input: [1; 4], output: [0; 4] });
-    for name in ["c", "d", "e", "f"] {
+    // b's readers pad 1 (c) and 2 (d): its border is 2 wide, and c reads the window inside.
+    assert_eq!(halo_of("b"), Halo { input: [1; 4], output: [2; 4] });
+    assert_eq!(halo_of("c"), Halo { input: [2; 4], output: [0; 4] });
+    assert_eq!(halo_of("d"), Halo { input: [2; 4], output: [0; 4] });
+    for name in ["e", "f"] {
         assert!(halo_of(name).is_none(), "{name}: {halos:?}");
     }
     for node in &g.nodes {

@@ -147,6 +147,21 @@ fn squeezenet() {
     assert!(g.kernels().all(
         |(_, _, t)| !matches!(t.op, Op::Conv2d(_)) || t.epilogue == [EpilogueOp::Bias, EpilogueOp::Relu]
     ));
+    // Each fire module's squeeze conv writes inside the border its 3×3 expand conv reads; its
+    // 1×1 expand conv reads the plane inside the same buffer.
+    let mut laid_out = g.clone();
+    let (_, bordered) = laid_out.lay_out(16);
+    check_graph(&laid_out);
+    assert_eq!(bordered, 8);
+    let reading_a_border: Vec<usize> = laid_out
+        .kernels()
+        .filter_map(|(_, _, t)| match t.op {
+            Op::Conv2d(c) if t.halo.input == [1; 4] => Some(c.kh),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(reading_a_border.iter().filter(|&&k| k == 1).count(), 8, "{reading_a_border:?}");
+    assert_eq!(reading_a_border.iter().filter(|&&k| k == 3).count(), 8, "{reading_a_border:?}");
 }
 
 /// Kernels by op name (`conv2d`, `batch_matmul`, `max_pool`, `avg_pool`).

@@ -69,13 +69,15 @@ fn run_channel_blocked(task: &Task, inputs: &[Vec<f32>]) -> Vec<Vec<f32>> {
 fn run_bordered(task: &Task, inputs: &[Vec<f32>]) -> Vec<Vec<f32>> {
     let Op::Conv2d(c) = &task.op else { unreachable!("Task::validate allows borders on convs only") };
     let mut inner = task.without_halo();
+    let mut inputs = inputs.to_vec();
     if task.halo.input != [0; 4] {
         inner.op = Op::Conv2d(c.over_padded_input());
+        inputs[0] = padded_window(c, task.halo.input, task.layout.input, &inputs[0]);
     }
     let border = task.halo.output;
     let block = task.layout.output;
     let (planes, rows, cols) = (c.n * c.o / block, c.out_h(), c.out_w());
-    run(&inner, inputs)
+    run(&inner, &inputs)
         .into_iter()
         .map(|y| {
             let (rows_out, cols_out) = (rows + border[0] + border[2], cols + border[1] + border[3]);
@@ -90,6 +92,23 @@ fn run_bordered(task: &Task, inputs: &[Vec<f32>]) -> Vec<Vec<f32>> {
             out
         })
         .collect()
+}
+
+/// The window of a bordered input buffer (`border` around each `c.h × c.w` plane of `block`-wide
+/// positions) that is the conv's padded input: `c.pad` around the plane.
+fn padded_window(c: &Conv2dSpec, border: [usize; 4], block: usize, x: &[f32]) -> Vec<f32> {
+    let (rows, cols) = (c.h + border[0] + border[2], c.w + border[1] + border[3]);
+    let window = c.over_padded_input();
+    let (top, left) = (border[0] - c.pad[0], border[1] - c.pad[1]);
+    let planes = x.len() / (rows * cols * block);
+    let mut out = Vec::with_capacity(planes * window.h * window.w * block);
+    for p in 0..planes {
+        for r in 0..window.h {
+            let from = ((p * rows + top + r) * cols + left) * block;
+            out.extend_from_slice(&x[from..from + window.w * block]);
+        }
+    }
+    out
 }
 
 /// An NCHW tensor (images of `c` channels of `plane` positions) in NCHW{block}c order:
@@ -397,8 +416,35 @@ mod tests {
             }
         }
         assert!(bordered.validate().is_ok());
-        let wrong_pad = blocked.clone().with_halo(crate::Halo { input: [2; 4], output: [0; 4] });
-        assert!(wrong_pad.validate().is_err(), "an input border is exactly the padding");
+        let short = blocked.clone().with_halo(crate::Halo { input: [0, 1, 1, 1], output: [0; 4] });
+        assert!(short.validate().is_err(), "an input border covers the padding");
+
+        // A wider border (another reader needs more): the conv reads its window, the padding
+        // nearest the plane; what lies beyond it is never read.
+        let wider = blocked.clone().with_halo(crate::Halo { input: [2, 1, 1, 3], output: [0; 4] });
+        assert!(wider.validate().is_ok());
+        assert_eq!(wider.inputs()[0].shape, vec![2, 1, 6, 6, 4]);
+        let mut buffer = vec![99.0; 2 * 6 * 6 * 4];
+        for (i, &v) in inputs[0].iter().enumerate() {
+            let (image, pos, lane) = (i / 24, (i / 4) % 6, i % 4);
+            let (y, x) = (pos / 2, pos % 2);
+            buffer[((image * 6 + y + 2) * 6 + x + 1) * 4 + lane] = v;
+        }
+        // The padding ring one position around the plane is zero; row 0 and columns 4–5 stay 99.
+        for image in 0..2 {
+            for y in 1..6 {
+                for x in 0..4 {
+                    let inside = (2..5).contains(&y) && (1..3).contains(&x);
+                    if !inside {
+                        for lane in 0..4 {
+                            buffer[((image * 6 + y) * 6 + x) * 4 + lane] = 0.0;
+                        }
+                    }
+                }
+            }
+        }
+        let got = run(&wider, &[buffer, inputs[1].clone(), inputs[2].clone()]);
+        assert_eq!(got[0], want, "the window of a wider border");
         let plain_input = bordered.clone().with_layout(ChannelBlocks { input: 1, output: 2 });
         assert!(plain_input.validate().is_err(), "borders are for channel blocks");
         let with_residual = Task::new(Op::Conv2d(spec), vec![EpilogueOp::Add])

@@ -70,8 +70,9 @@ pub struct Task {
 /// left, bottom, right]` positions: written once by the producer, so the consumer of a padded
 /// conv reads its input in place instead of making a zero-padded copy per call.
 ///
-/// `input` is either none or exactly the conv's `pad`: the buffer then holds the padding, and the
-/// kernel computes the unpadded conv over the whole buffer ([`Conv2dSpec::over_padded_input`]).
+/// `input` is either none or covers the conv's `pad` on every side (wider where another reader
+/// of the buffer needs more): the kernel computes the unpadded conv
+/// ([`Conv2dSpec::over_padded_input`]) over the window of the buffer that is its padded input.
 /// `output` is the border the producer leaves around its result, every element of it written
 /// zero by every call (the buffer may have held another tensor before). Only channel-blocked
 /// convs carry one; an output border excludes a residual (which would need the same border).
@@ -248,9 +249,10 @@ impl Task {
         }
         let Op::Conv2d(c) = &self.op else { return Err("only a conv takes zero borders (a halo)".into()) };
         let Halo { input, output } = self.halo;
-        if input != [0; 4] && (input != c.pad || self.layout.input <= 1) {
+        let covers_pad = input.iter().zip(&c.pad).all(|(b, p)| b >= p);
+        if input != [0; 4] && (!covers_pad || self.layout.input <= 1) {
             return Err(format!(
-                "an input halo must be the conv's padding {:?} around a channel-blocked input",
+                "an input halo must cover the conv's padding {:?} around a channel-blocked input",
                 c.pad
             ));
         }

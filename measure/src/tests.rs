@@ -146,15 +146,16 @@ proptest! {
         assert_space_points_match_reference(&task, threads, seed, 4);
     }
 
-    /// Zero borders (halos): an input that holds the conv's padding, read in place, and an
-    /// output written inside a border the kernel zeroes (its buffer starts as NaN, so a border
-    /// left unwritten fails), each alone and both.
+    /// Zero borders (halos): an input that holds the conv's padding (or a wider border), read in
+    /// place, and an output written inside a border the kernel zeroes (its buffer starts as NaN,
+    /// so a border left unwritten fails), each alone and both.
     #[test]
     fn random_bordered_conv_points_match_the_reference(
         n in 1usize..3, input in prop::sample::select(vec![2usize, 4, 16]), output in prop::sample::select(vec![16usize, 32]),
         c_blocks in 1usize..4, o_blocks in 1usize..3, h in 1usize..10, w in 1usize..10, kh in 1usize..4, kw in 1usize..4,
         sh in 1usize..3, sw in 1usize..3, pad in proptest::array::uniform4(0usize..3),
-        out_border in proptest::array::uniform4(0usize..3), sides in 1usize..4, epilogue in epilogue_strategy(),
+        out_border in proptest::array::uniform4(0usize..3), wider in proptest::array::uniform4(0usize..2),
+        sides in 1usize..4, epilogue in epilogue_strategy(),
         threads in 1u32..3, seed in any::<u64>(),
     ) {
         let spec = Conv2dSpec {
@@ -163,7 +164,8 @@ proptest! {
         prop_assume!(spec.validate().is_ok());
         let epilogue: Vec<EpilogueOp> = epilogue.into_iter().filter(|e| *e != EpilogueOp::Add).collect();
         let halo = Halo {
-            input: if sides & 1 != 0 { pad } else { [0; 4] },
+            // The conv's padding, or wider (another reader of the buffer needs more).
+            input: if sides & 1 != 0 { std::array::from_fn(|i| pad[i] + wider[i]) } else { [0; 4] },
             output: if sides & 2 != 0 { out_border } else { [0; 4] },
         };
         let task = Task::new(Op::Conv2d(spec), epilogue).with_layout(ChannelBlocks { input, output }).with_halo(halo);

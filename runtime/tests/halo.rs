@@ -18,7 +18,8 @@ use prost::Message;
 use std::collections::HashSet;
 
 /// x [1,16,12,12] → a = relu(conv 1×1, 32 ch) → b = relu(conv 3×3 pad 1) → y = conv 3×3 stride 2
-/// pad 1 (an output, [1,32,6,6]).
+/// pad 1 (an output, [1,32,6,6]), and z = conv 1×1 of b (an output, [1,16,12,12]): b's border is
+/// y's padding, and z reads the plane inside it.
 fn model() -> Vec<u8> {
     let k3 = |strides: i64| {
         vec![ints("kernel_shape", &[3, 3]), ints("pads", &[1, 1, 1, 1]), ints("strides", &[strides, strides])]
@@ -29,6 +30,7 @@ fn model() -> Vec<u8> {
         node("Conv", &["a", "wb", "bb"], "b0", k3(1)),
         node("Relu", &["b0"], "b", vec![]),
         node("Conv", &["b", "wy"], "y", k3(2)),
+        node("Conv", &["b", "wz"], "z", vec![ints("kernel_shape", &[1, 1])]),
     ];
     let model = proto::ModelProto {
         ir_version: Some(8),
@@ -42,9 +44,13 @@ fn model() -> Vec<u8> {
                 weights("wb", &[32, 32, 3, 3], 3),
                 weights("bb", &[32], 4),
                 weights("wy", &[32, 32, 3, 3], 5),
+                weights("wz", &[16, 32, 1, 1], 6),
             ],
             input: vec![proto::ValueInfoProto::float("x", Some(&[1, 16, 12, 12]))],
-            output: vec![proto::ValueInfoProto::float("y", Some(&[1, 32, 6, 6]))],
+            output: vec![
+                proto::ValueInfoProto::float("y", Some(&[1, 32, 6, 6])),
+                proto::ValueInfoProto::float("z", Some(&[1, 16, 12, 12])),
+            ],
             ..Default::default()
         }),
         ..Default::default()
@@ -82,6 +88,7 @@ fn a_bordered_plan_computes_what_the_nchw_and_borderless_plans_compute() {
         [
             Halo { input: [0; 4], output: one },
             Halo { input: one, output: one },
+            Halo { input: one, output: [0; 4] },
             Halo { input: one, output: [0; 4] }
         ]
     );
@@ -90,12 +97,15 @@ fn a_bordered_plan_computes_what_the_nchw_and_borderless_plans_compute() {
     // Runs with different inputs: the second finds the first one's values in every buffer.
     for seed in 0..3 {
         let x = input(seed);
-        let want = nchw.run(&[("x", &x)]).expect("runs")[0].1.clone();
-        let blocked_got = blocks.run(&[("x", &x)]).expect("runs")[0].1.clone();
-        let bordered_got = borders.run(&[("x", &x)]).expect("runs")[0].1.clone();
-        assert!(want.iter().any(|v| *v != 0.0));
-        assert_close(&blocked_got, &want, "borderless");
-        assert_close(&bordered_got, &want, "bordered");
+        let want = nchw.run(&[("x", &x)]).expect("runs");
+        let blocked_got = blocks.run(&[("x", &x)]).expect("runs");
+        let bordered_got = borders.run(&[("x", &x)]).expect("runs");
+        assert_eq!(want.len(), 2);
+        for (i, (name, want)) in want.iter().enumerate() {
+            assert!(want.iter().any(|v| *v != 0.0));
+            assert_close(&blocked_got[i].1, want, &format!("{name} borderless"));
+            assert_close(&bordered_got[i].1, want, &format!("{name} bordered"));
+        }
     }
 }
 
@@ -110,11 +120,11 @@ fn a_log_tuned_without_borders_lends_its_schedules() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut log = Database::open(&dir.path().join("borderless.tuning.db")).expect("db");
     let tuned = trials::write_trials(&mut log, &borderless, &target, false);
-    assert_eq!(tuned.len(), 3);
+    assert_eq!(tuned.len(), 4);
 
     let mut with_borders = Plan::new(&bordered, Some(&log), &target, PlanConfig::default()).expect("plan");
     assert_eq!(with_borders.n_default(), 0, "every bordered task runs its twin's schedule");
-    assert_eq!(with_borders.borderless_tasks().count(), 3);
+    assert_eq!(with_borders.borderless_tasks().count(), 4);
     for kernel in with_borders.tasks() {
         let autotune_runtime::KernelSource::Tuned { trace, .. } = &kernel.source else { unreachable!() };
         let (_, twin_trace) =
@@ -130,12 +140,15 @@ fn a_log_tuned_without_borders_lends_its_schedules() {
     let mut without = Plan::new(&borderless, Some(&log), &target, PlanConfig::default()).expect("plan");
     assert_eq!(without.borderless_tasks().count(), 0, "its own tasks were tuned");
     let x = input(0);
-    let want = without.run(&[("x", &x)]).expect("runs")[0].1.clone();
-    assert_close(&with_borders.run(&[("x", &x)]).expect("runs")[0].1, &want, "twin schedules");
+    let want = without.run(&[("x", &x)]).expect("runs");
+    let got = with_borders.run(&[("x", &x)]).expect("runs");
+    for ((name, got), (_, want)) in got.iter().zip(&want) {
+        assert_close(got, want, &format!("{name} on twin schedules"));
+    }
 
     // Once the bordered tasks have their own trials, those win.
     let own = trials::write_trials(&mut log, &bordered, &target, false);
-    assert_eq!(own.len(), 3);
+    assert_eq!(own.len(), 4);
     let retuned = Plan::new(&bordered, Some(&log), &target, PlanConfig::default()).expect("plan");
     assert_eq!((retuned.n_default(), retuned.borderless_tasks().count()), (0, 0));
     let logged: HashSet<String> = tuned.iter().chain(&own).map(|(t, _)| t.key().0).collect();

@@ -996,9 +996,19 @@ fn conv_problem_by_channels(task: &Task, c: &Conv2dSpec, lanes: i64) -> GemmProb
         };
         (fill, hp, wp)
     });
-    let (a_source, plane, row_len) = match &scratch {
-        Some((_, hp, wp)) => (Operand::Scratch, hp * wp, *wp),
-        None => (Operand::Param(0), h * w, w),
+    // An input in place is the conv's window of its buffer: the buffer's border may be wider
+    // than this conv's padding (another reader needs more), so the window starts `origin` in.
+    let (a_source, plane, row_len, origin) = match &scratch {
+        Some((_, hp, wp)) => (Operand::Scratch, hp * wp, *wp, 0),
+        None => match &task.op {
+            Op::Conv2d(logical) if task.halo.input != [0; 4] => {
+                let b = task.halo.input.map(|x| x as i64);
+                let (rows, cols) = (logical.h as i64 + b[0] + b[2], logical.w as i64 + b[1] + b[3]);
+                let origin = (b[0] - logical.pad[0] as i64) * cols + b[1] - logical.pad[1] as i64;
+                (Operand::Param(0), rows * cols, cols, origin)
+            }
+            _ => (Operand::Param(0), h * w, w, 0),
+        },
     };
     let in_place_slack = scratch.is_none() && bi > 1;
     // (channel block or channel, tap row, tap column, channel within the block) → A's index.
@@ -1012,7 +1022,7 @@ fn conv_problem_by_channels(task: &Task, c: &Conv2dSpec, lanes: i64) -> GemmProb
         // are never stored): no read past the input, and no scalar path for edge tiles.
         let i = if in_place_slack { i.min(Expr::int(oh * ow - 1)) } else { i };
         let (oy, ox) = (i.clone().floor_div(Expr::int(ow)), i % Expr::int(ow));
-        (image_plane * plane + (oy * sh + th * dh) * row_len + ox * sw + tw * dw) * bi + lane
+        (image_plane * plane + origin + (oy * sh + th * dh) * row_len + ox * sw + tw * dw) * bi + lane
     };
     let blocked_in = bi > 1;
     let (k, taps_h, taps_w) = if blocked_in { (cg / bi, kh * kw, bi) } else { (cg, kh, kw) };
