@@ -149,9 +149,9 @@ impl Graph {
 
     /// Gives a zero border to every tensor that a channel-blocked conv with no residual writes
     /// and only channel-blocked convs read, as their input, some of them padded — not a model
-    /// output: on each side the widest of their paddings. Sets the producer's and readers' [`Halo`]s and the
-    /// tensor's shape (its buffer's: the border included); returns how many tensors got one.
-    /// Call after [`Graph::block_channels`]; calling it again changes nothing.
+    /// output: on each side the widest of their paddings. Sets the producer's and readers'
+    /// [`Halo`]s and the tensor's shape (its buffer's: the border included); returns how many
+    /// tensors got one. Call after [`Graph::block_channels`]; calling it again changes nothing.
     pub fn add_halos(&mut self) -> usize {
         let mut producer = vec![None; self.tensors.len()];
         let mut readers: Vec<Vec<(usize, usize)>> = vec![Vec::new(); self.tensors.len()];
@@ -176,8 +176,8 @@ impl Graph {
         };
         let mut bordered = Vec::new();
         for t in 0..self.tensors.len() {
-            let Some((writer, _)) = producer[t].and_then(|p| conv(p).map(|x| (p, x))) else { continue };
-            let (task, _) = conv(writer).expect("a conv");
+            let Some(writer) = producer[t] else { continue };
+            let Some((task, _)) = conv(writer) else { continue };
             let writes_bordered = task.layout.output > 1
                 && task.halo.output == [0; 4]
                 && !task.epilogue.contains(&EpilogueOp::Add);
@@ -201,14 +201,14 @@ impl Graph {
                 bordered.push((t, writer, border));
             }
         }
-        for &(t, writer, pad) in &bordered {
+        for &(t, writer, border) in &bordered {
             let set = |kind: &mut NodeKind, input: bool| {
                 if let NodeKind::Kernel(task) = kind {
                     let mut halo = task.halo;
                     if input {
-                        halo.input = pad;
+                        halo.input = border;
                     } else {
-                        halo.output = pad;
+                        halo.output = border;
                     }
                     *task = task.clone().with_halo(halo);
                 }
@@ -219,7 +219,7 @@ impl Graph {
             }
             let shape = &mut self.tensors[t].shape;
             if let [n, c, h, w] = shape[..] {
-                *shape = Halo::bordered([n, c, h, w], pad).to_vec();
+                *shape = Halo::bordered([n, c, h, w], border).to_vec();
             }
         }
         bordered.len()
