@@ -28,6 +28,6 @@ pub use loop_nest::{
 pub use ops::{BatchMatmulSpec, Conv2dSpec, EpilogueOp, Pool2dSpec, PoolKind, Scalar};
 pub use status::TrialStatus;
 pub use target::{CacheSizes, CpuTarget, CudaTarget, IsaLevel, Target, UnsupportedLevel};
-pub use task::{ChannelBlocks, DType, Halo, MatmulShape, Op, Task, TaskKey, TensorSpec};
+pub use task::{ChannelBlocks, DType, Halo, InputWindow, MatmulShape, Op, Task, TaskKey, TensorSpec};
 pub use tolerance::{compare, Mismatch, Tolerance};
 pub use trace::{Decision, Trace};

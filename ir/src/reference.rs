@@ -2,7 +2,7 @@
 //! schedules. Accumulates in f64 so the reference is more accurate than any kernel it judges.
 
 use crate::ops::{BatchMatmulSpec, Conv2dSpec, EpilogueOp, Pool2dSpec, PoolKind};
-use crate::task::{ChannelBlocks, Op, Task};
+use crate::task::{ChannelBlocks, InputWindow, Op, Task};
 use ndarray::{Array2, ArrayView2};
 
 /// `C = A · B` with an f64 accumulator, i-k-j order only so that big references finish quickly.
@@ -70,9 +70,9 @@ fn run_bordered(task: &Task, inputs: &[Vec<f32>]) -> Vec<Vec<f32>> {
     let Op::Conv2d(c) = &task.op else { unreachable!("Task::validate allows borders on convs only") };
     let mut inner = task.without_halo();
     let mut inputs = inputs.to_vec();
-    if task.halo.input != [0; 4] {
+    if let Some(window) = task.halo.input_window(c) {
         inner.op = Op::Conv2d(c.over_padded_input());
-        inputs[0] = padded_window(c, task.halo.input, task.layout.input, &inputs[0]);
+        inputs[0] = padded_window(c, window, task.layout.input, &inputs[0]);
     }
     let border = task.halo.output;
     let block = task.layout.output;
@@ -94,17 +94,15 @@ fn run_bordered(task: &Task, inputs: &[Vec<f32>]) -> Vec<Vec<f32>> {
         .collect()
 }
 
-/// The window of a bordered input buffer (`border` around each `c.h × c.w` plane of `block`-wide
-/// positions) that is the conv's padded input: `c.pad` around the plane.
-fn padded_window(c: &Conv2dSpec, border: [usize; 4], block: usize, x: &[f32]) -> Vec<f32> {
-    let (rows, cols) = (c.h + border[0] + border[2], c.w + border[1] + border[3]);
+/// The window `at` of a bordered input buffer (planes of `block`-wide positions) that is the
+/// conv's padded input.
+fn padded_window(c: &Conv2dSpec, at: InputWindow, block: usize, x: &[f32]) -> Vec<f32> {
     let window = c.over_padded_input();
-    let (top, left) = (border[0] - c.pad[0], border[1] - c.pad[1]);
-    let planes = x.len() / (rows * cols * block);
+    let planes = x.len() / (at.rows * at.cols * block);
     let mut out = Vec::with_capacity(planes * window.h * window.w * block);
     for p in 0..planes {
         for r in 0..window.h {
-            let from = ((p * rows + top + r) * cols + left) * block;
+            let from = ((p * at.rows + at.top + r) * at.cols + at.left) * block;
             out.extend_from_slice(&x[from..from + window.w * block]);
         }
     }

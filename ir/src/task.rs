@@ -82,11 +82,34 @@ pub struct Halo {
     pub output: [usize; 4],
 }
 
+/// A bordered input buffer's plane (`rows × cols` positions) and where in it the conv's padded
+/// input — the input of [`Conv2dSpec::over_padded_input`] — starts: its padding is the part of
+/// the border nearest the plane, a wider border's outer rows and columns are never read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InputWindow {
+    pub rows: usize,
+    pub cols: usize,
+    pub top: usize,
+    pub left: usize,
+}
+
 impl Halo {
     pub const NONE: Halo = Halo { input: [0; 4], output: [0; 4] };
 
     pub fn is_none(&self) -> bool {
         *self == Halo::NONE
+    }
+
+    /// Where `conv`'s padded input lies in a buffer with this input border: the one geometry the
+    /// kernel and the reference read by. `None` without an input border.
+    pub fn input_window(&self, conv: &Conv2dSpec) -> Option<InputWindow> {
+        let b = self.input;
+        (b != [0; 4]).then(|| InputWindow {
+            rows: conv.h + b[0] + b[2],
+            cols: conv.w + b[1] + b[3],
+            top: b[0] - conv.pad[0],
+            left: b[1] - conv.pad[1],
+        })
     }
 
     /// An `[n, c, h, w]` plane's shape with `border` rows and columns around it.

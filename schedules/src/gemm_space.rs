@@ -998,17 +998,17 @@ fn conv_problem_by_channels(task: &Task, c: &Conv2dSpec, lanes: i64) -> GemmProb
     });
     // An input in place is the conv's window of its buffer: the buffer's border may be wider
     // than this conv's padding (another reader needs more), so the window starts `origin` in.
-    let (a_source, plane, row_len, origin) = match &scratch {
-        Some((_, hp, wp)) => (Operand::Scratch, hp * wp, *wp, 0),
-        None => match &task.op {
-            Op::Conv2d(logical) if task.halo.input != [0; 4] => {
-                let b = task.halo.input.map(|x| x as i64);
-                let (rows, cols) = (logical.h as i64 + b[0] + b[2], logical.w as i64 + b[1] + b[3]);
-                let origin = (b[0] - logical.pad[0] as i64) * cols + b[1] - logical.pad[1] as i64;
-                (Operand::Param(0), rows * cols, cols, origin)
-            }
-            _ => (Operand::Param(0), h * w, w, 0),
-        },
+    let window = match &task.op {
+        Op::Conv2d(logical) => task.halo.input_window(logical),
+        _ => None,
+    };
+    let (a_source, plane, row_len, origin) = match (&scratch, window) {
+        (Some((_, hp, wp)), _) => (Operand::Scratch, hp * wp, *wp, 0),
+        (None, Some(at)) => {
+            let (rows, cols) = (at.rows as i64, at.cols as i64);
+            (Operand::Param(0), rows * cols, cols, at.top as i64 * cols + at.left as i64)
+        }
+        (None, None) => (Operand::Param(0), h * w, w, 0),
     };
     let in_place_slack = scratch.is_none() && bi > 1;
     // (channel block or channel, tap row, tap column, channel within the block) → A's index.
