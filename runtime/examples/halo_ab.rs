@@ -9,27 +9,19 @@
 //! cargo run --release -p autotune-runtime --example halo_ab -- MODEL.onnx [TUNING_LOG|-] [THREADS] [ROUNDS] [BEFORE_LOG]
 //! ```
 
-use autotune_ir::ChannelBlocks;
-use autotune_runtime::{host_cpu_target, random_inputs, Database, Plan, PlanConfig};
-use std::path::Path;
-use std::time::Instant;
+#[path = "support/ab.rs"]
+mod ab;
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
+use ab::{as_named, interleaved, median, random_named_inputs, AbArgs};
+use autotune_ir::ChannelBlocks;
+use autotune_runtime::{host_cpu_target, Database, Plan, PlanConfig};
+use std::path::Path;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let Some(model) = args.first() else {
-        return Err("usage: halo_ab MODEL.onnx [TUNING_LOG|-] [THREADS] [ROUNDS] [BEFORE_LOG]".into());
-    };
-    let log =
-        args.get(1).filter(|p| *p != "-").map(|p| Database::open_read_only(Path::new(p))).transpose()?;
-    let threads: u32 = args.get(2).map(|t| t.parse()).transpose()?.unwrap_or(1);
-    let rounds: usize = args.get(3).map(|t| t.parse()).transpose()?.unwrap_or(30);
-    let before = args.get(4).map(|p| Database::open_read_only(Path::new(p))).transpose()?;
-    let mut borderless = autotune_graph::load(Path::new(model), &Default::default())?;
+    let AbArgs { model, log, threads, rounds, rest } =
+        AbArgs::parse("usage: halo_ab MODEL.onnx [TUNING_LOG|-] [THREADS] [ROUNDS] [BEFORE_LOG]")?;
+    let before = rest.first().map(|p| Database::open_read_only(Path::new(p))).transpose()?;
+    let mut borderless = autotune_graph::load(Path::new(&model), &Default::default())?;
     borderless.block_channels(ChannelBlocks::cpu_block());
     let mut bordered = borderless.clone();
     let n_bordered = bordered.add_halos();
@@ -42,10 +34,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Plan::new(&bordered, log.as_ref(), &target, PlanConfig::default())?,
         Plan::new(b_graph, b_log, &target, PlanConfig::default())?,
     ];
-    let inputs = plans[0].inputs();
-    let values = random_inputs(&inputs, 0);
-    let named: Vec<(&str, &[f32])> =
-        inputs.iter().zip(&values).map(|(info, v)| (info.name.as_str(), v.as_slice())).collect();
+    let inputs = random_named_inputs(&plans[0]);
+    let named = as_named(&inputs);
     let outputs: Vec<_> = plans.iter_mut().map(|p| p.run(&named)).collect::<Result<_, _>>()?;
     let max_diff = outputs[0]
         .iter()
@@ -53,15 +43,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .flat_map(|((_, a), (_, b))| a.iter().zip(b).map(|(x, y)| (x - y).abs()))
         .fold(0.0f32, f32::max);
 
-    let mut times = [Vec::new(), Vec::new()];
-    for round in 0..rounds {
-        // Alternate which goes first, so neither always runs on a cache the other warmed.
-        for k in [round % 2, 1 - round % 2] {
-            let start = Instant::now();
-            plans[k].run(&named)?;
-            times[k].push(start.elapsed().as_secs_f64());
-        }
-    }
+    let times = interleaved(&mut plans, &named, rounds, |_, _| Ok(()))?;
     let [with, without] = [median(times[0].clone()), median(times[1].clone())];
     println!(
         "{model}, {threads} thread(s), {rounds} interleaved rounds: bordered {:.3} ms, {b_name} {:.3} ms, ratio {:.3}; {n_bordered} tensors bordered, {} vs {} of {} tasks on a borderless twin's schedule, {} default vs {}; outputs differ by at most {max_diff:e}",
